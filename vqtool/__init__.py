@@ -1,0 +1,16 @@
+"""vqtool: discrete codes and controllable generation from media.
+
+Library use::
+
+    import vqtool
+    model = vqtool.load("cifar10")          # bundled, SHA-256 checked
+    codes = model.encode(images)            # (N, 3, H, W) floats in [0, 1] -> (N, h, w) codes
+    images = model.decode(codes)            # and back
+"""
+
+__version__ = "0.1.0"
+
+from .errors import VqtoolError  # noqa: E402
+from .hub import available_models, load  # noqa: E402
+
+__all__ = ["__version__", "VqtoolError", "available_models", "load"]

@@ -1,0 +1,16 @@
+"""One exception type for everything a user can cause (bad file, unknown name, bad option).
+
+The CLI prints such errors as one line and exits 1; anything else is a bug and is reported as such.
+"""
+
+
+class VqtoolError(Exception):
+    """A problem with the user's input, reported as one line: ``SOURCE: cause``."""
+
+    def __init__(self, message: str, source: str | None = None):
+        super().__init__(message)
+        self.source = source
+
+    def __str__(self) -> str:
+        message = super().__str__()
+        return f"{self.source}: {message}" if self.source else message

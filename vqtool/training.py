@@ -1,0 +1,213 @@
+"""The one training loop: seeding, devices, torchrun/DDP, progress, metrics log, resumable state,
+held-out evaluation and export. A model family supplies a `Task`; everything else lives here."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import torch
+import torch.distributed as dist
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .hub import resolve_device, save_checkpoint
+from .media import atomic_path
+
+STATE_FILE = "state.safetensors"
+
+
+@dataclass
+class TrainOptions:
+    out: Path
+    name: str
+    steps: int = 10_000
+    batch_size: int = 128
+    lr: float = 3e-4
+    warmup: int = 200
+    seed: int = 0
+    device: str = "auto"
+    log_every: int = 50
+    checkpoint_every: int = 500
+    resume: bool = False
+    quiet: bool = False
+    time_limit: float | None = None  # seconds; training ends at `steps` or here, whichever is first
+    command: str = field(default_factory=lambda: shlex.join(["vqtool", *sys.argv[1:]]))
+
+
+class Task(Protocol):
+    """What a model family provides to `fit`."""
+
+    architecture: str
+    config: object
+
+    def build(self) -> torch.nn.Module: ...
+    def dataset_size(self) -> int: ...
+    def batch(self, indices: torch.Tensor, device: torch.device, generator: torch.Generator): ...
+    def loss(self, model: torch.nn.Module, batch) -> tuple[torch.Tensor, dict[str, float]]: ...
+    def evaluate(self, model: torch.nn.Module, device: torch.device) -> dict[str, float]: ...
+    def provenance(self) -> dict: ...
+    def card_notes(self) -> dict: ...
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: torch.device) -> Distributed:
+    """Join the torchrun group when launched by torchrun (gloo on CPU, nccl on GPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Distributed()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def lr_at(step: int, progress: float, opts: TrainOptions) -> float:
+    """Linear warm-up, then cosine decay to a tenth of the peak as progress goes from 0 to 1."""
+    if step < opts.warmup:
+        return opts.lr * (step + 1) / opts.warmup
+    return opts.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def progress_of(step: int, elapsed: float, opts: TrainOptions, ddp: "Distributed") -> float:
+    """Share of the run done: by steps, or by time when a time limit is set (rank 0's clock rules)."""
+    progress = step / opts.steps
+    if opts.time_limit:
+        by_time = torch.tensor([elapsed / opts.time_limit])
+        if ddp.world > 1:
+            dist.broadcast(by_time, 0)
+        progress = max(progress, float(by_time))
+    return progress
+
+
+def save_state(path: Path, model, optimizer, step: int, opts: TrainOptions) -> None:
+    """Everything needed to resume, as safetensors (optimizer state flattened, no pickle)."""
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    optim = optimizer.state_dict()
+    for index, state in optim["state"].items():
+        for key, value in state.items():
+            tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    tensors["rng.cpu"] = torch.get_rng_state()
+    metadata = {"step": str(step), "param_groups": json.dumps(optim["param_groups"]),
+                "options": json.dumps({k: str(v) for k, v in asdict(opts).items()})}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+
+
+def load_state(path: Path, model, optimizer) -> int:
+    with safe_open(str(path), framework="pt") as handle:
+        meta = handle.metadata()
+        tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
+    torch.set_rng_state(tensors["rng.cpu"])
+    return int(meta["step"])
+
+
+def fit(task: Task, opts: TrainOptions) -> Path | None:
+    """Train `task` for opts.steps steps; rank 0 returns the exported checkpoint's path."""
+    device = resolve_device(opts.device)
+    ddp = setup_distributed(device)
+    if device.type == "cuda" and ddp.world > 1:
+        device = torch.device("cuda", ddp.local_rank)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    torch.manual_seed(opts.seed)  # identical initial weights on every rank
+    model = task.build().to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr)
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    state_path = out / STATE_FILE
+    step = 0
+    if opts.resume and state_path.is_file():
+        step = load_state(state_path, model, optimizer)
+    wrapped = model
+    if ddp.world > 1:
+        wrapped = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
+    generator = torch.Generator().manual_seed(opts.seed * 7919 + ddp.rank + step)
+    from .data import batches
+
+    order = batches(task.dataset_size(), opts.batch_size // ddp.world, opts.seed + step, ddp.rank, ddp.world)
+    console = Console(stderr=True, quiet=opts.quiet or not ddp.main)
+    log = open(out / "metrics.jsonl", "a") if ddp.main else None
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                        TextColumn("{task.fields[metrics]}"), TimeRemainingColumn(), console=console)
+    started, running, done = time.time(), {}, step / opts.steps
+    model.train()
+    with progress:
+        bar = progress.add_task(f"train {opts.name}", total=opts.steps, completed=step, metrics="")
+        while done < 1:
+            lr = lr_at(step, done, opts)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            batch = task.batch(next(order), device, generator)
+            loss, metrics = task.loss(wrapped, batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            done = progress_of(step, time.time() - started, opts, ddp)
+            for key, value in metrics.items():
+                running[key] = running.get(key, 0.0) + value
+            if step % opts.log_every == 0 or done >= 1:
+                count = (step - 1) % opts.log_every + 1
+                record = {"step": step, "lr": lr, "seconds": round(time.time() - started, 1),
+                          **{k: round(v / count, 6) for k, v in running.items()}}
+                running = {}
+                if log:
+                    log.write(json.dumps(record) + "\n")
+                    log.flush()
+                shown = " ".join(f"{k}={v:.4g}" for k, v in record.items() if k not in ("step", "lr", "seconds"))
+                progress.update(bar, completed=step, metrics=shown)
+            if ddp.main and (step % opts.checkpoint_every == 0 or done >= 1):
+                save_state(state_path, model, optimizer, step, opts)
+    if log:
+        log.close()
+    exported = None
+    if ddp.main:
+        model.eval()
+        console.print(f"evaluating {opts.name} on held-out data…")
+        with torch.no_grad():
+            metrics = task.evaluate(model, device)
+        provenance = {**task.provenance(), "steps": step, "batch_size": opts.batch_size, "lr": opts.lr,
+                      "seed": opts.seed, "world_size": ddp.world, "device": device.type,
+                      "torch": torch.__version__, "command": opts.command,
+                      "train_seconds": round(time.time() - started, 1),
+                      "date": time.strftime("%Y-%m-%d", time.gmtime())}
+        exported = out / f"{opts.name}.safetensors"
+        save_checkpoint(exported, model, task.architecture, task.config, opts.name, provenance, metrics,
+                        extra=task.card_notes())
+        from .cards import write_card
+
+        write_card(exported)
+        console.print(f"wrote {exported}: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()
+                                                         if isinstance(v, (int, float))))
+    if ddp.world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return exported
