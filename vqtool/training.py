@@ -82,8 +82,9 @@ def setup_distributed(device: torch.device) -> Distributed:
 
 def lr_at(step: int, progress: float, opts: TrainOptions) -> float:
     """Linear warm-up, then cosine decay to a tenth of the peak as progress goes from 0 to 1."""
-    if step < opts.warmup:
-        return opts.lr * (step + 1) / opts.warmup
+    warmup = min(opts.warmup, opts.steps // 10)
+    if step < warmup:
+        return opts.lr * (step + 1) / warmup
     return opts.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 

@@ -1,0 +1,67 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def data_dir() -> Path | None:
+    """../shared/data beside the checkout, or $VQTOOL_DATA."""
+    path = Path(os.environ.get("VQTOOL_DATA", ROOT.parent / "shared" / "data"))
+    return path if path.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    path = data_dir()
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI is set but the shared data is missing (set VQTOOL_DATA or put ../shared/data beside the clone)")
+        pytest.skip("shared data not found (set VQTOOL_DATA)")
+    return path
+
+
+def run_cli(*args, input: bytes | None = None, cwd=None, env=None) -> subprocess.CompletedProcess:
+    """Run the real command line in a subprocess, as a user would."""
+    return subprocess.run([sys.executable, "-m", "vqtool", *map(str, args)], input=input, capture_output=True,
+                          cwd=cwd, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, timeout=300)
+
+
+def synthetic_images(n: int, size: int = 16, seed: int = 0) -> np.ndarray:
+    """Discs of a few colours on a few backgrounds: learnable in seconds by a tiny model."""
+    rng = np.random.default_rng(seed)
+    palette = np.array([[230, 40, 40], [40, 200, 60], [50, 60, 220], [240, 230, 200], [30, 30, 30]])
+    y, x = np.mgrid[0:size, 0:size] / size
+    images = []
+    for _ in range(n):
+        cx, cy, r = rng.uniform(0.2, 0.8, 3)
+        colour, background = palette[rng.choice(len(palette), 2, replace=False)]
+        mask = ((x - cx) ** 2 + (y - cy) ** 2 < (r / 2) ** 2)[..., None]
+        images.append(np.where(mask, colour, background).astype(np.uint8))
+    return np.stack(images)
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("blobs")
+    for label in ("a", "b"):
+        (folder / label).mkdir()
+    for i, array in enumerate(synthetic_images(96)):
+        Image.fromarray(array).save(folder / ("a" if i % 2 else "b") / f"{i:03d}.png")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, image_folder) -> Path:
+    """A tiny VQ-VAE trained for real by `vqtool train vqvae` (a few seconds)."""
+    out = tmp_path_factory.mktemp("tiny")
+    result = run_cli("train", "vqvae", "--data", image_folder, "--eval-data", image_folder, "--name", "tiny",
+                     "--out", out, "--steps", "800", "--batch-size", "16", "--hidden", "32", "--res-hidden", "16",
+                     "--embedding-dim", "8", "--codes", "32", "--lr", "2e-3", "--quiet")
+    assert result.returncode == 0, result.stderr.decode()
+    return out / "tiny.safetensors"
