@@ -347,6 +347,31 @@ def inspect(
         raise typer.Exit(1)
 
 
+@app.command()
+def compare(
+    reference: str = typer.Argument(..., help="Original image."),
+    other: str = typer.Argument(..., help="Image to compare with it (e.g. a reconstruction)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON record."),
+):
+    """PSNR and MSE between two images of the same size (pixels in [0, 1]).
+
+    Example: `vqtool compare photo.png photo.decoded.png`
+    """
+    import numpy as np
+
+    from .media import image_to_array, read_image
+
+    a, b = (image_to_array(read_image(path)).astype(np.float64) / 255 for path in (reference, other))
+    if a.shape != b.shape:
+        raise VqtoolError(f"size {b.shape[1]}x{b.shape[0]} differs from {reference}'s {a.shape[1]}x{a.shape[0]}", other)
+    mse = float(((a - b) ** 2).mean())
+    psnr = float("inf") if mse == 0 else -10 * float(np.log10(mse))
+    if as_json:
+        emit_json({"reference": reference, "other": other, "mse": mse, "psnr_db": psnr})
+    else:
+        sys.stdout.write(f"PSNR {psnr:.2f} dB  (MSE {mse:.6f}, {a.shape[1]}x{a.shape[0]})\n")
+
+
 # --- models --------------------------------------------------------------------------------------
 @models_app.command("list")
 def models_list(models_dir: Optional[Path] = ModelsDirOpt,

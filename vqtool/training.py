@@ -99,7 +99,7 @@ def progress_of(step: int, elapsed: float, opts: TrainOptions, ddp: "Distributed
     return progress
 
 
-def save_state(path: Path, model, optimizer, step: int, opts: TrainOptions) -> None:
+def save_state(path: Path, model, optimizer, step: int, opts: TrainOptions, history: list) -> None:
     """Everything needed to resume, as safetensors (optimizer state flattened, no pickle)."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     optim = optimizer.state_dict()
@@ -107,13 +107,13 @@ def save_state(path: Path, model, optimizer, step: int, opts: TrainOptions) -> N
         for key, value in state.items():
             tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
     tensors["rng.cpu"] = torch.get_rng_state()
-    metadata = {"step": str(step), "param_groups": json.dumps(optim["param_groups"]),
+    metadata = {"step": str(step), "param_groups": json.dumps(optim["param_groups"]), "history": json.dumps(history),
                 "options": json.dumps({k: str(v) for k, v in asdict(opts).items()})}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
 
 
-def load_state(path: Path, model, optimizer) -> int:
+def load_state(path: Path, model, optimizer) -> tuple[int, list]:
     with safe_open(str(path), framework="pt") as handle:
         meta = handle.metadata()
         tensors = {k: handle.get_tensor(k) for k in handle.keys()}
@@ -125,7 +125,9 @@ def load_state(path: Path, model, optimizer) -> int:
             state.setdefault(int(index), {})[name] = value
     optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
     torch.set_rng_state(tensors["rng.cpu"])
-    return int(meta["step"])
+    earlier = json.loads(meta.get("options", "{}")).get("command")  # states saved before history existed
+    default = [{"command": earlier, "from_step": 0}] if earlier else []
+    return int(meta["step"]), json.loads(meta.get("history", json.dumps(default)))
 
 
 def fit(task: Task, opts: TrainOptions) -> Path | None:
@@ -143,9 +145,10 @@ def fit(task: Task, opts: TrainOptions) -> Path | None:
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / STATE_FILE
-    step = 0
+    step, history = 0, []
     if opts.resume and state_path.is_file():
-        step = load_state(state_path, model, optimizer)
+        step, history = load_state(state_path, model, optimizer)
+    history.append({"command": opts.command, "from_step": step})  # every run that shaped the weights
     wrapped = model
     if ddp.world > 1:
         wrapped = torch.nn.parallel.DistributedDataParallel(
@@ -186,7 +189,7 @@ def fit(task: Task, opts: TrainOptions) -> Path | None:
                 shown = " ".join(f"{k}={v:.4g}" for k, v in record.items() if k not in ("step", "lr", "seconds"))
                 progress.update(bar, completed=step, metrics=shown)
             if ddp.main and (step % opts.checkpoint_every == 0 or done >= 1):
-                save_state(state_path, model, optimizer, step, opts)
+                save_state(state_path, model, optimizer, step, opts, history)
     if log:
         log.close()
     exported = None
@@ -198,6 +201,7 @@ def fit(task: Task, opts: TrainOptions) -> Path | None:
         provenance = {**task.provenance(), "steps": step, "batch_size": opts.batch_size, "lr": opts.lr,
                       "seed": opts.seed, "world_size": ddp.world, "device": device.type,
                       "torch": torch.__version__, "command": opts.command,
+                      **({"resumed": history} if len(history) > 1 else {}),
                       "train_seconds": round(time.time() - started, 1),
                       "date": time.strftime("%Y-%m-%d", time.gmtime())}
         exported = out / f"{opts.name}.safetensors"

@@ -1,0 +1,31 @@
+# Two commands on a fresh machine:  `make demo`  and  `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test bench clean
+
+$(BIN)/vqtool: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# torch first, pinned: 2.13.0 is the local CPU wheel (an unpinned torch would pull CUDA builds)
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+install: $(BIN)/vqtool
+
+demo: install
+	mkdir -p out
+	$(BIN)/vqtool encode docs/demo.png -o out/demo.vqc
+	$(BIN)/vqtool inspect out/demo.vqc
+	$(BIN)/vqtool decode out/demo.vqc -o out/demo.png
+	$(BIN)/vqtool compare docs/demo.png out/demo.png
+
+test: install
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python bench/bench_vqvae.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .hypothesis
