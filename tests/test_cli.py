@@ -206,3 +206,11 @@ def test_bad_code_files(photos, tiny_checkpoint, tmp_path):
         assert_one_line_error(run_cli("decode", tmp_path / name, "-o", out), name, cause)
         assert not out.exists()
     assert no_leftovers(tmp_path)
+
+
+def test_several_inputs_into_one_code_file(photos, tiny_checkpoint, tmp_path):
+    result = run_cli("encode", *photos, "-m", tiny_checkpoint, "-o", tmp_path / "all.vqc")
+    assert result.returncode == 0, result.stderr.decode()
+    assert len(read_codes((tmp_path / "all.vqc").read_bytes())) == 3
+    assert run_cli("decode", tmp_path / "all.vqc", "-o", tmp_path / "all").returncode == 0
+    assert sorted(p.name for p in (tmp_path / "all").iterdir()) == ["img0.png", "img1.png", "img2.png"]

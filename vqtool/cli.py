@@ -116,8 +116,6 @@ class Outputs:
     def __init__(self, target: Optional[str], count: int, suffix: str):
         self.target, self.suffix = target, suffix
         self.to_dir = target not in (None, "-") and (count > 1 or Path(target).is_dir() or target.endswith("/"))
-        if target == "-" or (target is None and count == 0):
-            self.to_dir = False
 
     def path_for(self, source: str, stem: Optional[str] = None) -> str:
         stem = stem or (Path(source).stem if source != "-" else "stdin")
@@ -140,7 +138,7 @@ def _report(failures: list[str], source: str, exc: VqtoolError) -> None:
 
 @app.command()
 def encode(
-    inputs: List[str] = typer.Argument(..., metavar="INPUT...", help="Image files or folders; '-' reads one image from stdin."),
+    inputs: List[str] = typer.Argument(..., metavar="INPUT", help="Image files or folders; '-' reads one image from stdin."),
     model: str = typer.Option("cifar10", "--model", "-m", help="Checkpoint name or path."),
     output: Optional[str] = typer.Option(None, "--output", "-o",
                                          help="File, folder (for many inputs) or '-' for stdout. "
@@ -156,8 +154,18 @@ def encode(
     Images of any size are accepted: the grid has ceil(H/4) x ceil(W/4) codes (for a 4-pixel stride)
     and decoding restores the exact original size. Alpha is composited on white.
 
-    Examples: `vqtool encode photo.png` · `vqtool encode shots/ -o codes/` · `vqtool encode photo.png -o - | vqtool decode - -o back.png`
+    Examples:
+
+    `vqtool encode photo.png`  (writes photo.vqc)
+
+    `vqtool encode shots/ -o codes/`
+
+    `vqtool encode a.png b.png -o both.vqc`  (one file, two records)
+
+    `vqtool encode photo.png -o - | vqtool decode - -o back.png`
     """
+    import numpy as np
+
     from .codes import CodeFile
     from .hub import load
     from .media import IMAGE_SUFFIXES, expand_inputs, image_to_array, read_image, write_bytes
@@ -168,8 +176,11 @@ def encode(
     if sources.count("-") > 1:
         raise usage("stdin ('-') can be read only once")
     net = load(model, device, models_dir)
-    outputs = Outputs(output, len(sources), ".vqc")
+    # several inputs into one NAME.vqc file: the format holds many records back to back
+    collect = output not in (None, "-") and output.endswith(".vqc") and not Path(output).is_dir()
+    outputs = Outputs(output, 1 if collect else len(sources), ".vqc")
     failures: list[str] = []
+    collected: list[bytes] = []
     written = 0
     for start in range(0, len(sources), batch_size):
         chunk = []
@@ -183,8 +194,6 @@ def encode(
             by_size.setdefault(array.shape, []).append((source, array))
         results = {}
         for group in by_size.values():
-            import numpy as np
-
             codes = net.encode(np.stack([array for _, array in group])).cpu().numpy()
             for (source, array), grid in zip(group, codes):
                 results[source] = (array, grid)
@@ -196,30 +205,31 @@ def encode(
                                "channels": array.shape[2], **({"name": stem} if stem else {})})
             data = record.to_bytes()
             target = outputs.path_for(source)
-            write_bytes(target, data)
+            if collect:
+                collected.append(data)
+            else:
+                write_bytes(target, data)
             written += 1
             if as_json:
                 emit_json({"input": source, "output": target, "model": net.name, "grid": list(grid.shape),
                            "width": array.shape[1], "height": array.shape[0], "bytes": len(data)})
+    if collected:
+        write_bytes(output, b"".join(collected))
     if not quiet:
         console.print(f"encoded {written} image(s) with {net.name}" + (f", {len(failures)} failed" if failures else ""))
     if failures:
         raise typer.Exit(1)
 
 
-def _records(sources: list[str]):
-    """(source, index, CodeFile) for every record of every input; errors are per input."""
+def _records(source: str):
+    """(source, index, CodeFile) for every record of one input ('-' streams stdin)."""
+    import io
+
     from .codes import iter_records
+    from .media import read_bytes
 
-    for source in sources:
-        if source == "-":
-            yield from ((source, i, r) for i, r in enumerate(iter_records(sys.stdin.buffer, "<stdin>")))
-            continue
-        from .media import read_bytes
-        import io
-
-        data = read_bytes(source)
-        yield from ((source, i, r) for i, r in enumerate(iter_records(io.BytesIO(data), source)))
+    stream = sys.stdin.buffer if source == "-" else io.BytesIO(read_bytes(source))
+    yield from ((source, i, r) for i, r in enumerate(iter_records(stream, "<stdin>" if source == "-" else source)))
 
 
 class ModelCache:
@@ -244,7 +254,7 @@ class ModelCache:
 
 @app.command()
 def decode(
-    inputs: List[str] = typer.Argument(..., metavar="CODES...", help=".vqc files or folders; '-' reads records from stdin."),
+    inputs: List[str] = typer.Argument(..., metavar="CODES", help=".vqc files or folders; '-' reads records from stdin."),
     output: Optional[str] = typer.Option(None, "--output", "-o",
                                          help="File (suffix picks the format), folder, or '-' for stdout. "
                                               "Default: INPUT.decoded.png beside each input."),
@@ -257,7 +267,13 @@ def decode(
 ):
     """Decode .vqc code files back to images, with the checkpoint named in their header.
 
-    Examples: `vqtool decode photo.vqc -o back.png` · `vqtool decode codes/ -o images/` · `cat a.vqc | vqtool decode - -o - > a.png`
+    Examples:
+
+    `vqtool decode photo.vqc -o back.png`
+
+    `vqtool decode codes/ -o images/`
+
+    `cat a.vqc | vqtool decode - -o - > a.png`
     """
     from .media import encode_image, expand_inputs, image_format_for, write_bytes
 
@@ -272,7 +288,7 @@ def decode(
     pending = []
     for source in sources:
         try:
-            pending.extend(_records([source]))
+            pending.extend(_records(source))
         except VqtoolError as exc:
             _report(failures, source, exc)
     outputs = Outputs(output, len(pending), suffix)
@@ -287,7 +303,7 @@ def decode(
             size = (media["height"], media["width"]) if "height" in media else None
             pixels = net.to_uint8(net.decode(record.codes, size))[0]
             stem = media.get("name") or (Path(source).stem if source != "-" else "stdin")
-            if index and source != "-":
+            if index and "name" not in media:
                 stem = f"{stem}-{index + 1}"
             target = outputs.path_for(source, stem)
             data = encode_image(pixels, image_format_for(target, default_format))
@@ -306,7 +322,7 @@ def decode(
 
 @app.command()
 def inspect(
-    inputs: List[str] = typer.Argument(..., metavar="CODES...", help=".vqc files; '-' for stdin."),
+    inputs: List[str] = typer.Argument(..., metavar="CODES", help=".vqc files; '-' for stdin."),
     as_json: bool = typer.Option(False, "--json", help="One JSON record per code record."),
     top: int = typer.Option(10, "--top", help="How many of the most frequent codes to show."),
 ):
@@ -319,7 +335,7 @@ def inspect(
     failures: list[str] = []
     for source in inputs:
         try:
-            for _, index, record in _records([source]):
+            for _, index, record in _records(source):
                 counts = np.bincount(record.codes.ravel(), minlength=record.codebook_size)
                 probs = counts[counts > 0] / counts.sum()
                 info = {"input": source, "record": index, "model": record.model,
