@@ -19,10 +19,21 @@ DATASETS = {
 
 LIMITATIONS = {
     "image": [
-        "Trained on 32x32 CIFAR-10 objects: larger photos go through (fully convolutional, tiled) but "
-        "fine texture and text are lost at 4x4 pixels per code.",
-        "Reconstructions are blurry at edges; PSNR is an average and hides worst cases.",
-        "Not a secure or lossless codec: the codes are a lossy, learned representation.",
+        "Trained on {data} only: other images go through (the network is fully convolutional and tiles "
+        "large inputs) but come back softer, and fine texture and small text are lost at one code per "
+        "{stride}x{stride} pixels.",
+        "PSNR is an average over the held-out set and hides the worst images; edges are blurred.",
+        "A lossy learned representation, not a secure or lossless codec.",
+    ],
+}
+
+METRIC_NOTES = {
+    "image": [
+        "`psnr_db`: 10·log10(1/MSE) of the mean squared error over all held-out images, pixels in [0, 1], "
+        "reconstructions rounded to 8 bits as `vqtool decode` writes them.",
+        "`psnr_per_image_db`: the same per image, then averaged.",
+        "`perplexity`: exp(entropy) of the code histogram over the held-out set (at most K); "
+        "`codes_used`: share of the K codes that occur in it.",
     ],
 }
 
@@ -57,8 +68,10 @@ def render_card(meta: dict) -> str:
         f"## Evaluation (held-out: `{prov.get('eval_split', '?')}`)",
         "| metric | value |", "|---|---|",
         *[f"| {k} | {v} |" for k, v in metrics.items()], "",
+        *[f"- {text}" for text in METRIC_NOTES.get(notes.get("task", ""), [])], "",
         "## Limitations",
-        *[f"- {text}" for text in LIMITATIONS.get(notes.get("task", ""), [])], "",
+        *[f"- {text.format(data=described, stride=2 ** meta['config'].get('downsamples', 0))}"
+          for text in LIMITATIONS.get(notes.get("task", ""), [])], "",
     ]
     return "\n".join(lines)
 

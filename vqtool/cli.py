@@ -186,7 +186,7 @@ def encode(
         chunk = []
         for source in sources[start:start + batch_size]:
             try:
-                chunk.append((source, image_to_array(read_image(source))))
+                chunk.append((source, image_to_array(read_image(source, "RGB" if net.config.channels == 3 else "L"))))
             except VqtoolError as exc:
                 _report(failures, source, exc)
         by_size: dict[tuple, list] = {}

@@ -20,6 +20,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from .cards import write_card
+from .data import batches
 from .hub import resolve_device, save_checkpoint
 from .media import atomic_path
 
@@ -154,8 +156,6 @@ def fit(task: Task, opts: TrainOptions) -> Path | None:
         wrapped = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
     generator = torch.Generator().manual_seed(opts.seed * 7919 + ddp.rank + step)
-    from .data import batches
-
     order = batches(task.dataset_size(), opts.batch_size // ddp.world, opts.seed + step, ddp.rank, ddp.world)
     console = Console(stderr=True, quiet=opts.quiet or not ddp.main)
     log = open(out / "metrics.jsonl", "a") if ddp.main else None
@@ -207,8 +207,6 @@ def fit(task: Task, opts: TrainOptions) -> Path | None:
         exported = out / f"{opts.name}.safetensors"
         save_checkpoint(exported, model, task.architecture, task.config, opts.name, provenance, metrics,
                         extra=task.card_notes())
-        from .cards import write_card
-
         write_card(exported)
         console.print(f"wrote {exported}: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()
                                                          if isinstance(v, (int, float))))
