@@ -136,6 +136,30 @@ def _report(failures: list[str], source: str, exc: VqtoolError) -> None:
     failures.append(source)
 
 
+PIXELS_PER_CALL = 1 << 22  # about 4 megapixels per model call: bounds memory for large photos
+
+
+def _image_batches(sources: list[str], batch_size: int, mode: str, failures: list[str]):
+    """Decoded images in batches of at most `batch_size` images and PIXELS_PER_CALL pixels."""
+    from .media import image_to_array, read_image
+
+    batch, pixels = [], 0
+    for source in sources:
+        try:
+            array = image_to_array(read_image(source, mode))
+        except VqtoolError as exc:
+            _report(failures, source, exc)
+            continue
+        size = array.shape[0] * array.shape[1]
+        if batch and (len(batch) == batch_size or pixels + size > PIXELS_PER_CALL):
+            yield batch
+            batch, pixels = [], 0
+        batch.append((source, array))
+        pixels += size
+    if batch:
+        yield batch
+
+
 @app.command()
 def encode(
     inputs: List[str] = typer.Argument(..., metavar="INPUT", help="Image files or folders; '-' reads one image from stdin."),
@@ -168,7 +192,7 @@ def encode(
 
     from .codes import CodeFile
     from .hub import load
-    from .media import IMAGE_SUFFIXES, expand_inputs, image_to_array, read_image, write_bytes
+    from .media import IMAGE_SUFFIXES, expand_inputs, write_bytes
 
     if as_json and output == "-":
         raise usage("--json prints records on stdout, so it needs -o to a file or folder", "--json")
@@ -182,18 +206,11 @@ def encode(
     failures: list[str] = []
     collected: list[bytes] = []
     written = 0
-    for start in range(0, len(sources), batch_size):
-        chunk = []
-        for source in sources[start:start + batch_size]:
-            try:
-                chunk.append((source, image_to_array(read_image(source, "RGB" if net.config.channels == 3 else "L"))))
-            except VqtoolError as exc:
-                _report(failures, source, exc)
-        by_size: dict[tuple, list] = {}
-        for source, array in chunk:
-            by_size.setdefault(array.shape, []).append((source, array))
+    mode = "RGB" if net.config.channels == 3 else "L"
+    for chunk in _image_batches(sources, batch_size, mode, failures):
         results = {}
-        for group in by_size.values():
+        for shape in {array.shape for _, array in chunk}:
+            group = [(source, array) for source, array in chunk if array.shape == shape]
             codes = net.encode(np.stack([array for _, array in group])).cpu().numpy()
             for (source, array), grid in zip(group, codes):
                 results[source] = (array, grid)
