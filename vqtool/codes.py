@@ -11,6 +11,7 @@ A file is one or more records back to back, so that a pipe can carry several enc
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import struct
@@ -161,6 +162,4 @@ def iter_records(stream: BinaryIO, source: str = "<stream>") -> Iterator[CodeFil
 
 
 def read_codes(data: bytes, source: str = "<bytes>") -> list[CodeFile]:
-    import io
-
     return list(iter_records(io.BytesIO(data), source))

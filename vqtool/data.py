@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from .errors import VqtoolError
+from .hub import sha256_file
 from .media import IMAGE_SUFFIXES, decode_image, image_to_array
 
 
@@ -82,15 +83,12 @@ def load_images(path: str | Path, size: int | None = None, mode: str = "RGB",
 def fingerprint(path: str | Path) -> str:
     """SHA-256 of a data file (or of a folder's sorted names and sizes) for provenance."""
     path = Path(path)
-    digest = hashlib.sha256()
     if path.is_file():
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    else:
-        for p in sorted(path.rglob("*")):
-            if p.is_file():
-                digest.update(f"{p.relative_to(path)}:{p.stat().st_size}\n".encode())
+        return sha256_file(path)
+    digest = hashlib.sha256()
+    for p in sorted(path.rglob("*")):
+        if p.is_file():
+            digest.update(f"{p.relative_to(path)}:{p.stat().st_size}\n".encode())
     return digest.hexdigest()
 
 
