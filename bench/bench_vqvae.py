@@ -35,10 +35,10 @@ def conv_flops(model, run) -> int:
 
     handles = [m.register_forward_hook(hook) for m in model.modules()
                if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
-    codes = run()
+    run()
     for handle in handles:
         handle.remove()
-    return total, codes
+    return total
 
 
 def measure(model_name: str, op: str, batch: int, threads: int, seconds: float = 3.0) -> dict:
@@ -49,12 +49,12 @@ def measure(model_name: str, op: str, batch: int, threads: int, seconds: float =
     images = torch.rand(batch, 3, 32, 32)
     codes = model.encode(images)
     if op == "encode":
-        flops, _ = conv_flops(model, lambda: model.encode(images))
+        flops = conv_flops(model, lambda: model.encode(images))
         grid = codes.numel()
         flops += 2 * grid * model.config.num_codes * model.config.embedding_dim  # nearest-code search
         call = lambda: model.encode(images)  # noqa: E731
     else:
-        flops, _ = conv_flops(model, lambda: model.decode(codes))
+        flops = conv_flops(model, lambda: model.decode(codes))
         call = lambda: model.decode(codes)  # noqa: E731
     call()
     runs, start = 0, time.perf_counter()

@@ -57,6 +57,7 @@ def test_version_and_help():
 def test_usage_errors_exit_2(photos, tiny_checkpoint):
     assert run_cli("encode", "--bogus").returncode == 2
     assert run_cli("encode", photos[0], "-m", tiny_checkpoint, "-o", "-", "--json").returncode == 2
+    assert run_cli("decode", "x.vqc", "--format", "gifx").returncode == 2
 
 
 def test_file_round_trip(photos, tiny_checkpoint, tmp_path):

@@ -8,7 +8,12 @@ from safetensors import safe_open
 from vqtool.data import load_images
 from vqtool.hub import load, read_metadata
 from vqtool.training import TrainOptions, fit
-from vqvae_helpers import tiny_task
+from vqtool.vqvae import VQVAEConfig, VQVAETask
+
+
+def tiny_task(data):
+    config = VQVAEConfig(hidden=8, res_hidden=4, embedding_dim=4, num_codes=16)
+    return VQVAETask(config, data, None, data_info={"train_data": "blobs"})
 
 
 def weights(path):
@@ -58,6 +63,19 @@ def test_refuses_test_split(tmp_path, image_folder):
     (tmp_path / "test.zip").write_bytes(b"")
     result = run_cli("train", "vqvae", "--data", tmp_path / "test.zip")
     assert result.returncode == 1 and b"test split" in result.stderr
+
+
+@pytest.mark.parametrize("name, refused", [("test.zip", True), ("cifar-test", True), ("TEST_images.zip", True),
+                                           ("train.zip", False), ("contest.zip", False), ("latest", False)])
+def test_test_split_names(name, refused):
+    from vqtool.data import refuse_test_split
+    from vqtool.errors import VqtoolError
+
+    if refused:
+        with pytest.raises(VqtoolError, match="test split"):
+            refuse_test_split(name)
+    else:
+        refuse_test_split(name)
 
 
 def test_library_api(tiny_checkpoint):

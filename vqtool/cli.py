@@ -86,12 +86,11 @@ def train_vqvae(
 
     Example: `vqtool train vqvae --data ../shared/data/cifar10/train.zip --eval-data ../shared/data/cifar10/test.zip --name cifar10`
     """
-    from .data import fingerprint, load_images
+    from .data import fingerprint, load_images, refuse_test_split
     from .training import TrainOptions, fit
     from .vqvae import VQVAEConfig, VQVAETask
 
-    if "test" in data.stem.lower().split("-") + data.stem.lower().split("_"):
-        raise VqtoolError("refusing to train on what looks like a test split", str(data))
+    refuse_test_split(data)
     if not quiet:
         console.print(f"loading {data}…")
     train = load_images(data, size=image_size, limit=limit)
@@ -130,9 +129,13 @@ class Outputs:
         return str(Path(source).with_name(f"{stem}{self.suffix}"))
 
 
-def _report(failures: list[str], source: str, exc: VqtoolError) -> None:
-    message = str(exc) if exc.source else f"{source}: {exc}"
+def print_error(message: str) -> None:
+    """The one-line error format of every command."""
     console.print(f"vqtool: error: {message}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _report(failures: list[str], source: str, exc: VqtoolError) -> None:
+    print_error(str(exc) if exc.source else f"{source}: {exc}")
     failures.append(source)
 
 
@@ -292,11 +295,14 @@ def decode(
 
     `cat a.vqc | vqtool decode - -o - > a.png`
     """
-    from .media import encode_image, expand_inputs, image_format_for, write_bytes
+    from .media import IMAGE_FORMATS, encode_image, expand_inputs, image_format_for, write_bytes
 
     if as_json and output == "-":
         raise usage("--json prints records on stdout, so it needs -o to a file or folder", "--json")
-    default_format = image_format_for(f"x.{fmt.lower()}")
+    if "." + fmt.lower() not in IMAGE_FORMATS:
+        raise usage(f"unknown format '{fmt}' (use one of {', '.join(s[1:] for s in sorted(IMAGE_FORMATS))})",
+                    "--format")
+    default_format = IMAGE_FORMATS["." + fmt.lower()]
     sources = expand_inputs(inputs, {".vqc"})
     cache = ModelCache(model, device, models_dir)
     suffix = "." + fmt.lower() if output is not None else ".decoded." + fmt.lower()
@@ -309,8 +315,6 @@ def decode(
         except VqtoolError as exc:
             _report(failures, source, exc)
     outputs = Outputs(output, len(pending), suffix)
-    if output not in (None, "-") and not outputs.to_dir and len(pending) > 1:
-        raise usage(f"{len(pending)} code records but one output file; give -o a folder", "-o")
     if output == "-" and len(pending) > 1:
         raise usage(f"{len(pending)} code records cannot all go to stdout; give -o a folder", "-o")
     for source, index, record in pending:
@@ -349,17 +353,18 @@ def inspect(
     """
     import numpy as np
 
+    from .codes import bits_per_code, entropy_bits
+
     failures: list[str] = []
     for source in inputs:
         try:
             for _, index, record in _records(source):
                 counts = np.bincount(record.codes.ravel(), minlength=record.codebook_size)
-                probs = counts[counts > 0] / counts.sum()
                 info = {"input": source, "record": index, "model": record.model,
                         "checkpoint_sha256": record.checkpoint_sha256, "codebook_size": record.codebook_size,
-                        "grid": list(record.grid), "bits_per_code": int(np.ceil(np.log2(record.codebook_size))),
+                        "grid": list(record.grid), "bits_per_code": bits_per_code(record.codebook_size),
                         "media": record.media, "distinct_codes": int((counts > 0).sum()),
-                        "entropy_bits_per_code": round(float(-(probs * np.log2(probs)).sum()), 3),
+                        "entropy_bits_per_code": round(entropy_bits(counts), 3),
                         "histogram": {str(i): int(c) for i, c in enumerate(counts) if c}}
                 if as_json:
                     emit_json(info)
@@ -453,7 +458,7 @@ def main() -> None:
     try:
         app()
     except VqtoolError as exc:
-        console.print(f"vqtool: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        print_error(str(exc))
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -35,6 +35,13 @@ def bits_per_code(codebook_size: int) -> int:
     return max(1, math.ceil(math.log2(codebook_size)))
 
 
+def entropy_bits(counts: np.ndarray) -> float:
+    """Entropy in bits per code of a code histogram (perplexity is 2 ** this)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    probs = counts[counts > 0] / counts.sum()
+    return float(-(probs * np.log2(probs)).sum())
+
+
 def pack_codes(codes: np.ndarray, codebook_size: int) -> bytes:
     """Bit-pack codes MSB first at ceil(log2 K) bits each; the last byte is zero-padded."""
     flat = np.asarray(codes, dtype=np.int64).ravel()

@@ -7,6 +7,7 @@ later epoch free of JPEG decoding, the bottleneck on two cores.
 from __future__ import annotations
 
 import hashlib
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,12 @@ def load_images(path: str | Path, size: int | None = None, mode: str = "RGB",
     if len({a.shape for a in arrays}) > 1:
         raise VqtoolError("images differ in size; pass --image-size to crop and resize them", str(path))
     return ImageSet(torch.from_numpy(np.stack(arrays)), torch.tensor(labels), classes, str(path))
+
+
+def refuse_test_split(path: str | Path) -> None:
+    """Training data named like a test split (test.zip, cifar-test/, ...) is refused outright."""
+    if "test" in re.split(r"[^a-z0-9]+", Path(path).stem.lower()):
+        raise VqtoolError("refusing to train on what looks like a test split", str(path))
 
 
 def fingerprint(path: str | Path) -> str:

@@ -123,13 +123,15 @@ def encode_image(array: np.ndarray, fmt: str = "PNG") -> bytes:
     return buffer.getvalue()
 
 
+IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
+                 ".tif": "TIFF", ".tiff": "TIFF"}  # output suffix -> Pillow format
+
+
 def image_format_for(path: str, default: str = "PNG") -> str:
     """Pillow format name from an output suffix."""
     if path == STDIO:
         return default
     suffix = Path(path).suffix.lower()
-    formats = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
-               ".tif": "TIFF", ".tiff": "TIFF"}
-    if suffix not in formats:
-        raise VqtoolError(f"unknown image suffix '{suffix}' (use one of {', '.join(sorted(formats))})", path)
-    return formats[suffix]
+    if suffix not in IMAGE_FORMATS:
+        raise VqtoolError(f"unknown image suffix '{suffix}' (use one of {', '.join(sorted(IMAGE_FORMATS))})", path)
+    return IMAGE_FORMATS[suffix]

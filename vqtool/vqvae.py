@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from .codes import entropy_bits
 from .layers import ResidualBlock, tiled
 from .quantize import VectorQuantizer
 
@@ -185,8 +186,7 @@ def evaluate_reconstruction(model: VQVAE, images: torch.Tensor, batch: int = 500
         errors.append((diff**2).reshape(len(diff), -1).mean(1))
     mse_per_image = np.concatenate(errors)
     mse = float(mse_per_image.mean())
-    probs = histogram / histogram.sum()
-    perplexity = float(torch.exp(-(probs[probs > 0] * probs[probs > 0].log()).sum()))
+    perplexity = 2 ** entropy_bits(histogram.numpy())
     return {"psnr_db": round(-10 * np.log10(mse), 3),
             "psnr_per_image_db": round(float(np.mean(-10 * np.log10(np.maximum(mse_per_image, 1e-10)))), 3),
             "mse": round(mse, 6), "perplexity": round(perplexity, 1),
