@@ -55,18 +55,38 @@ def emit_json(record: dict) -> None:
 
 
 # --- training ------------------------------------------------------------------------------------
+DataOpt = typer.Option(..., "--data", help="Folder or .zip of training images (labels = parent folder).")
+OutOpt = typer.Option(None, "--out", help="Run folder (default runs/NAME).")
+BatchOpt = typer.Option(128, "--batch-size", min=1)
+SeedOpt = typer.Option(0, "--seed")
+ResumeOpt = typer.Option(False, "--resume", help="Continue from RUN/state.safetensors.")
+LimitOpt = typer.Option(None, "--limit", help="Use a random subset of this many training images.")
+TimeLimitOpt = typer.Option(None, "--time-limit", help="Minutes; stop (and export) when reached.")
+CheckpointOpt = typer.Option(500, "--checkpoint-every", help="Save resumable state every N steps.")
+
+
+def _data_info(data: Path, train, eval_data: Optional[Path]) -> dict:
+    """Provenance of the training and held-out data, as every checkpoint records it."""
+    from .data import fingerprint
+
+    return {"train_data": str(data), "train_split": data.stem, "train_items": len(train),
+            "train_sha256": fingerprint(data), "classes": train.classes,
+            "eval_data": str(eval_data) if eval_data else None,
+            "eval_split": eval_data.stem if eval_data else None}
+
+
 @train_app.command("vqvae")
 def train_vqvae(
-    data: Path = typer.Option(..., "--data", help="Folder or .zip of training images (labels = parent folder)."),
+    data: Path = DataOpt,
     eval_data: Optional[Path] = typer.Option(None, "--eval-data", help="Held-out images for the final metrics."),
     name: str = typer.Option("vqvae", "--name", help="Checkpoint name."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/NAME)."),
+    out: Optional[Path] = OutOpt,
     steps: int = typer.Option(10_000, "--steps", min=1),
-    batch_size: int = typer.Option(128, "--batch-size", min=1),
+    batch_size: int = BatchOpt,
     lr: float = typer.Option(3e-4, "--lr"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = SeedOpt,
     device: str = DeviceOpt,
-    resume: bool = typer.Option(False, "--resume", help="Continue from RUN/state.safetensors."),
+    resume: bool = ResumeOpt,
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Centre-crop and resize to this size."),
     hidden: int = typer.Option(128, "--hidden"),
     res_hidden: int = typer.Option(64, "--res-hidden"),
@@ -76,17 +96,17 @@ def train_vqvae(
     num_codes: int = typer.Option(512, "--codes", help="Codebook size K."),
     ema: bool = typer.Option(True, "--ema/--no-ema", help="EMA codebook updates (gamma 0.99) or codebook loss."),
     flip: bool = typer.Option(True, "--flip/--no-flip", help="Random horizontal flips."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Use a random subset of this many training images."),
+    limit: Optional[int] = LimitOpt,
     eval_limit: Optional[int] = typer.Option(None, "--eval-limit"),
-    checkpoint_every: int = typer.Option(500, "--checkpoint-every"),
-    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Minutes; stop (and export) when reached."),
+    checkpoint_every: int = CheckpointOpt,
+    time_limit: Optional[float] = TimeLimitOpt,
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ):
     """Train an image VQ-VAE.
 
     Example: `vqtool train vqvae --data ../shared/data/cifar10/train.zip --eval-data ../shared/data/cifar10/test.zip --name cifar10`
     """
-    from .data import fingerprint, load_images, refuse_test_split
+    from .data import load_images, refuse_test_split
     from .training import TrainOptions, fit
     from .vqvae import VQVAEConfig, VQVAETask
 
@@ -97,15 +117,108 @@ def train_vqvae(
     config = VQVAEConfig(channels=train.images.shape[-1], hidden=hidden, res_hidden=res_hidden,
                          res_blocks=res_blocks, downsamples=downsamples, embedding_dim=embedding_dim,
                          num_codes=num_codes, ema=ema)
-    info = {"train_data": str(data), "train_split": data.stem, "train_items": len(train),
-            "train_sha256": fingerprint(data), "classes": train.classes,
-            "eval_data": str(eval_data) if eval_data else None,
-            "eval_split": eval_data.stem if eval_data else None}
+    info = _data_info(data, train, eval_data)
     task = VQVAETask(config, train, str(eval_data) if eval_data else None, flip, eval_limit, info)
     opts = TrainOptions(out=out or Path("runs") / name, name=name, steps=steps, batch_size=batch_size, lr=lr,
                         seed=seed, device=device, resume=resume, checkpoint_every=checkpoint_every, quiet=quiet,
                         time_limit=time_limit * 60 if time_limit else None)
     fit(task, opts)
+
+
+@train_app.command("prior")
+def train_prior(
+    data: Path = DataOpt,
+    vqvae: str = typer.Option("cifar10", "--vqvae", help="The trained VQ-VAE whose codes the prior models."),
+    eval_data: Optional[Path] = typer.Option(None, "--eval-data", help="Held-out images for the final metrics."),
+    judge: Optional[str] = typer.Option(None, "--judge", help="Classifier checkpoint that scores class-conditional "
+                                                              "samples in the final metrics."),
+    name: Optional[str] = typer.Option(None, "--name", help="Checkpoint name (default: the VQ-VAE's name)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/NAME-prior)."),
+    steps: int = typer.Option(20_000, "--steps", min=1),
+    batch_size: int = BatchOpt,
+    lr: float = typer.Option(5e-4, "--lr"),
+    seed: int = SeedOpt,
+    device: str = DeviceOpt,
+    resume: bool = ResumeOpt,
+    hidden: int = typer.Option(96, "--hidden", help="Channels of each stack."),
+    layers: int = typer.Option(12, "--layers", help="Gated layers; reach grows by one code per layer."),
+    class_dropout: float = typer.Option(0.2, "--class-dropout", min=0.0, max=1.0,
+                                        help="Share of examples trained without their class (the unconditional prior)."),
+    unconditional: bool = typer.Option(False, "--unconditional", help="Ignore the class labels."),
+    flip: bool = typer.Option(True, "--flip/--no-flip", help="Also train on the codes of mirrored images."),
+    limit: Optional[int] = LimitOpt,
+    eval_limit: Optional[int] = typer.Option(None, "--eval-limit"),
+    checkpoint_every: int = CheckpointOpt,
+    time_limit: Optional[float] = TimeLimitOpt,
+    models_dir: Optional[Path] = ModelsDirOpt,
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+):
+    """Train a class-conditional gated PixelCNN prior over a VQ-VAE's codes.
+
+    The training images are encoded once; the exported checkpoint is the VQ-VAE with the prior inside
+    (one name for encode, decode, sample and compress).
+
+    Example: `vqtool train prior --vqvae cifar10 --data ../shared/data/cifar10/train.zip --eval-data ../shared/data/cifar10/test.zip`
+    """
+    from .data import load_images, refuse_test_split
+    from .hub import load
+    from .prior import PriorConfig
+    from .priortask import PriorTask
+    from .training import TrainOptions, fit
+
+    refuse_test_split(data)
+    base = load(vqvae, device, models_dir, expect="vqvae-image")
+    if base.config.prior:
+        console.print(f"{vqvae} already has a prior; training a new one over the same codes")
+    name = name or Path(base.name).stem
+    if not quiet:
+        console.print(f"loading {data} and encoding it with {base.name}…")
+    train = load_images(data, limit=limit)
+    classes = [] if unconditional else train.classes
+    prior = PriorConfig(num_codes=base.config.num_codes, classes=classes, hidden=hidden, layers=layers,
+                        class_dropout=class_dropout if classes else 0.0)
+    info = {**_data_info(data, train, eval_data), "flip": flip,
+            "codec": {"name": base.name, "sha256": base.sha256, **base.metadata.get("provenance", {})}}
+    task = PriorTask(base, prior, train, str(eval_data) if eval_data else None, flip, eval_limit, judge, info)
+    opts = TrainOptions(out=out or Path("runs") / f"{name}-prior", name=name, steps=steps, batch_size=batch_size,
+                        lr=lr, seed=seed, device=device, resume=resume, checkpoint_every=checkpoint_every,
+                        quiet=quiet, time_limit=time_limit * 60 if time_limit else None)
+    fit(task, opts)
+
+
+@train_app.command("classifier")
+def train_classifier(
+    data: Path = DataOpt,
+    eval_data: Optional[Path] = typer.Option(None, "--eval-data", help="Held-out images for the final accuracy."),
+    name: str = typer.Option("classifier", "--name", help="Checkpoint name."),
+    out: Optional[Path] = OutOpt,
+    steps: int = typer.Option(6_000, "--steps", min=1),
+    batch_size: int = BatchOpt,
+    lr: float = typer.Option(2e-3, "--lr"),
+    seed: int = SeedOpt,
+    device: str = DeviceOpt,
+    resume: bool = ResumeOpt,
+    width: int = typer.Option(32, "--width", help="Channels of the first stage (doubled twice)."),
+    limit: Optional[int] = LimitOpt,
+    time_limit: Optional[float] = TimeLimitOpt,
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+):
+    """Train the small image classifier that scores generated samples.
+
+    Example: `vqtool train classifier --data ../shared/data/cifar10/train.zip --eval-data ../shared/data/cifar10/test.zip --name cifar10-classifier`
+    """
+    from .classifier import ClassifierConfig, ClassifierTask
+    from .data import load_images, refuse_test_split
+    from .training import TrainOptions, fit
+
+    refuse_test_split(data)
+    train = load_images(data, limit=limit)
+    config = ClassifierConfig(channels=train.images.shape[-1], width=width, classes=train.classes)
+    info = _data_info(data, train, eval_data)
+    task = ClassifierTask(config, train, str(eval_data) if eval_data else None, info)
+    fit(task, TrainOptions(out=out or Path("runs") / name, name=name, steps=steps, batch_size=batch_size, lr=lr,
+                           seed=seed, device=device, resume=resume, quiet=quiet,
+                           time_limit=time_limit * 60 if time_limit else None))
 
 
 # --- codes -------------------------------------------------------------------------------------------
@@ -173,6 +286,8 @@ def encode(
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per model call."),
     device: str = DeviceOpt,
     models_dir: Optional[Path] = ModelsDirOpt,
+    compress: bool = typer.Option(False, "--compress", help="Range-code the codes under the model's learned prior "
+                                                            "(smaller; decoding is sequential)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON record per output on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ):
@@ -190,10 +305,13 @@ def encode(
     `vqtool encode a.png b.png -o both.vqc`  (one file, two records)
 
     `vqtool encode photo.png -o - | vqtool decode - -o back.png`
+
+    `vqtool encode photo.png --compress`  (range-coded under the prior)
     """
     import numpy as np
 
     from .codes import CodeFile
+    from .compress import compress as range_code
     from .hub import load
     from .media import IMAGE_SUFFIXES, expand_inputs, write_bytes
 
@@ -202,7 +320,9 @@ def encode(
     sources = expand_inputs(inputs, IMAGE_SUFFIXES)
     if sources.count("-") > 1:
         raise usage("stdin ('-') can be read only once")
-    net = load(model, device, models_dir)
+    net = load(model, device, models_dir, expect="vqvae-image")
+    if compress:
+        net.require_prior()
     # several inputs into one NAME.vqc file: the format holds many records back to back
     collect = output not in (None, "-") and output.endswith(".vqc") and not Path(output).is_dir()
     outputs = Outputs(output, 1 if collect else len(sources), ".vqc")
@@ -214,16 +334,24 @@ def encode(
         results = {}
         for shape in {array.shape for _, array in chunk}:
             group = [(source, array) for source, array in chunk if array.shape == shape]
-            codes = net.encode(np.stack([array for _, array in group])).cpu().numpy()
-            for (source, array), grid in zip(group, codes):
-                results[source] = (array, grid)
+            codes = net.encode(np.stack([array for _, array in group])).cpu()
+            try:
+                payloads = range_code(net.prior, codes) if compress else [None] * len(group)
+            except VqtoolError as exc:  # too large to range-code: every image of this size fails
+                for source, _ in group:
+                    _report(failures, source, VqtoolError(str(exc), source))
+                continue
+            for (source, array), grid, payload in zip(group, codes.numpy(), payloads):
+                results[source] = (array, grid, payload)
         for source, _ in chunk:
-            array, grid = results[source]
+            if source not in results:
+                continue
+            array, grid, payload = results[source]
             stem = Path(source).stem if source != "-" else None
             record = CodeFile(grid, net.name, net.sha256, net.config.num_codes,
                               {"kind": "image", "height": array.shape[0], "width": array.shape[1],
                                "channels": array.shape[2], **({"name": stem} if stem else {})})
-            data = record.to_bytes()
+            data = record.to_bytes(payload)
             target = outputs.path_for(source)
             if collect:
                 collected.append(data)
@@ -232,7 +360,8 @@ def encode(
             written += 1
             if as_json:
                 emit_json({"input": source, "output": target, "model": net.name, "grid": list(grid.shape),
-                           "width": array.shape[1], "height": array.shape[0], "bytes": len(data)})
+                           "width": array.shape[1], "height": array.shape[0], "bytes": len(data),
+                           "coding": "range-prior" if compress else "packed"})
     if collected:
         write_bytes(output, b"".join(collected))
     if not quiet:
@@ -263,9 +392,11 @@ class ModelCache:
 
         name = self.override or record.model
         if name not in self.loaded:
-            self.loaded[name] = load(name, self.device, self.models_dir)
+            self.loaded[name] = load(name, self.device, self.models_dir, expect="vqvae-image")
         net = self.loaded[name]
-        if net.sha256 != record.checkpoint_sha256:
+        # packed codes depend only on the VQ-VAE, which a checkpoint with a prior added keeps unchanged
+        codec = net.metadata.get("extra", {}).get("codec_sha256") if record.coding == "packed" else None
+        if record.checkpoint_sha256 not in (net.sha256, codec):
             raise VqtoolError(f"codes were made by checkpoint {record.checkpoint_sha256[:12]}… of model "
                               f"'{record.model}', but '{name}' is {net.sha256[:12]}…; decode them with that model",
                               source)
@@ -280,12 +411,16 @@ def decode(
                                               "Default: INPUT.decoded.png beside each input."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Override the model named in the header."),
     fmt: str = typer.Option("png", "--format", help="Image format when the output has no suffix (stdout, folders)."),
+    columns: Optional[int] = typer.Option(None, "--columns", min=1, help="Grid width when several records go "
+                                                                         "into one image (default: square)."),
     device: str = DeviceOpt,
     models_dir: Optional[Path] = ModelsDirOpt,
     as_json: bool = typer.Option(False, "--json", help="One JSON record per output on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ):
     """Decode .vqc code files back to images, with the checkpoint named in their header.
+
+    Several records into one image file (or '-') make one grid image; into a folder, one image each.
 
     Examples:
 
@@ -294,8 +429,13 @@ def decode(
     `vqtool decode codes/ -o images/`
 
     `cat a.vqc | vqtool decode - -o - > a.png`
+
+    `vqtool sample --codes -n 16 -o - | vqtool decode - -o grid.png`
     """
-    from .media import IMAGE_FORMATS, encode_image, expand_inputs, image_format_for, write_bytes
+    import math
+
+    from .compress import restore
+    from .media import IMAGE_FORMATS, encode_image, expand_inputs, image_format_for, tile, write_bytes
 
     if as_json and output == "-":
         raise usage("--json prints records on stdout, so it needs -o to a file or folder", "--json")
@@ -314,15 +454,21 @@ def decode(
             pending.extend(_records(source))
         except VqtoolError as exc:
             _report(failures, source, exc)
-    outputs = Outputs(output, len(pending), suffix)
-    if output == "-" and len(pending) > 1:
-        raise usage(f"{len(pending)} code records cannot all go to stdout; give -o a folder", "-o")
+    # several records into one image file (or stdout) make one grid, as `vqtool sample` writes them
+    as_grid = len(pending) > 1 and output is not None and (output == "-" or (
+        Path(output).suffix.lower() in IMAGE_FORMATS and not Path(output).is_dir()))
+    outputs = Outputs(output, 1 if as_grid else len(pending), suffix)
+    cells = []
     for source, index, record in pending:
         try:
             net = cache.for_record(record, source)
             media = record.media
             size = (media["height"], media["width"]) if "height" in media else None
-            pixels = net.to_uint8(net.decode(record.codes, size))[0]
+            codes = restore(net.prior, record, source)
+            pixels = net.to_uint8(net.decode(codes, size))[0]
+            if as_grid:
+                cells.append(pixels)
+                continue
             stem = media.get("name") or (Path(source).stem if source != "-" else "stdin")
             if index and "name" not in media:
                 stem = f"{stem}-{index + 1}"
@@ -335,10 +481,120 @@ def decode(
                            "width": pixels.shape[1], "height": pixels.shape[0], "bytes": len(data)})
         except VqtoolError as exc:
             _report(failures, source, exc)
+    if cells:
+        sheet = tile(cells, columns or math.ceil(math.sqrt(len(cells))))
+        data = encode_image(sheet, image_format_for(output, default_format))
+        write_bytes(output, data)
+        written = len(cells)
+        if as_json:
+            emit_json({"output": output, "records": len(cells), "width": sheet.shape[1], "height": sheet.shape[0],
+                       "bytes": len(data)})
     if not quiet:
         console.print(f"decoded {written} image(s)" + (f", {len(failures)} failed" if failures else ""))
     if failures:
         raise typer.Exit(1)
+
+
+MAX_SAMPLES = 10_000  # per call: beyond this, loop in the shell (memory grows with N)
+
+
+@app.command()
+def sample(
+    model: str = typer.Option("cifar10", "--model", "-m", help="Checkpoint (with a learned prior) name or path."),
+    count: int = typer.Option(16, "-n", "--count", min=1, help=f"Samples to draw (per class with --class all; "
+                                                                  f"at most {MAX_SAMPLES} in all)."),
+    label: Optional[str] = typer.Option(None, "--class", help="Class name or index; 'all' for N of every class. "
+                                                              "Default: unconditional."),
+    temperature: float = typer.Option(1.0, "--temperature", help="Divides the logits; < 1 is safer, > 1 wilder."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", help="Draw only among the K most likely codes."),
+    seed: int = typer.Option(0, "--seed", help="Same seed, same samples."),
+    output: Optional[str] = typer.Option(None, "--output", "-o",
+                                         help="Image file: one grid; folder: one PNG per sample; '-': stdout "
+                                              "(grid, or .vqc records with --codes). Default samples.png / samples.vqc."),
+    codes: bool = typer.Option(False, "--codes", help="Write .vqc code records instead of images."),
+    columns: Optional[int] = typer.Option(None, "--columns", min=1, help="Grid width (default: square, or N per "
+                                                                         "class row with --class all)."),
+    naive: bool = typer.Option(False, "--naive", help="Re-run the whole network at every position (slow; "
+                                                      "same samples), for checking and benchmarks."),
+    device: str = DeviceOpt,
+    models_dir: Optional[Path] = ModelsDirOpt,
+    as_json: bool = typer.Option(False, "--json", help="One JSON record per written file on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+):
+    """Draw new images (or their codes) from the model's learned prior.
+
+    Examples:
+
+    `vqtool sample --class cat -n 16 --seed 1 -o cats.png`
+
+    `vqtool sample --class all -n 10 -o grid.png`  (a row per class)
+
+    `vqtool sample -n 8 -o samples/`  (one PNG per sample)
+
+    `vqtool sample --codes -n 16 -o - | vqtool decode - -o grid.png`
+    """
+    import math
+
+    from .codes import CodeFile
+    from .hub import load
+    from .media import encode_image, image_format_for, tile, write_bytes
+
+    if temperature <= 0:
+        raise usage(f"must be positive, not {temperature}", "--temperature")
+    if as_json and output == "-":
+        raise usage("--json prints records on stdout, so it needs -o to a file or folder", "--json")
+    if count > MAX_SAMPLES:
+        raise usage(f"{count} samples asked for; at most {MAX_SAMPLES} per call", "-n")
+    net = load(model, device, models_dir, expect="vqvae-image")
+    prior = net.require_prior()
+    if top_k is not None and not 1 <= top_k <= prior.config.num_codes:
+        raise usage(f"must lie in 1..{prior.config.num_codes} (the codebook size), not {top_k}", "--top-k")
+    try:
+        if label == "all":
+            if not net.classes:
+                raise VqtoolError("the prior is unconditional")
+            labels = [i for i in range(len(net.classes)) for _ in range(count)]
+            columns = columns or count
+        else:
+            labels = [net.class_index(label) if label is not None else -1] * count
+    except VqtoolError as exc:
+        raise usage(str(exc), "--class") from None
+    if len(labels) > MAX_SAMPLES:
+        raise usage(f"{len(labels)} samples asked for; at most {MAX_SAMPLES} per call", "-n")
+    output = output or ("samples.vqc" if codes else "samples.png")
+    to_dir = output != "-" and (Path(output).is_dir() or output.endswith("/") or not Path(output).suffix)
+    if not quiet:
+        console.print(f"sampling {len(labels)} code grid(s) from {net.name}'s prior"
+                      + (" (naive loop)" if naive else ""))
+    grids = net.sample(labels, seed, temperature, top_k, cached=not naive).cpu()
+    s = net.stride
+    media = {"kind": "image", "height": grids.shape[1] * s, "width": grids.shape[2] * s, "channels": net.config.channels}
+    names = [f"sample-{i + 1:04d}" + (f"-{net.classes[k]}" if k >= 0 else "") for i, k in enumerate(labels)]
+    written = []
+    if codes:
+        records = [CodeFile(g.numpy(), net.name, net.sha256, net.config.num_codes, {**media, "name": name},
+                            {"sample": {"class": net.classes[k] if k >= 0 else None, "seed": seed,
+                                        "temperature": temperature, "top_k": top_k}}).to_bytes()
+                   for g, k, name in zip(grids, labels, names)]
+        if to_dir:
+            written = [(str(Path(output) / f"{name}.vqc"), data) for name, data in zip(names, records)]
+        else:
+            written = [(output, b"".join(records))]
+    else:
+        pixels = [net.to_uint8(net.decode(grids[i:i + 256])) for i in range(0, len(grids), 256)]
+        images = [image for part in pixels for image in part]
+        if to_dir:
+            written = [(str(Path(output) / f"{name}.png"), encode_image(image)) for name, image in zip(names, images)]
+        else:
+            sheet = tile(images, columns or math.ceil(math.sqrt(len(images))))
+            written = [(output, encode_image(sheet, image_format_for(output)))]
+    for target, data in written:
+        write_bytes(target, data)
+        if as_json:
+            emit_json({"output": target, "model": net.name, "samples": len(labels) if len(written) == 1 else 1,
+                       "class": label, "seed": seed, "temperature": temperature, "top_k": top_k, "bytes": len(data)})
+    if not quiet:
+        console.print(f"wrote {len(labels)} sample(s) to {output}")
 
 
 @app.command()
@@ -351,6 +607,8 @@ def inspect(
 
     Example: `vqtool inspect photo.vqc --json`
     """
+    import math
+
     import numpy as np
 
     from .codes import bits_per_code, entropy_bits
@@ -359,25 +617,35 @@ def inspect(
     for source in inputs:
         try:
             for _, index, record in _records(source):
-                counts = np.bincount(record.codes.ravel(), minlength=record.codebook_size)
+                count = math.prod(record.grid)
                 info = {"input": source, "record": index, "model": record.model,
                         "checkpoint_sha256": record.checkpoint_sha256, "codebook_size": record.codebook_size,
-                        "grid": list(record.grid), "bits_per_code": bits_per_code(record.codebook_size),
-                        "media": record.media, "distinct_codes": int((counts > 0).sum()),
-                        "entropy_bits_per_code": round(entropy_bits(counts), 3),
-                        "histogram": {str(i): int(c) for i, c in enumerate(counts) if c}}
+                        "grid": list(record.grid), "coding": record.coding,
+                        "payload_bytes": len(record.payload),
+                        "bits_per_code": round(8 * len(record.payload) / max(count, 1), 3),
+                        "packed_bits_per_code": bits_per_code(record.codebook_size), "media": record.media}
+                if record.codes is not None:
+                    counts = np.bincount(record.codes.ravel(), minlength=record.codebook_size)
+                    info.update({"distinct_codes": int((counts > 0).sum()),
+                                 "entropy_bits_per_code": round(entropy_bits(counts), 3),
+                                 "histogram": {str(i): int(c) for i, c in enumerate(counts) if c}})
                 if as_json:
                     emit_json(info)
                     continue
-                frequent = sorted(info["histogram"].items(), key=lambda kv: -kv[1])[:top]
+                coding = ("range-coded under the prior" if record.coding == "range-prior"
+                          else f"bit-packed at {info['packed_bits_per_code']} bits")
                 lines = [f"{source}" + (f" (record {index + 1})" if index else ""),
                          f"  model        {record.model} (checkpoint {record.checkpoint_sha256[:12]}…)",
-                         f"  codebook     K = {record.codebook_size}, {info['bits_per_code']} bits per code",
-                         f"  grid         {' x '.join(map(str, record.grid))} = {record.codes.size} codes",
-                         f"  media        {json.dumps(record.media)}",
-                         f"  histogram    {info['distinct_codes']} distinct codes, entropy "
-                         f"{info['entropy_bits_per_code']} bits/code",
-                         "  most used    " + ", ".join(f"{c}×{n}" for c, n in frequent)]
+                         f"  codebook     K = {record.codebook_size}",
+                         f"  grid         {' x '.join(map(str, record.grid))} = {count} codes",
+                         f"  payload      {info['payload_bytes']} bytes, {info['bits_per_code']} bits per code "
+                         f"({coding})",
+                         f"  media        {json.dumps(record.media)}"]
+                if "histogram" in info:
+                    frequent = sorted(info["histogram"].items(), key=lambda kv: -kv[1])[:top]
+                    lines += [f"  histogram    {info['distinct_codes']} distinct codes, entropy "
+                              f"{info['entropy_bits_per_code']} bits/code",
+                              "  most used    " + ", ".join(f"{c}×{n}" for c, n in frequent)]
                 sys.stdout.write("\n".join(lines) + "\n")
         except VqtoolError as exc:
             _report(failures, source, exc)

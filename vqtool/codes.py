@@ -26,7 +26,7 @@ from .errors import VqtoolError
 MAGIC = b"VQC\x89"
 FORMAT_VERSION = 1
 MAX_HEADER_BYTES = 1 << 20
-CODINGS = ("packed",)  # "range-prior" is reserved for entropy coding under a learned prior
+CODINGS = ("packed", "range-prior")  # bit-packed, or range-coded under the checkpoint's learned prior
 _PREFIX = struct.Struct("<4sBI")
 
 
@@ -69,16 +69,20 @@ def unpack_codes(payload: bytes, count: int, codebook_size: int) -> np.ndarray:
 class CodeFile:
     """One record: a grid of codes and the metadata that ties it to a checkpoint and a medium."""
 
-    codes: np.ndarray  # integer array shaped like the code grid
+    codes: np.ndarray | None  # integer array shaped like the code grid; None until a range-coded payload is decoded
     model: str  # checkpoint name as resolved by the hub
     checkpoint_sha256: str
     codebook_size: int
     media: dict = field(default_factory=dict)  # e.g. {"kind": "image", "width": .., "height": ..}
     extra: dict = field(default_factory=dict)  # room for later families; kept verbatim
+    coding: str = "packed"
+    payload: bytes = b""  # as stored; what the prior decodes for "range-prior"
+    shape: tuple[int, ...] = ()  # the grid, when codes is None
+    codes_crc32: int | None = None  # "range-prior": checks the decoded codes
 
     @property
     def grid(self) -> tuple[int, ...]:
-        return tuple(int(s) for s in self.codes.shape)
+        return tuple(int(s) for s in self.codes.shape) if self.codes is not None else tuple(self.shape)
 
     def header(self, payload: bytes, coding: str = "packed") -> dict:
         return {
@@ -92,12 +96,19 @@ class CodeFile:
             "payload_crc32": zlib.crc32(payload),
             "media": self.media,
             **({"extra": self.extra} if self.extra else {}),
+            **({"codes_crc32": codes_crc32(self.codes)} if coding == "range-prior" else {}),
         }
 
-    def to_bytes(self) -> bytes:
-        payload = pack_codes(self.codes, self.codebook_size)
-        header = json.dumps(self.header(payload), separators=(",", ":"), sort_keys=True).encode()
+    def to_bytes(self, compressed: bytes | None = None) -> bytes:
+        """The record, bit-packed, or with `compressed` (range-coded under the prior) as its payload."""
+        payload = pack_codes(self.codes, self.codebook_size) if compressed is None else compressed
+        coding = "packed" if compressed is None else "range-prior"
+        header = json.dumps(self.header(payload, coding), separators=(",", ":"), sort_keys=True).encode()
         return _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header)) + header + payload
+
+
+def codes_crc32(codes: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(codes, dtype="<i4").tobytes())
 
 
 def _read_exact(stream: BinaryIO, n: int) -> bytes:
@@ -141,18 +152,23 @@ def read_record(stream: BinaryIO, source: str = "<stream>") -> CodeFile | None:
         raise VqtoolError("corrupt .vqc header (codebook size or grid)", source)
     count = math.prod(grid)
     expected = math.ceil(count * bits_per_code(size) / 8)
-    if nbytes != expected:
+    if coding == "packed" and nbytes != expected:
         raise VqtoolError(f"payload size {nbytes} does not match a {grid} grid ({expected} bytes)", source)
     payload = _read_exact(stream, nbytes)
     if len(payload) < nbytes:
         raise VqtoolError(f"truncated .vqc file (payload has {len(payload)} of {nbytes} bytes)", source)
     if zlib.crc32(payload) != header.get("payload_crc32"):
         raise VqtoolError("corrupt .vqc payload (checksum mismatch)", source)
+    media, extra = dict(header.get("media", {})), dict(header.get("extra", {}))
+    if coding == "range-prior":
+        if not isinstance(header.get("codes_crc32"), int):
+            raise VqtoolError("corrupt .vqc header (range-coded record without codes_crc32)", source)
+        return CodeFile(None, model, sha, size, media, extra, coding, payload, grid, header["codes_crc32"])
     try:
         codes = unpack_codes(payload, count, size).reshape(grid)
     except ValueError as exc:
         raise VqtoolError(f"corrupt .vqc payload ({exc})", source) from None
-    return CodeFile(codes, model, sha, size, dict(header.get("media", {})), dict(header.get("extra", {})))
+    return CodeFile(codes, model, sha, size, media, extra, coding, payload)
 
 
 def iter_records(stream: BinaryIO, source: str = "<stream>") -> Iterator[CodeFile]:

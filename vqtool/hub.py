@@ -27,6 +27,7 @@ REGISTRY = "registry.json"
 # architecture name in a checkpoint -> "module:Class"; the class has a Config dataclass
 ARCHITECTURES = {
     "vqvae-image": "vqtool.vqvae:VQVAE",
+    "classifier-image": "vqtool.classifier:Classifier",
 }
 
 
@@ -127,8 +128,11 @@ def architecture_class(name: str):
     return getattr(importlib.import_module(module), cls)
 
 
-def load(name_or_path: str, device: str = "auto", models_dir=None) -> torch.nn.Module:
-    """A ready model in eval mode, with `.name`, `.sha256` and `.metadata` attached."""
+def load(name_or_path: str, device: str = "auto", models_dir=None, expect: str | None = None) -> torch.nn.Module:
+    """A ready model in eval mode, with `.name`, `.sha256` and `.metadata` attached.
+
+    `expect` names the architecture a caller needs; another one is a clear error, not an AttributeError later.
+    """
     resolved = resolve(name_or_path, models_dir)
     if not resolved.path.is_file():
         raise VqtoolError("checkpoint file is missing", str(resolved.path))
@@ -137,6 +141,8 @@ def load(name_or_path: str, device: str = "auto", models_dir=None) -> torch.nn.M
         raise VqtoolError(f"checkpoint SHA-256 {sha[:12]}… does not match the pinned "
                           f"{resolved.pinned_sha256[:12]}… (file altered?)", str(resolved.path))
     meta = read_metadata(resolved.path)
+    if expect and meta["architecture"] != expect:
+        raise VqtoolError(f"is a {meta['architecture']} checkpoint; this needs a {expect} one", name_or_path)
     cls = architecture_class(meta["architecture"])
     model = cls(cls.Config(**meta["config"]))
     state = {}

@@ -135,3 +135,17 @@ def image_format_for(path: str, default: str = "PNG") -> str:
     if suffix not in IMAGE_FORMATS:
         raise VqtoolError(f"unknown image suffix '{suffix}' (use one of {', '.join(sorted(IMAGE_FORMATS))})", path)
     return IMAGE_FORMATS[suffix]
+
+
+def tile(images: list[np.ndarray], columns: int, gutter: int = 2, background: int = 255) -> np.ndarray:
+    """Equal-sized (H, W, C) images in a grid, row by row, with a `gutter`-pixel margin."""
+    height, width, channels = images[0].shape
+    if any(i.shape != images[0].shape for i in images):
+        raise VqtoolError("images of different sizes cannot share a grid; write them to a folder instead")
+    rows = -(-len(images) // columns)
+    sheet = np.full((rows * (height + gutter) + gutter, columns * (width + gutter) + gutter, channels),
+                    background, dtype=np.uint8)
+    for index, image in enumerate(images):
+        top, left = gutter + (index // columns) * (height + gutter), gutter + (index % columns) * (width + gutter)
+        sheet[top:top + height, left:left + width] = image
+    return sheet

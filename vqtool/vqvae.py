@@ -18,6 +18,8 @@ from torch import nn
 
 from .codes import entropy_bits
 from .layers import ResidualBlock, tiled
+from .errors import VqtoolError
+from .prior import PixelCNNPrior, PriorConfig, autoregress, sampler
 from .quantize import VectorQuantizer
 
 TILE_CODES = 64  # tile edge in codes for large images
@@ -36,6 +38,7 @@ class VQVAEConfig:
     beta: float = 0.25
     ema: bool = True
     decay: float = 0.99
+    prior: dict | None = None  # PriorConfig fields when the checkpoint carries a learned prior
 
 
 class VQVAE(nn.Module):
@@ -65,13 +68,19 @@ class VQVAE(nn.Module):
         self.decoder = nn.Sequential(
             nn.Conv2d(c.embedding_dim, c.hidden, 3, padding=1),
             *[ResidualBlock(c.hidden, c.res_hidden) for _ in range(c.res_blocks)], nn.ReLU(), *up)
+        self.prior = PixelCNNPrior(PriorConfig(**c.prior)) if c.prior else None
 
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def forward(self, images: torch.Tensor):
-        """Training pass on images in [0, 1]: (reconstruction, Quantized)."""
+    def forward(self, images: torch.Tensor | None = None, codes: torch.Tensor | None = None, labels=None):
+        """Training pass on images in [0, 1]: (reconstruction, Quantized); on codes: the prior's logits.
+
+        Both passes go through forward so that DistributedDataParallel sees them.
+        """
+        if codes is not None:
+            return self.prior(codes, labels)
         quant = self.quantizer(self.encoder(images - 0.5))
         return self.decoder(quant.quantized) + 0.5, quant
 
@@ -119,6 +128,43 @@ class VQVAE(nn.Module):
         if size is not None:
             images = images[..., : size[0], : size[1]]
         return images
+
+    # --- the learned prior ----------------------------------------------------------------------
+    def require_prior(self):
+        if self.prior is None:
+            raise VqtoolError(f"model '{getattr(self, 'name', 'this model')}' has no learned prior "
+                              "(train one with `vqtool train prior`)")
+        return self.prior
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.prior.config.classes) if self.prior is not None else []
+
+    def class_index(self, label: str | int) -> int:
+        """A class name or index -> index; VqtoolError naming the classes when it is neither."""
+        classes = self.classes
+        text = str(label)
+        if text in classes:
+            return classes.index(text)
+        if text.lstrip("-").isdigit() and 0 <= int(text) < len(classes):
+            return int(text)
+        known = ", ".join(classes) if classes else "none: the prior is unconditional"
+        raise VqtoolError(f"unknown class '{label}' (classes: {known})")
+
+    @torch.no_grad()
+    def sample(self, labels, seed: int = 0, temperature: float = 1.0, top_k: int | None = None,
+               cached: bool = True) -> torch.Tensor:
+        """Codes (N, h, w) drawn from the prior, one grid per entry of `labels` (class index, or -1 for
+        none). The same seed gives the same codes; `cached=False` runs the naive loop (same result)."""
+        prior = self.require_prior()
+        if temperature <= 0:
+            raise ValueError("temperature must be positive")
+        if top_k is not None and not 1 <= top_k <= prior.config.num_codes:
+            raise ValueError(f"top_k must lie in 1..{prior.config.num_codes}")
+        labels = prior.labels_for(torch.as_tensor(labels), len(labels), self.device)
+        grid = tuple(prior.config.grid)
+        noise = torch.rand(len(labels), *grid, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        return autoregress(prior, labels, *grid, sampler(noise.to(self.device), temperature, top_k), cached)
 
     @staticmethod
     def to_uint8(images: torch.Tensor) -> np.ndarray:

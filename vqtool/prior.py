@@ -1,0 +1,218 @@
+"""Gated PixelCNN prior over VQ-VAE code grids (van den Oord et al. 2016; used as the VQ-VAE prior in 2017).
+
+Two stacks remove the blind spot of a masked PixelCNN: the vertical stack sees every row above, the
+horizontal stack the codes to the left in the current row, and each layer feeds the vertical
+features into the horizontal ones. Causality comes from shifting the inputs (vertical: down one row,
+horizontal: right one column), after which every convolution only looks up and left.
+
+The same structure lets sampling cache: a vertical row depends only on rows above, so it is computed
+once per row, and a horizontal position needs only its own column and the one to its left in each
+layer. `Stepper` keeps those per-layer activations; `autoregress` walks the grid in raster order
+with it (or, for checking, re-runs the whole network at every position as the naive loop does).
+
+Class conditioning adds a learned per-layer bias; index `num_classes` is the "no class" label, which
+training uses for a share of the examples so that one network is also the unconditional prior.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class PriorConfig:
+    num_codes: int = 512
+    classes: list[str] = field(default_factory=list)  # empty: unconditional
+    hidden: int = 128
+    layers: int = 12
+    kernel: int = 3  # vertical kernel width; each layer reaches kernel // 2 further up, left and right
+    class_dropout: float = 0.2  # share of training examples shown with the "no class" label
+    grid: list[int] = field(default_factory=lambda: [8, 8])  # the training grid: what `sample` draws
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def gate(features: torch.Tensor) -> torch.Tensor:
+    a, b = features.chunk(2, dim=1)
+    return torch.tanh(a) * torch.sigmoid(b)
+
+
+class GatedLayer(nn.Module):
+    def __init__(self, hidden: int, kernel: int, labels: int):
+        super().__init__()
+        self.reach = r = kernel // 2
+        self.v_conv = nn.Conv2d(hidden, 2 * hidden, (r + 1, 2 * r + 1))
+        self.v_to_h = nn.Conv2d(2 * hidden, 2 * hidden, 1)
+        self.h_conv = nn.Conv2d(hidden, 2 * hidden, (1, r + 1))
+        self.h_out = nn.Conv2d(hidden, hidden, 1)
+        self.v_cond = nn.Embedding(labels, 2 * hidden)
+        self.h_cond = nn.Embedding(labels, 2 * hidden)
+
+    def forward(self, v, h, labels):
+        """Whole grid: v and h are (N, hidden, H, W); returns the next layer's (v, h)."""
+        r = self.reach
+        v_feat = self.v_conv(F.pad(v, (r, r, r, 0))) + self.v_cond(labels)[:, :, None, None]
+        h_feat = self.h_conv(F.pad(h, (r, 0, 0, 0))) + self.v_to_h(v_feat) + self.h_cond(labels)[:, :, None, None]
+        return gate(v_feat), h + self.h_out(gate(h_feat))
+
+
+class PixelCNNPrior(nn.Module):
+    def __init__(self, config: PriorConfig):
+        super().__init__()
+        self.config = c = config
+        self.embed = nn.Embedding(c.num_codes, c.hidden)
+        self.stack = nn.ModuleList(GatedLayer(c.hidden, c.kernel, c.num_classes + 1) for _ in range(c.layers))
+        self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(c.hidden, c.hidden, 1), nn.ReLU(),
+                                  nn.Conv2d(c.hidden, c.num_codes, 1))
+        # per-channel scale of a discretised logistic p(x | z) around the decoder's output (see likelihood)
+        self.register_buffer("pixel_log_scale", torch.zeros(3))
+
+    def labels_for(self, labels, n: int, device) -> torch.Tensor:
+        """Class indices (N,), with None (or -1) meaning "no class"."""
+        if labels is None:
+            return torch.full((n,), self.config.num_classes, dtype=torch.long, device=device)
+        labels = torch.as_tensor(labels, dtype=torch.long, device=device).expand(n).clone()
+        labels[labels < 0] = self.config.num_classes
+        return labels
+
+    def forward(self, codes: torch.Tensor, labels=None) -> torch.Tensor:
+        """Codes (N, H, W) -> logits (N, K, H, W); logits at a position see only earlier codes."""
+        labels = self.labels_for(labels, codes.shape[0], codes.device)
+        x = self.embed(codes).permute(0, 3, 1, 2)
+        v = F.pad(x, (0, 0, 1, 0))[:, :, :-1]  # shift down: row r sees rows < r
+        h = F.pad(x, (1, 0))[..., :-1]  # shift right: column c sees columns < c
+        for layer in self.stack:
+            v, h = layer(v, h, labels)
+        return self.head(h)
+
+    def nll_bits(self, codes: torch.Tensor, labels=None) -> torch.Tensor:
+        """-log2 p(codes) per grid (N,), teacher-forced in one pass."""
+        logits = self(codes, labels)
+        nats = F.cross_entropy(logits, codes, reduction="none").flatten(1).sum(1)
+        return nats / torch.log(torch.tensor(2.0))
+
+
+class Stepper:
+    """Incremental evaluation of the prior in raster order, caching per-layer activations.
+
+    For row r it first runs the vertical stack on that row only (its inputs are rows r-reach..r of
+    each layer, all known); then for each column it runs the horizontal stack on that column only.
+    The logits equal the full network's (same operations on the same values, up to float rounding).
+    """
+
+    def __init__(self, prior: PixelCNNPrior, labels: torch.Tensor, height: int, width: int):
+        self.prior, self.height, self.width = prior, height, width
+        n, c, dev, dtype = len(labels), prior.config, labels.device, prior.embed.weight.dtype
+        self.r = r = c.kernel // 2
+        self.v_cond = [layer.v_cond(labels)[:, :, None, None] for layer in prior.stack]
+        self.h_cond = [layer.h_cond(labels)[:, :, None, None] for layer in prior.stack]
+        # vertical inputs of every layer, padded as the full pass pads them
+        self.v = [torch.zeros(n, c.hidden, height + r, width + 2 * r, device=dev, dtype=dtype)
+                  for _ in range(c.layers)]
+        self.h = [torch.zeros(n, c.hidden, 1, width + r, device=dev, dtype=dtype) for _ in range(c.layers + 1)]
+        self.v_to_h: list[torch.Tensor] = []
+
+    def start_row(self, row: int, codes: torch.Tensor) -> None:
+        r, layers = self.r, self.prior.stack
+        if row > 0:
+            self.v[0][:, :, row + r, r:r + self.width] = self.prior.embed(codes[:, row - 1]).permute(0, 2, 1)
+        self.v_to_h = []
+        for i, layer in enumerate(layers):
+            feat = layer.v_conv(self.v[i][:, :, row:row + r + 1]) + self.v_cond[i]
+            self.v_to_h.append(layer.v_to_h(feat))
+            if i + 1 < len(layers):
+                self.v[i + 1][:, :, row + r, r:r + self.width] = gate(feat)[:, :, 0]
+        for h in self.h:
+            h.zero_()
+
+    def logits(self, row: int, col: int, codes: torch.Tensor) -> torch.Tensor:
+        """Logits (N, K) at (row, col); codes before it in raster order must be filled in."""
+        r = self.r
+        if col > 0:
+            self.h[0][:, :, 0, r + col] = self.prior.embed(codes[:, row, col - 1])
+        for i, layer in enumerate(self.prior.stack):
+            window = self.h[i][..., col:col + r + 1]
+            feat = layer.h_conv(window) + self.v_to_h[i][..., col:col + 1] + self.h_cond[i]
+            self.h[i + 1][..., r + col:r + col + 1] = window[..., -1:] + layer.h_out(gate(feat))
+        return self.prior.head(self.h[-1][..., r + col:r + col + 1])[:, :, 0, 0]
+
+
+@torch.no_grad()
+def autoregress(prior: PixelCNNPrior, labels: torch.Tensor, height: int, width: int, choose,
+                cached: bool = True) -> torch.Tensor:
+    """Walk the grid in raster order: choose(row, col, logits (N, K)) returns the codes (N,) there.
+
+    The same walk samples (choose draws), range-decodes (choose reads the coder) and computes the
+    probabilities for range-encoding (choose records them and returns the known codes).
+    """
+    n = len(labels)
+    codes = torch.zeros(n, height, width, dtype=torch.long, device=labels.device)
+    stepper = Stepper(prior, labels, height, width) if cached else None
+    for row in range(height):
+        if stepper:
+            stepper.start_row(row, codes)
+        for col in range(width):
+            logits = stepper.logits(row, col, codes) if stepper else prior(codes, labels)[:, :, row, col]
+            codes[:, row, col] = choose(row, col, logits)
+    return codes
+
+
+def sampler(noise: torch.Tensor, temperature: float = 1.0, top_k: int | None = None):
+    """A `choose` that draws by inverting the CDF with pre-drawn uniforms (N, H, W).
+
+    Drawing all the randomness up front makes the draw depend only on the seed and the
+    probabilities, so cached and naive sampling give the same codes.
+    """
+
+    def choose(row, col, logits):
+        logits = logits.double() / temperature
+        if top_k is not None and top_k < logits.shape[1]:
+            kth = logits.topk(top_k, dim=1).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        cdf = logits.softmax(1).cumsum(1)
+        u = (1 - noise[:, row, col, None].to(cdf)) * cdf[:, -1:]  # in (0, total]: never a zero-probability code
+        return torch.searchsorted(cdf, u).clamp_(max=logits.shape[1] - 1).squeeze(1)
+
+    return choose
+
+
+def discretised_logistic_bits(mean: torch.Tensor, pixels: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+    """-log2 p(x | z) per image (N,) of uint8 pixels (N, C, H, W) under a discretised logistic.
+
+    Each sub-pixel value x in 0..255 gets the logistic mass of [x - 0.5, x + 0.5] around the decoder's
+    output `mean` (in [0, 1] units, unclamped), with the open tails folded into 0 and 255 (the
+    PixelCNN++ likelihood with one component). `log_scale` is per channel, in 0..255 units.
+    """
+    mu = mean.double() * 255
+    x = pixels.double()
+    scale = log_scale.double().exp().view(1, -1, 1, 1)
+    upper = torch.where(x >= 255, torch.full_like(x, float("inf")), x + 0.5)
+    lower = torch.where(x <= 0, torch.full_like(x, float("-inf")), x - 0.5)
+    # the difference of two sigmoids, computed on the side where it does not cancel
+    above = x > mu
+    a = torch.where(above, (mu - lower) / scale, (upper - mu) / scale)
+    b = torch.where(above, (mu - upper) / scale, (lower - mu) / scale)
+    mass = torch.sigmoid(a) - torch.sigmoid(b)
+    bits = -torch.log2(mass.clamp_min(1e-300))
+    return bits.flatten(1).sum(1)
+
+
+def fit_log_scale(mean: torch.Tensor, pixels: torch.Tensor, iterations: int = 40) -> torch.Tensor:
+    """Maximum-likelihood per-channel log-scale of `discretised_logistic_bits` (a ternary search per channel)."""
+    result = torch.zeros(mean.shape[1], dtype=torch.float64)
+    for ch in range(mean.shape[1]):
+        def cost(value):
+            return float(discretised_logistic_bits(mean[:, ch:ch + 1], pixels[:, ch:ch + 1],
+                                                   torch.tensor([value])).sum())
+        low, high = -3.0, 6.0
+        for _ in range(iterations):
+            a, b = low + (high - low) / 3, high - (high - low) / 3
+            low, high = (low, b) if cost(a) < cost(b) else (a, high)
+        result[ch] = (low + high) / 2
+    return result.float()
