@@ -20,12 +20,18 @@ demo: install
 	$(BIN)/vqtool inspect out/demo.vqc
 	$(BIN)/vqtool decode out/demo.vqc -o out/demo.png
 	$(BIN)/vqtool compare docs/demo.png out/demo.png
+	$(BIN)/vqtool encode docs/demo.png --compress -o out/demo-small.vqc
+	$(BIN)/vqtool inspect out/demo-small.vqc
+	$(BIN)/vqtool decode out/demo-small.vqc -o out/demo-small.png
+	cmp out/demo.png out/demo-small.png && echo "range-coded codes decode to the same image"
+	$(BIN)/vqtool sample --class cat -n 16 --seed 1 -o out/cats.png
 
 test: install
 	$(BIN)/python -m pytest -q
 
 bench: install
 	$(BIN)/python bench/bench_vqvae.py
+	$(BIN)/python bench/bench_prior.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis

@@ -696,9 +696,10 @@ def models_list(models_dir: Optional[Path] = ModelsDirOpt,
         if as_json:
             emit_json(record)
         else:
-            metrics = ", ".join(f"{k} {v}" for k, v in record["metrics"].items() if k in ("psnr_db", "perplexity"))
+            metrics = ", ".join(f"{k} {v}" for k, v in record["metrics"].items()
+                                if k in ("psnr_db", "perplexity", "bits_per_dim", "accuracy", "sample_accuracy"))
             origin = "bundled" if record.get("bundled") else "user"
-            sys.stdout.write(f"{name:16} {record.get('architecture', '?'):14} {origin:8} {metrics}\n")
+            sys.stdout.write(f"{name:20} {record.get('architecture', '?'):16} {origin:8} {metrics}\n")
 
 
 @models_app.command("info")
