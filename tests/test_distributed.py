@@ -40,3 +40,14 @@ def test_train_command_runs_under_torchrun(tmp_path, image_folder):
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     meta = read_metadata(tmp_path / "ddp.safetensors")
     assert meta["provenance"]["world_size"] == 2 and meta["provenance"]["steps"] == 6
+
+
+def test_prior_trains_under_torchrun_with_the_codec_frozen(tmp_path, image_folder, tiny_checkpoint):
+    result = torchrun("-m", "vqtool", "train", "prior", "--vqvae", tiny_checkpoint, "--data", image_folder,
+                      "--name", "ddp", "--out", tmp_path, "--steps", "6", "--batch-size", "8", "--hidden", "8",
+                      "--layers", "2", "--quiet")
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    meta = read_metadata(tmp_path / "ddp.safetensors")
+    assert meta["provenance"]["world_size"] == 2 and meta["config"]["prior"]["layers"] == 2
+    weights = load_file(tmp_path / "ddp.safetensors")
+    assert torch.equal(weights["encoder.0.weight"], load_file(tiny_checkpoint)["encoder.0.weight"])  # codec frozen
