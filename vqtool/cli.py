@@ -179,7 +179,8 @@ def train_prior(
                         class_dropout=class_dropout if classes else 0.0)
     info = {**_data_info(data, train, eval_data), "flip": flip,
             "codec": {"name": base.name, "sha256": base.sha256, **base.metadata.get("provenance", {})}}
-    task = PriorTask(base, prior, train, str(eval_data) if eval_data else None, flip, eval_limit, judge, info)
+    task = PriorTask(base, prior, train, str(eval_data) if eval_data else None, flip, eval_limit, judge, info,
+                     name)
     opts = TrainOptions(out=out or Path("runs") / f"{name}-prior", name=name, steps=steps, batch_size=batch_size,
                         lr=lr, seed=seed, device=device, resume=resume, checkpoint_every=checkpoint_every,
                         quiet=quiet, time_limit=time_limit * 60 if time_limit else None)

@@ -39,8 +39,9 @@ class PriorTask:
     architecture = VQVAE.architecture
 
     def __init__(self, base: VQVAE, prior: PriorConfig, train, eval_path: str | None, flip: bool = True,
-                 eval_limit: int | None = None, judge: str | None = None, data_info: dict | None = None):
-        self.base, self.prior_config, self.eval_path = base, prior, eval_path
+                 eval_limit: int | None = None, judge: str | None = None, data_info: dict | None = None,
+                 name: str = "cifar10"):
+        self.base, self.prior_config, self.eval_path, self.name = base, prior, eval_path, name
         self.eval_limit, self.judge, self.data_info = eval_limit, judge, data_info or {}
         codes = [encode_all(base, train.images)] + ([encode_all(base, train.images, flip=True)] if flip else [])
         self.codes = torch.cat(codes)
@@ -83,7 +84,7 @@ class PriorTask:
             return {}
         held_out = load_images(self.eval_path, limit=self.eval_limit)
         metrics = dict(self.base.metadata.get("metrics", {})) if hasattr(self.base, "metadata") else {}
-        metrics.update(evaluate_prior(model, held_out))
+        metrics.update(evaluate_prior(model, held_out, self.name))
         if self.judge:
             from .hub import load
 
@@ -141,7 +142,7 @@ def jpeg_at_psnr(original: np.ndarray, target_db: float) -> tuple[int, float]:
     return attempt(low)
 
 
-def evaluate_prior(model: VQVAE, held_out, batch: int = 1000, decode_check: int = 200) -> dict:
+def evaluate_prior(model: VQVAE, held_out, name: str = "cifar10", batch: int = 1000, decode_check: int = 200) -> dict:
     """The paper's numbers on held-out images: prior NLL, bits/dim, and the compression table."""
     from .codes import CodeFile, bits_per_code
 
@@ -161,15 +162,16 @@ def evaluate_prior(model: VQVAE, held_out, batch: int = 1000, decode_check: int 
         payloads += compress(model.prior, codes[start:start + batch])
     check = decompress(model.prior, payloads[:decode_check], grid)
     exact = bool((check == codes[:decode_check].numpy()).all())
-    # whole records as `vqtool encode` writes them (header included), for the first 1,000 images
+    # whole records as `vqtool encode` writes them for a checkpoint called `name` (header included),
+    # for the first 1,000 images
     media = {"kind": "image", "height": images.shape[1], "width": images.shape[2], "channels": images.shape[3]}
     sha, k = getattr(model, "sha256", "0" * 64), model.config.num_codes
     sample = range(min(count, 1000))
-    packed_file = np.mean([len(CodeFile(codes[i].numpy(), "cifar10", sha, k, media).to_bytes()) for i in sample])
-    range_file = np.mean([len(CodeFile(codes[i].numpy(), "cifar10", sha, k, media).to_bytes(payloads[i]))
+    packed_file = np.mean([len(CodeFile(codes[i].numpy(), name, sha, k, media).to_bytes()) for i in sample])
+    range_file = np.mean([len(CodeFile(codes[i].numpy(), name, sha, k, media).to_bytes(payloads[i]))
                           for i in sample])
     png, jpeg, jpeg_psnr = [], [], []
-    restored = model.to_uint8(model.decode(codes[:count]))
+    restored = np.concatenate([model.to_uint8(model.decode(codes[i:i + batch])) for i in range(0, count, batch)])
     for original, back in zip(images.numpy(), restored):
         buffer = io.BytesIO()
         Image.fromarray(original).save(buffer, "PNG", optimize=True)

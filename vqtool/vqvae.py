@@ -24,6 +24,7 @@ from .quantize import VectorQuantizer
 
 TILE_CODES = 64  # tile edge in codes for large images
 HALO_CODES = 8  # context added around each tile, beyond the encoder's receptive field
+SAMPLE_CHUNK = 500  # grids sampled at once: bounds the prior's cached activations (~40 MB per 500)
 
 
 @dataclass
@@ -163,8 +164,11 @@ class VQVAE(nn.Module):
             raise ValueError(f"top_k must lie in 1..{prior.config.num_codes}")
         labels = prior.labels_for(torch.as_tensor(labels), len(labels), self.device)
         grid = tuple(prior.config.grid)
+        # all randomness drawn first, so the result does not depend on the chunking below
         noise = torch.rand(len(labels), *grid, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-        return autoregress(prior, labels, *grid, sampler(noise.to(self.device), temperature, top_k), cached)
+        return torch.cat([autoregress(prior, labels[i:i + SAMPLE_CHUNK], *grid,
+                                      sampler(noise[i:i + SAMPLE_CHUNK].to(self.device), temperature, top_k), cached)
+                          for i in range(0, len(labels), SAMPLE_CHUNK)])
 
     @staticmethod
     def to_uint8(images: torch.Tensor) -> np.ndarray:
