@@ -85,18 +85,20 @@ class CodeFile:
         return tuple(int(s) for s in self.codes.shape) if self.codes is not None else tuple(self.shape)
 
     def header(self, payload: bytes, coding: str = "packed") -> dict:
+        # a range-coded record checks the decoded codes instead of the payload: that covers the payload
+        # too, and the header (which dominates a small image's record) stays no larger than a packed one's
+        integrity = ({"bits_per_code": bits_per_code(self.codebook_size), "payload_crc32": zlib.crc32(payload)}
+                     if coding == "packed" else {"codes_crc32": codes_crc32(self.codes)})
         return {
             "model": self.model,
             "checkpoint_sha256": self.checkpoint_sha256,
             "codebook_size": int(self.codebook_size),
             "grid": list(self.grid),
             "coding": coding,
-            "bits_per_code": bits_per_code(self.codebook_size),
             "payload_bytes": len(payload),
-            "payload_crc32": zlib.crc32(payload),
+            **integrity,
             "media": self.media,
             **({"extra": self.extra} if self.extra else {}),
-            **({"codes_crc32": codes_crc32(self.codes)} if coding == "range-prior" else {}),
         }
 
     def to_bytes(self, compressed: bytes | None = None) -> bytes:
@@ -157,7 +159,7 @@ def read_record(stream: BinaryIO, source: str = "<stream>") -> CodeFile | None:
     payload = _read_exact(stream, nbytes)
     if len(payload) < nbytes:
         raise VqtoolError(f"truncated .vqc file (payload has {len(payload)} of {nbytes} bytes)", source)
-    if zlib.crc32(payload) != header.get("payload_crc32"):
+    if (coding == "packed" or "payload_crc32" in header) and zlib.crc32(payload) != header.get("payload_crc32"):
         raise VqtoolError("corrupt .vqc payload (checksum mismatch)", source)
     media, extra = dict(header.get("media", {})), dict(header.get("extra", {}))
     if coding == "range-prior":

@@ -101,7 +101,10 @@ def restore(prior: PixelCNNPrior | None, record, source: str) -> np.ndarray:
         raise VqtoolError(f"codes are range-coded under a prior, but model '{record.model}' has none", source)
     if len(record.grid) != 2:
         raise VqtoolError(f"a range-coded record needs a 2-D grid, not {record.grid}", source)
-    codes = decompress(prior, [record.payload], record.grid)[0]
+    try:
+        codes = decompress(prior, [record.payload], record.grid)[0]
+    except (ValueError, RuntimeError) as exc:  # the coder's own complaint about an impossible stream
+        raise VqtoolError(f"corrupt range-coded payload ({exc})", source) from None
     if codes_crc32(codes) != record.codes_crc32:
         raise VqtoolError("range-coded payload does not decode to the recorded codes (corrupt, or made by "
                           "another prior)", source)

@@ -189,6 +189,7 @@ def fit(task: Task, opts: TrainOptions) -> Path | None:
                 shown = " ".join(f"{k}={v:.4g}" for k, v in record.items() if k not in ("step", "lr", "seconds"))
                 progress.update(bar, completed=step, metrics=shown)
             if ddp.main and (step % opts.checkpoint_every == 0 or done >= 1):
+                history[-1]["seconds"] = round(time.time() - started, 1)  # so resumed runs add up
                 save_state(state_path, model, optimizer, step, opts, history)
     if log:
         log.close()
@@ -202,7 +203,8 @@ def fit(task: Task, opts: TrainOptions) -> Path | None:
                       "seed": opts.seed, "world_size": ddp.world, "device": device.type,
                       "torch": torch.__version__, "command": opts.command,
                       **({"resumed": history} if len(history) > 1 else {}),
-                      "train_seconds": round(time.time() - started, 1),
+                      "train_seconds": round(sum(run.get("seconds", 0) for run in history[:-1])
+                                             + time.time() - started, 1),
                       "date": time.strftime("%Y-%m-%d", time.gmtime())}
         exported = out / f"{opts.name}.safetensors"
         save_checkpoint(exported, model, task.architecture, task.config, opts.name, provenance, metrics,
