@@ -102,7 +102,10 @@ def render_card(meta: dict) -> str:
         f"- architecture `{meta['architecture']}`, vqtool {meta.get('vqtool_version')}",
         f"- {prov.get('steps')} steps, batch {prov.get('batch_size')}, lr {prov.get('lr')}, seed {prov.get('seed')}, "
         f"{prov.get('world_size')} process(es) on {prov.get('device')}, {prov.get('train_seconds')} s, torch {prov.get('torch')}",
-        f"- command: `{prov.get('command')}`", "",
+        f"- command: `{prov.get('command')}`",
+        *[f"  - run {i + 1}, from step {run.get('from_step')}"
+          + (f", {run['seconds']} s" if "seconds" in run else "") + f": `{run.get('command')}`"
+          for i, run in enumerate(prov.get("resumed", []))], "",
         *([f"The prior was trained over the codes of VQ-VAE `{codec.get('name')}` (SHA-256 "
            f"`{str(codec.get('sha256'))[:16]}…`), itself trained for {codec.get('steps')} steps, batch "
            f"{codec.get('batch_size')}, {codec.get('train_seconds')} s: `{codec.get('command')}`. Its weights are "
