@@ -41,7 +41,7 @@ class PriorTask:
     def __init__(self, base: VQVAE, prior: PriorConfig, train, eval_path: str | None, flip: bool = True,
                  eval_limit: int | None = None, judge: str | None = None, data_info: dict | None = None,
                  name: str = "cifar10"):
-        self.base, self.prior_config, self.eval_path, self.name = base, prior, eval_path, name
+        self.base, self.eval_path, self.name = base, eval_path, name
         self.eval_limit, self.judge, self.data_info = eval_limit, judge, data_info or {}
         codes = [encode_all(base, train.images)] + ([encode_all(base, train.images, flip=True)] if flip else [])
         self.codes = torch.cat(codes)
@@ -52,8 +52,8 @@ class PriorTask:
 
     def build(self) -> VQVAE:
         model = VQVAE(self.config)
-        missing, _ = model.load_state_dict(self.base.state_dict(), strict=False)
-        assert all(key.startswith("prior.") for key in missing), missing
+        codec = {k: v for k, v in self.base.state_dict().items() if not k.startswith("prior.")}  # an old prior goes
+        model.load_state_dict({**model.state_dict(), **codec})
         for name, param in model.named_parameters():
             param.requires_grad_(name.startswith("prior."))
         # the discrete likelihood p(x | z) of the frozen decoder: one logistic scale per channel,
