@@ -8,8 +8,6 @@ the codes in the record header turns any mismatch into a clear error instead of 
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import torch
 
@@ -26,14 +24,9 @@ def _categorical():
     return constriction.stream.model.Categorical(perfect=False)
 
 
-def _float64(prior: PixelCNNPrior) -> PixelCNNPrior:
-    if prior.embed.weight.dtype != torch.float64:
-        prior = copy.deepcopy(prior).double()
-    return prior.eval()
-
-
-def _labels(prior: PixelCNNPrior, labels, n: int) -> torch.Tensor:
-    return prior.labels_for(labels, n, prior.embed.weight.device)
+def _no_class(prior: PixelCNNPrior, n: int) -> torch.Tensor:
+    """Records are coded under the unconditional prior: a decoder cannot know the class."""
+    return prior.labels_for(None, n, prior.embed.weight.device)
 
 
 def _probabilities(logits: torch.Tensor) -> np.ndarray:
@@ -49,11 +42,11 @@ def check_size(grid) -> None:
 
 
 @torch.no_grad()
-def compress(prior: PixelCNNPrior, codes: torch.Tensor, labels=None) -> list[bytes]:
+def compress(prior: PixelCNNPrior, codes: torch.Tensor) -> list[bytes]:
     """Codes (N, H, W) -> one range-coded payload per grid."""
     import constriction
 
-    prior = _float64(prior)
+    prior = prior.float64()
     codes = torch.as_tensor(codes, dtype=torch.long, device=prior.embed.weight.device)
     n, height, width = codes.shape
     check_size((height, width))
@@ -64,7 +57,7 @@ def compress(prior: PixelCNNPrior, codes: torch.Tensor, labels=None) -> list[byt
         probs[:, row * width + col] = _probabilities(logits)
         return codes[:, row, col]
 
-    autoregress(prior, _labels(prior, labels, n), height, width, record)
+    autoregress(prior, _no_class(prior, n), height, width, record)
     flat = codes.flatten(1).cpu().numpy().astype(np.int32)
     payloads = []
     for i in range(n):
@@ -75,11 +68,11 @@ def compress(prior: PixelCNNPrior, codes: torch.Tensor, labels=None) -> list[byt
 
 
 @torch.no_grad()
-def decompress(prior: PixelCNNPrior, payloads: list[bytes], grid: tuple[int, int], labels=None) -> np.ndarray:
+def decompress(prior: PixelCNNPrior, payloads: list[bytes], grid: tuple[int, int]) -> np.ndarray:
     """The inverse of `compress` for payloads of one grid shape: codes (N, H, W)."""
     import constriction
 
-    prior = _float64(prior)
+    prior = prior.float64()
     check_size(grid)
     family = _categorical()
     decoders = [constriction.stream.queue.RangeDecoder(
@@ -90,7 +83,7 @@ def decompress(prior: PixelCNNPrior, payloads: list[bytes], grid: tuple[int, int
         return torch.tensor([int(d.decode(family, probs[i:i + 1])[0]) for i, d in enumerate(decoders)])
 
     height, width = grid
-    return autoregress(prior, _labels(prior, labels, len(payloads)), height, width, read).cpu().numpy()
+    return autoregress(prior, _no_class(prior, len(payloads)), height, width, read).cpu().numpy()
 
 
 def restore(prior: PixelCNNPrior | None, record, source: str) -> np.ndarray:

@@ -16,6 +16,8 @@ training uses for a share of the examples so that one network is also the uncond
 
 from __future__ import annotations
 
+import copy
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -95,7 +97,18 @@ class PixelCNNPrior(nn.Module):
         """-log2 p(codes) per grid (N,), teacher-forced in one pass."""
         logits = self(codes, labels)
         nats = F.cross_entropy(logits, codes, reduction="none").flatten(1).sum(1)
-        return nats / torch.log(torch.tensor(2.0))
+        return nats / math.log(2)
+
+    def float64(self) -> "PixelCNNPrior":
+        """A float64 copy for range coding, made once per prior (kept out of the state dict).
+
+        The copy is not refreshed if these weights change afterwards: code with a trained prior.
+        """
+        if self.embed.weight.dtype == torch.float64:
+            return self.eval()
+        if "_float64" not in self.__dict__:
+            self.__dict__["_float64"] = copy.deepcopy(self).double().eval()
+        return self.__dict__["_float64"]
 
 
 class Stepper:

@@ -24,13 +24,16 @@ from .vqvae import VQVAE
 LN2 = math.log(2)
 
 
-def encode_all(model: VQVAE, images: torch.Tensor, batch: int = 1000, flip: bool = False) -> torch.Tensor:
+def in_batches(fn, items: torch.Tensor, batch: int = 1000, *more) -> torch.Tensor:
+    """fn over consecutive slices of `items` (and of each tensor in `more`), results on the CPU, joined."""
+    with torch.no_grad():
+        return torch.cat([fn(items[i:i + batch], *(m[i:i + batch] for m in more)).cpu()
+                          for i in range(0, len(items), batch)])
+
+
+def encode_all(model: VQVAE, images: torch.Tensor, flip: bool = False) -> torch.Tensor:
     """uint8 images (N, H, W, C) -> codes (N, h, w) int16 (mirrored first when `flip`)."""
-    out = []
-    for start in range(0, len(images), batch):
-        part = images[start:start + batch]
-        out.append(model.encode((part.flip(2) if flip else part).numpy()).cpu().short())
-    return torch.cat(out)
+    return in_batches(lambda part: model.encode((part.flip(2) if flip else part).numpy()).short(), images)
 
 
 class PriorTask:
@@ -103,24 +106,16 @@ class PriorTask:
                            f"range-codes codes for `vqtool encode --compress`."}
 
 
-def decoder_mean(model: VQVAE, codes: torch.Tensor, batch: int = 500) -> torch.Tensor:
+def decoder_mean(model: VQVAE, codes: torch.Tensor) -> torch.Tensor:
     """The decoder's unclamped output (N, C, H, W): the mean of the discretised logistic."""
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(codes), batch):
-            part = codes[start:start + batch].long().to(model.device)
-            out.append((model.decoder(model.quantizer.lookup(part)) + 0.5).cpu())
-    return torch.cat(out)
+    return in_batches(lambda part: model.decode(part.long(), clamp=False), codes, 500)
 
 
-def _nll_bits(model: VQVAE, codes: torch.Tensor, labels, batch: int = 500) -> torch.Tensor:
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(codes), batch):
-            part = codes[start:start + batch].long().to(model.device)
-            part_labels = None if labels is None else labels[start:start + batch].to(model.device)
-            out.append(model.prior.nll_bits(part, part_labels).cpu())
-    return torch.cat(out).double()
+def _nll_bits(model: VQVAE, codes: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    """-log2 p(z) per grid; labels None for the unconditional prior."""
+    labels = torch.full((len(codes),), -1) if labels is None else labels
+    return in_batches(lambda part, lab: model.prior.nll_bits(part.long().to(model.device), lab.to(model.device)),
+                      codes, 500, labels).double()
 
 
 def jpeg_at_psnr(original: np.ndarray, target_db: float) -> tuple[int, float]:
@@ -148,18 +143,16 @@ def evaluate_prior(model: VQVAE, held_out, name: str = "cifar10", batch: int = 1
 
     images = held_out.images
     count, dims = len(images), images[0].numel()
-    codes = encode_all(model, images, batch)
+    codes = encode_all(model, images)
     grid = tuple(codes.shape[1:])
     prior_bits = _nll_bits(model, codes, None)
     class_bits = _nll_bits(model, codes, held_out.labels)
     mean = decoder_mean(model, codes)
-    decoder_bits = torch.cat([discretised_logistic_bits(mean[i:i + batch], images[i:i + batch].permute(0, 3, 1, 2),
-                                                        model.prior.pixel_log_scale.cpu())
-                              for i in range(0, count, batch)])
+    decoder_bits = in_batches(lambda m, x: discretised_logistic_bits(m, x.permute(0, 3, 1, 2),
+                                                                     model.prior.pixel_log_scale.cpu()),
+                              mean, batch, images)
     # compression: range-coded records against bit-packed ones, PNG and JPEG at the reconstruction's PSNR
-    payloads = []
-    for start in range(0, count, batch):
-        payloads += compress(model.prior, codes[start:start + batch])
+    payloads = [p for start in range(0, count, batch) for p in compress(model.prior, codes[start:start + batch])]
     check = decompress(model.prior, payloads[:decode_check], grid)
     exact = bool((check == codes[:decode_check].numpy()).all())
     # whole records as `vqtool encode` writes them for a checkpoint called `name` (header included),
@@ -171,7 +164,7 @@ def evaluate_prior(model: VQVAE, held_out, name: str = "cifar10", batch: int = 1
     range_file = np.mean([len(CodeFile(codes[i].numpy(), name, sha, k, media).to_bytes(payloads[i]))
                           for i in sample])
     png, jpeg, jpeg_psnr = [], [], []
-    restored = np.concatenate([model.to_uint8(model.decode(codes[i:i + batch])) for i in range(0, count, batch)])
+    restored = model.to_uint8(in_batches(lambda part: model.decode(part.long()), codes, batch))
     for original, back in zip(images.numpy(), restored):
         buffer = io.BytesIO()
         Image.fromarray(original).save(buffer, "PNG", optimize=True)
@@ -210,9 +203,8 @@ def evaluate_samples(model: VQVAE, judge, held_out, per_class: int = 100, seed: 
         images.append(model.to_uint8(model.decode(codes)))
     samples = torch.from_numpy(np.concatenate(images))
     real = judge.accuracy(held_out.images, held_out.labels)
-    recon = judge.accuracy(torch.from_numpy(np.concatenate(
-        [model.to_uint8(model.decode(model.encode(held_out.images[i:i + 1000].numpy())))
-         for i in range(0, len(held_out), 1000)])), held_out.labels)
+    recon = judge.accuracy(model.to_uint8(in_batches(lambda part: model.decode(part.long()),
+                                                     encode_all(model, held_out.images))), held_out.labels)
     return {"sample_accuracy": round(judge.accuracy(samples, labels), 4), "samples_judged": len(labels),
             "judge": judge.name, "judge_test_accuracy": round(real, 4),
             "judge_reconstruction_accuracy": round(recon, 4)}

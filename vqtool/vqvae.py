@@ -115,8 +115,11 @@ class VQVAE(nn.Module):
         return tiled(codes, x, TILE_CODES * s, HALO_CODES * s, 1, s).long()
 
     @torch.no_grad()
-    def decode(self, codes, size: tuple[int, int] | None = None) -> torch.Tensor:
-        """Codes (N, h, w) -> images (N, C, h*s, w*s) in [0, 1], cropped to `size` = (H, W) if given."""
+    def decode(self, codes, size: tuple[int, int] | None = None, clamp: bool = True) -> torch.Tensor:
+        """Codes (N, h, w) -> images (N, C, h*s, w*s) in [0, 1], cropped to `size` = (H, W) if given.
+
+        `clamp=False` keeps the decoder's raw output: the mean of the discrete likelihood p(x | z).
+        """
         codes = torch.as_tensor(np.asarray(codes) if not torch.is_tensor(codes) else codes).to(self.device)
         if codes.dim() == 2:
             codes = codes[None]
@@ -125,7 +128,8 @@ class VQVAE(nn.Module):
         def pixels(part):
             return self.decoder(self.quantizer.lookup(part.long())) + 0.5
 
-        images = tiled(pixels, codes.float(), TILE_CODES, HALO_CODES, s, 1).clamp(0, 1)
+        images = tiled(pixels, codes.float(), TILE_CODES, HALO_CODES, s, 1)
+        images = images.clamp(0, 1) if clamp else images
         if size is not None:
             images = images[..., : size[0], : size[1]]
         return images
