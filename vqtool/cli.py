@@ -279,8 +279,9 @@ def _image_batches(sources: list[str], batch_size: int, mode: str, failures: lis
 
 @app.command()
 def encode(
-    inputs: List[str] = typer.Argument(..., metavar="INPUT", help="Image files or folders; '-' reads one image from stdin."),
-    model: str = typer.Option("cifar10", "--model", "-m", help="Checkpoint name or path."),
+    inputs: List[str] = typer.Argument(..., metavar="INPUT", help="Image or audio files or folders; '-' reads one from stdin."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint name or path "
+                                                                    "(default: cifar10 for images, speech for audio)."),
     output: Optional[str] = typer.Option(None, "--output", "-o",
                                          help="File, folder (for many inputs) or '-' for stdout. "
                                               "Default: INPUT with the .vqc suffix."),
@@ -292,10 +293,13 @@ def encode(
     as_json: bool = typer.Option(False, "--json", help="One JSON record per output on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ):
-    """Encode images to .vqc code files.
+    """Encode images or audio to .vqc code files.
 
     Images of any size are accepted: the grid has ceil(H/4) x ceil(W/4) codes (for a 4-pixel stride)
     and decoding restores the exact original size. Alpha is composited on white.
+
+    Audio (WAV, FLAC, OGG; recognised by suffix, or by content on stdin) becomes 16 kHz mono and one
+    code per 20 ms; the record keeps the sample rate, length and the speaker's voice.
 
     Examples:
 
@@ -308,20 +312,32 @@ def encode(
     `vqtool encode photo.png -o - | vqtool decode - -o back.png`
 
     `vqtool encode photo.png --compress`  (range-coded under the prior)
+
+    `vqtool encode speech.wav -o - | vqtool decode - --to spk3 -o other-voice.wav`
     """
     import numpy as np
 
+    from .audio import AUDIO_SUFFIXES, looks_like_audio
     from .codes import CodeFile
     from .compress import compress as range_code
     from .hub import load
-    from .media import IMAGE_SUFFIXES, expand_inputs, write_bytes
+    from .media import IMAGE_SUFFIXES, expand_inputs, read_bytes, write_bytes
 
     if as_json and output == "-":
         raise usage("--json prints records on stdout, so it needs -o to a file or folder", "--json")
-    sources = expand_inputs(inputs, IMAGE_SUFFIXES)
+    sources = expand_inputs(inputs, IMAGE_SUFFIXES | AUDIO_SUFFIXES)
     if sources.count("-") > 1:
         raise usage("stdin ('-') can be read only once")
-    net = load(model, device, models_dir, expect="vqvae-image")
+    audio = [s for s in sources if looks_like_audio(s, read_bytes(s)[:4] if s == "-" else None)]
+    if audio:
+        if len(audio) != len(sources):
+            raise usage("encode images and audio in separate calls")
+        if compress:
+            raise usage("--compress needs a learned prior, which only the image models have", "--compress")
+        from .cli_speech import encode_audio
+
+        return encode_audio(sources, model or "speech", output, device, models_dir, as_json, quiet)
+    net = load(model or "cifar10", device, models_dir, expect="vqvae-image")
     if compress:
         net.require_prior()
     # several inputs into one NAME.vqc file: the format holds many records back to back
@@ -393,7 +409,8 @@ class ModelCache:
 
         name = self.override or record.model
         if name not in self.loaded:
-            self.loaded[name] = load(name, self.device, self.models_dir, expect="vqvae-image")
+            kind = "vqvae-speech" if record.media.get("kind") == "audio" else "vqvae-image"
+            self.loaded[name] = load(name, self.device, self.models_dir, expect=kind)
         net = self.loaded[name]
         # packed codes depend only on the VQ-VAE, which a checkpoint with a prior added keeps unchanged
         codec = net.metadata.get("extra", {}).get("codec_sha256") if record.coding == "packed" else None
@@ -411,7 +428,10 @@ def decode(
                                          help="File (suffix picks the format), folder, or '-' for stdout. "
                                               "Default: INPUT.decoded.png beside each input."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Override the model named in the header."),
-    fmt: str = typer.Option("png", "--format", help="Image format when the output has no suffix (stdout, folders)."),
+    fmt: str = typer.Option("png", "--format", help="Format when the output has no suffix (stdout, folders): an "
+                                                    "image format, or wav/flac for audio (audio defaults to wav)."),
+    to: Optional[str] = typer.Option(None, "--to", help="Audio: decode in this built-in voice (spkN or a name)."),
+    to_voice: Optional[str] = typer.Option(None, "--to-voice", help="Audio: decode in the voice of this reference clip."),
     columns: Optional[int] = typer.Option(None, "--columns", min=1, help="Grid width when several records go "
                                                                          "into one image (default: square)."),
     device: str = DeviceOpt,
@@ -419,9 +439,11 @@ def decode(
     as_json: bool = typer.Option(False, "--json", help="One JSON record per output on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ):
-    """Decode .vqc code files back to images, with the checkpoint named in their header.
+    """Decode .vqc code files back to images or audio, with the checkpoint named in their header.
 
-    Several records into one image file (or '-') make one grid image; into a folder, one image each.
+    Several image records into one image file (or '-') make one grid image; into a folder, one image
+    each. Audio comes back at its original sample rate and length, in the original voice unless
+    --to or --to-voice picks another; several audio records into one file are joined.
 
     Examples:
 
@@ -432,18 +454,22 @@ def decode(
     `cat a.vqc | vqtool decode - -o - > a.png`
 
     `vqtool sample --codes -n 16 -o - | vqtool decode - -o grid.png`
+
+    `vqtool decode speech.vqc --to spk3 -o other-voice.wav`
     """
     import math
 
+    from .audio import OUTPUT_FORMATS
+    from .cli_speech import decode_audio
     from .compress import restore
     from .media import IMAGE_FORMATS, encode_image, expand_inputs, image_format_for, tile, write_bytes
 
     if as_json and output == "-":
         raise usage("--json prints records on stdout, so it needs -o to a file or folder", "--json")
-    if "." + fmt.lower() not in IMAGE_FORMATS:
-        raise usage(f"unknown format '{fmt}' (use one of {', '.join(s[1:] for s in sorted(IMAGE_FORMATS))})",
-                    "--format")
-    default_format = IMAGE_FORMATS["." + fmt.lower()]
+    if "." + fmt.lower() not in {**IMAGE_FORMATS, **OUTPUT_FORMATS}:
+        known = sorted({**IMAGE_FORMATS, **OUTPUT_FORMATS})
+        raise usage(f"unknown format '{fmt}' (use one of {', '.join(s[1:] for s in known)})", "--format")
+    default_format = IMAGE_FORMATS.get("." + fmt.lower(), "PNG")
     sources = expand_inputs(inputs, {".vqc"})
     cache = ModelCache(model, device, models_dir)
     suffix = "." + fmt.lower() if output is not None else ".decoded." + fmt.lower()
@@ -455,6 +481,10 @@ def decode(
             pending.extend(_records(source))
         except VqtoolError as exc:
             _report(failures, source, exc)
+    sounds = [p for p in pending if p[2].media.get("kind") == "audio"]
+    pending = [p for p in pending if p[2].media.get("kind") != "audio"]
+    if sounds:
+        written += decode_audio(sounds, output, cache, to, to_voice, fmt, as_json, failures)
     # several records into one image file (or stdout) make one grid, as `vqtool sample` writes them
     as_grid = len(pending) > 1 and output is not None and (output == "-" or (
         Path(output).suffix.lower() in IMAGE_FORMATS and not Path(output).is_dir()))
@@ -486,12 +516,12 @@ def decode(
         sheet = tile(cells, columns or math.ceil(math.sqrt(len(cells))))
         data = encode_image(sheet, image_format_for(output, default_format))
         write_bytes(output, data)
-        written = len(cells)
+        written += len(cells)
         if as_json:
             emit_json({"output": output, "records": len(cells), "width": sheet.shape[1], "height": sheet.shape[0],
                        "bytes": len(data)})
     if not quiet:
-        console.print(f"decoded {written} image(s)" + (f", {len(failures)} failed" if failures else ""))
+        console.print(f"decoded {written} record(s)" + (f", {len(failures)} failed" if failures else ""))
     if failures:
         raise typer.Exit(1)
 
@@ -747,3 +777,6 @@ def _quiet_stdout() -> None:
     """After the reader of our stdout went away, stop Python complaining while it flushes at exit."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
+
+
+from . import cli_speech  # noqa: E402,F401  (registers the speech commands on `app`)

@@ -28,6 +28,8 @@ REGISTRY = "registry.json"
 ARCHITECTURES = {
     "vqvae-image": "vqtool.vqvae:VQVAE",
     "classifier-image": "vqtool.classifier:Classifier",
+    "vqvae-speech": "vqtool.speech:SpeechVQVAE",
+    "classifier-audio": "vqtool.audioclass:AudioClassifier",
 }
 
 

@@ -52,10 +52,17 @@ def write_bytes(target: str | Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+_stdin: bytes | None = None
+
+
 def read_bytes(source: str | Path) -> bytes:
-    """Whole file, or all of stdin for '-' (formats here need random access, pipes have none)."""
+    """Whole file, or all of stdin for '-' (formats here need random access, pipes have none).
+    Stdin is read once and kept, so that a format can be sniffed before it is decoded."""
+    global _stdin
     if str(source) == STDIO:
-        return sys.stdin.buffer.read()
+        if _stdin is None:
+            _stdin = sys.stdin.buffer.read()
+        return _stdin
     try:
         return Path(source).read_bytes()
     except FileNotFoundError:

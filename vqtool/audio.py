@@ -1,0 +1,236 @@
+"""Audio in and out, and the spectral front end the speech models share.
+
+Every input becomes 16 kHz mono float32: channels are averaged, any sample format libsndfile reads
+(8/16/24/32-bit, float) is accepted, and other rates go through soxr (a maintained resampler).
+Files are read in blocks, so memory stays flat with length; pipes cannot seek, so '-' is buffered
+in memory. Outputs are written to a temporary file and renamed, or buffered and sent to stdout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import soundfile as sf
+import soxr
+import torch
+
+from .errors import VqtoolError
+from .media import STDIO, atomic_path, read_bytes
+
+SAMPLE_RATE = 16_000
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga"}
+OUTPUT_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
+MIN_RATE, MAX_RATE = 4_000, 192_000
+_MAGIC = (b"RIFF", b"fLaC", b"OggS", b"RF64")
+
+
+def looks_like_audio(source: str, head: bytes | None = None) -> bool:
+    """By suffix for files, by magic bytes for stdin or an unknown suffix."""
+    if source != STDIO and Path(source).suffix.lower() in AUDIO_SUFFIXES:
+        return True
+    if head is None and source != STDIO:
+        try:
+            with open(source, "rb") as handle:
+                head = handle.read(4)
+        except OSError:
+            return False
+    return bool(head) and head[:4] in _MAGIC
+
+
+@dataclass
+class AudioInfo:
+    source: str
+    sample_rate: int  # of the input, before resampling
+    frames: int  # input samples per channel
+    channels: int
+    subtype: str
+
+    @property
+    def seconds(self) -> float:
+        return self.frames / self.sample_rate
+
+    def frames_at(self, rate: int = SAMPLE_RATE) -> int:
+        return math.ceil(self.frames * rate / self.sample_rate)
+
+
+def _open(source: str, data: bytes | None = None) -> tuple[sf.SoundFile, AudioInfo]:
+    if data is None and source == STDIO:
+        data = read_bytes(STDIO)
+    if data is not None and not data:
+        raise VqtoolError("empty file", source)
+    try:
+        handle = sf.SoundFile(io.BytesIO(data) if data is not None else source)
+    except FileNotFoundError:
+        raise VqtoolError("no such file", source) from None
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        if data is None and Path(source).is_file() and Path(source).stat().st_size == 0:
+            raise VqtoolError("empty file", source) from None
+        if data is None and not Path(source).exists():
+            raise VqtoolError("no such file", source) from None
+        reason = str(exc).split(":")[-1].strip() or "unreadable"
+        raise VqtoolError(f"not readable audio ({reason})", source) from None
+    info = AudioInfo(source, handle.samplerate, handle.frames, handle.channels, handle.subtype)
+    if info.frames <= 0:
+        handle.close()
+        raise VqtoolError("audio has no samples", source)
+    if not MIN_RATE <= info.sample_rate <= MAX_RATE:
+        handle.close()
+        raise VqtoolError(f"sample rate {info.sample_rate} Hz is outside {MIN_RATE}-{MAX_RATE} Hz", source)
+    return handle, info
+
+
+def stream_audio(source: str, block_seconds: float = 10.0,
+                 data: bytes | None = None) -> tuple[AudioInfo, Iterator[np.ndarray]]:
+    """(info, blocks): 16 kHz mono float32 blocks of about `block_seconds`, resampled on the fly."""
+    handle, info = _open(source, data)
+
+    def blocks():
+        with handle:
+            resampler = (soxr.ResampleStream(info.sample_rate, SAMPLE_RATE, 1, dtype="float32")
+                         if info.sample_rate != SAMPLE_RATE else None)
+            size = max(1, int(block_seconds * info.sample_rate))
+            while True:
+                try:
+                    block = handle.read(size, dtype="float32", always_2d=True)
+                except (sf.LibsndfileError, RuntimeError) as exc:
+                    raise VqtoolError(f"corrupt audio data ({exc})", source) from None
+                last = len(block) < size
+                mono = np.ascontiguousarray(block.mean(axis=1), dtype=np.float32)
+                if resampler is not None:
+                    mono = resampler.resample_chunk(mono, last=last)
+                if len(mono):
+                    yield mono
+                if last:
+                    return
+
+    return info, blocks()
+
+
+def read_audio(source: str, data: bytes | None = None) -> tuple[np.ndarray, AudioInfo]:
+    """A whole input as 16 kHz mono float32 (for clips; long files should use stream_audio)."""
+    info, blocks = stream_audio(source, data=data)
+    parts = list(blocks)
+    samples = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    return samples, info
+
+
+def resample(samples: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+    if rate_in == rate_out:
+        return samples
+    return soxr.resample(samples, rate_in, rate_out).astype(np.float32)
+
+
+def output_format(target: str, default: str = "WAV") -> str:
+    if target == STDIO:
+        return default
+    suffix = Path(target).suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
+        raise VqtoolError(f"unknown audio suffix '{suffix}' (use .wav or .flac)", target)
+    return OUTPUT_FORMATS[suffix]
+
+
+class AudioWriter:
+    """Write 16 kHz blocks at `rate` to a file (atomically) or stdout (buffered: WAV and FLAC
+    headers are finished with a seek, which a pipe cannot do)."""
+
+    def __init__(self, target: str, rate: int = SAMPLE_RATE, fmt: str | None = None):
+        self.target, self.rate = target, rate
+        self.format = fmt or output_format(target)
+        self.written = 0
+
+    def __enter__(self):
+        self._stack = contextlib.ExitStack()
+        if self.target == STDIO:
+            self._buffer = io.BytesIO()
+            sink = self._buffer
+        else:
+            sink = str(self._stack.enter_context(atomic_path(Path(self.target))))
+        subtype = "PCM_16"
+        self._file = sf.SoundFile(sink, "w", self.rate, 1, subtype, format=self.format)
+        self._resampler = (soxr.ResampleStream(SAMPLE_RATE, self.rate, 1, dtype="float32")
+                           if self.rate != SAMPLE_RATE else None)
+        return self
+
+    def write(self, block: np.ndarray, last: bool = False) -> None:
+        block = np.asarray(block, dtype=np.float32)
+        if self._resampler is not None:
+            block = self._resampler.resample_chunk(block, last=last)
+        self._file.write(np.clip(block, -1.0, 1.0))
+        self.written += len(block)
+
+    def __exit__(self, kind, value, traceback):
+        try:
+            if kind is None and self._resampler is not None:
+                self.write(np.zeros(0, np.float32), last=True)
+            self._file.close()
+            if kind is None and self.target == STDIO:
+                sys.stdout.buffer.write(self._buffer.getvalue())
+                sys.stdout.buffer.flush()
+        finally:
+            self._stack.__exit__(kind, value, traceback)  # renames the file only on success
+        return False
+
+
+def write_audio(target: str, samples: np.ndarray, rate: int = SAMPLE_RATE) -> None:
+    with AudioWriter(target, rate) as writer:
+        writer.write(samples, last=True)
+
+
+# --- spectral front end -------------------------------------------------------------------------------
+def mel_filterbank(bins: int, n_fft: int, rate: int = SAMPLE_RATE, fmin: float = 0.0,
+                   fmax: float | None = None) -> torch.Tensor:
+    """Triangular filters on the HTK mel scale, (bins, n_fft // 2 + 1), each normalised to unit area."""
+    def to_mel(f):
+        return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
+
+    def to_hz(m):
+        return 700.0 * (10.0 ** (np.asarray(m) / 2595.0) - 1.0)
+
+    fmax = fmax or rate / 2
+    edges = to_hz(np.linspace(to_mel(fmin), to_mel(fmax), bins + 2))
+    freqs = np.linspace(0, rate / 2, n_fft // 2 + 1)
+    lower = (freqs[None] - edges[:-2, None]) / (edges[1:-1, None] - edges[:-2, None])
+    upper = (edges[2:, None] - freqs[None]) / (edges[2:, None] - edges[1:-1, None])
+    weights = np.maximum(0, np.minimum(lower, upper))
+    weights *= 2.0 / (edges[2:, None] - edges[:-2, None])
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+class Spectral(torch.nn.Module):
+    """STFT magnitudes, log-mel features and Griffin-Lim inversion with one set of settings."""
+
+    def __init__(self, n_fft: int = 512, hop: int = 160, mels: int = 80):
+        super().__init__()
+        self.n_fft, self.hop = n_fft, hop
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        self.register_buffer("mel", mel_filterbank(mels, n_fft), persistent=False)
+
+    def magnitude(self, wave: torch.Tensor) -> torch.Tensor:
+        """(N, samples) -> (N, n_fft/2+1, samples // hop + 1)."""
+        spec = torch.stft(wave, self.n_fft, self.hop, window=self.window, center=True, pad_mode="reflect"
+                          if wave.shape[-1] > self.n_fft // 2 else "constant", return_complex=True)
+        return spec.abs()
+
+    def log_mel(self, magnitude: torch.Tensor) -> torch.Tensor:
+        return torch.log(self.mel @ magnitude + 1e-5)
+
+    def griffin_lim(self, magnitude: torch.Tensor, length: int, iterations: int = 32,
+                    momentum: float = 0.99) -> torch.Tensor:
+        """Waveform whose STFT magnitude approaches `magnitude` (fast Griffin-Lim, Perraudin et al. 2013),
+        starting from zero phase so that the result is deterministic."""
+        phase = torch.ones_like(magnitude, dtype=torch.complex64)
+        previous = torch.zeros_like(phase)
+        for _ in range(iterations):
+            wave = torch.istft(magnitude * phase, self.n_fft, self.hop, window=self.window, length=length)
+            rebuilt = torch.stft(wave, self.n_fft, self.hop, window=self.window, return_complex=True)
+            accelerated = rebuilt - (momentum / (1 + momentum)) * previous
+            previous = rebuilt
+            phase = accelerated / accelerated.abs().clamp_min(1e-8)
+        return torch.istft(magnitude * phase, self.n_fft, self.hop, window=self.window, length=length)
