@@ -65,3 +65,46 @@ def tiny_checkpoint(tmp_path_factory, image_folder) -> Path:
                      "--embedding-dim", "8", "--codes", "32", "--lr", "2e-3", "--quiet")
     assert result.returncode == 0, result.stderr.decode()
     return out / "tiny.safetensors"
+
+
+def synthetic_voice(seconds: float, f0: float, seed: int = 0, rate: int = 16000) -> np.ndarray:
+    """A buzzy "vowel" sequence at pitch f0: harmonics shaped by formants that change every 150 ms."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    out = np.zeros_like(t)
+    segment = int(0.15 * rate)
+    for start in range(0, len(t), segment):
+        f1, f2 = rng.uniform(300, 900), rng.uniform(1000, 2500)
+        part = t[start:start + segment]
+        for k in range(1, int(4000 / f0)):
+            f = k * f0
+            gain = np.exp(-((f - f1) / 200) ** 2) + 0.6 * np.exp(-((f - f2) / 300) ** 2) + 0.02
+            out[start:start + segment] += gain * np.sin(2 * np.pi * f * part)
+    return (0.2 * out / np.abs(out).max()).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def voice_folder(tmp_path_factory) -> Path:
+    """Two synthetic speakers (low and high pitch), six 1.5 s clips each, as SPEAKER/*.wav."""
+    import soundfile as sf
+
+    folder = tmp_path_factory.mktemp("voices")
+    for name, f0 in (("low", 110.0), ("high", 240.0)):
+        (folder / name).mkdir()
+        for i in range(6):
+            sf.write(folder / name / f"{i}.wav", synthetic_voice(1.5, f0, seed=i), 16000)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_speech(tmp_path_factory, voice_folder) -> Path:
+    """A tiny speech model (and its speaker encoder) trained for real by the CLI in a few seconds."""
+    out = tmp_path_factory.mktemp("speech")
+    result = run_cli("train", "audio-classifier", "--data", voice_folder, "--name", "spk", "--out", out / "spk",
+                     "--steps", "30", "--batch-size", "8", "--width", "16", "--embedding", "8", "--quiet")
+    assert result.returncode == 0, result.stderr.decode()
+    result = run_cli("train", "speech", "--data", voice_folder, "--speaker-encoder", out / "spk" / "spk.safetensors",
+                     "--name", "talk", "--out", out / "talk", "--steps", "40", "--batch-size", "4", "--hidden", "32",
+                     "--codes", "32", "--embedding-dim", "8", "--quiet")
+    assert result.returncode == 0, result.stderr.decode()
+    return out / "talk" / "talk.safetensors"

@@ -51,3 +51,15 @@ def test_prior_trains_under_torchrun_with_the_codec_frozen(tmp_path, image_folde
     assert meta["provenance"]["world_size"] == 2 and meta["config"]["prior"]["layers"] == 2
     weights = load_file(tmp_path / "ddp.safetensors")
     assert torch.equal(weights["encoder.0.weight"], load_file(tiny_checkpoint)["encoder.0.weight"])  # codec frozen
+
+
+def test_speech_trains_under_torchrun(tmp_path, voice_folder, tiny_speech):
+    encoder = tiny_speech.parent.parent / "spk" / "spk.safetensors"
+    result = torchrun("-m", "vqtool", "train", "speech", "--data", voice_folder, "--speaker-encoder", encoder,
+                      "--name", "ddp", "--out", tmp_path, "--steps", "4", "--batch-size", "4", "--hidden", "16",
+                      "--codes", "16", "--embedding-dim", "4", "--quiet")
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    meta = read_metadata(tmp_path / "ddp.safetensors")
+    assert meta["provenance"]["world_size"] == 2 and meta["architecture"] == "vqvae-speech"
+    weights = load_file(tmp_path / "ddp.safetensors")
+    assert torch.equal(weights["speaker_encoder.project.weight"], load_file(encoder)["project.weight"])  # frozen

@@ -35,6 +35,20 @@ LIMITATIONS = {
         "A small CNN trained on 32x32 CIFAR-10 only: any other image gets one of the ten labels, often "
         "confidently. It exists to score generated samples, not to classify photos.",
     ],
+    "speech": [
+        "Griffin-Lim vocoding sounds phasey and metallic: intelligible and in the target's voice colour, "
+        "not natural. `mcd_db_griffin_lim_only` is that vocoder's own floor.",
+        "Trained on about 50 minutes of speech: read English by Mandarin L1 speakers (speechocean762) "
+        "and six male speakers' digits at 8 kHz (FSDD); other accents, languages, noise and music come "
+        "back worse. FSDD voices are band-limited to 4 kHz, so conversions to them are too.",
+        "The codes keep some of the source's pitch and timing: conversion changes voice colour more "
+        "than prosody.",
+        "Voice conversion can impersonate people: convert only voices you have consent to use.",
+    ],
+    "audio-classifier": [
+        "Trained on a few minutes per speaker: it identifies only the voices it was trained on, and "
+        "exists to condition the speech decoder or to judge its outputs, not to identify people.",
+    ],
 }
 
 INTENDED_USE = {
@@ -42,6 +56,11 @@ INTENDED_USE = {
              "(`vqtool encode`, `vqtool decode`, `vqtool sample`, `vqtool.load`). Not for decisions about people.",
     "classifier": "Scoring how recognisable generated samples are (`vqtool train prior --judge`), research and "
                   "teaching. Not for decisions about people.",
+    "speech": "Research, teaching and creative use of discrete speech codes and voice conversion "
+              "(`vqtool encode`, `vqtool decode --to`, `vqtool convert-voice`, `vqtool.load('speech')`). Not for "
+              "impersonation, speaker verification or any decision about people.",
+    "audio-classifier": "Conditioning the speech decoder on a voice (speaker encoder) or judging its outputs in "
+                        "evaluation (judges). Not for identifying or verifying people.",
 }
 
 METRIC_NOTES = {
@@ -73,14 +92,46 @@ METRIC_NOTES = {
     "classifier": [
         "`accuracy`: top-1 accuracy on all held-out images.",
     ],
+    "audio-classifier": [
+        "`accuracy`: top-1 accuracy on held-out clips of the training classes (FSDD's test split: n = 0-4).",
+        "`unseen_speaker_eer`: equal error rate of same/different-speaker decisions by embedding cosine over "
+        "all pairs of clips of speechocean's 125 test speakers, none of whom were seen in training.",
+    ],
+    "speech": [
+        "All on test data only: `eval_clips_seen` FSDD test clips (n = 0-4) of training speakers and "
+        "`eval_clips_unseen` utterances of speechocean test speakers (never seen in training).",
+        "`mcd_db_*`: mel-cepstral distortion between input and output, from 80-bin log-mel frames "
+        "(DCT-II, coefficients 1-24, 10/ln10·sqrt(2·Σ), mean over frames, no time warping since lengths "
+        "match). Not directly comparable with SPTK mel-cepstrum MCD. `seen`: reconstruction in the stored "
+        "voice of the speaker; `unseen`: in the voice taken from the clip itself; `griffin_lim_only`: the "
+        "true STFT magnitude through Griffin-Lim, the floor of this vocoder.",
+        "Conversion: each FSDD test clip to a random other training speaker (of all built-in voices). "
+        "`conversion_target_accuracy`: share the speaker judge (a separately trained classifier, never used "
+        "in training) assigns to the target; `..._fsdd_voices`: over conversions to the six FSDD voices; "
+        "`conversion_still_source`: share it still assigns to the source speaker. `speaker_judge_on_*`: the "
+        "judge on the unconverted clips and on their reconstructions.",
+        "`digit_accuracy_*`: the digit judge (trained on FSDD's train split only) on the original clips, on "
+        "their reconstructions and on the conversions; `digit_accuracy_kept_ratio` = converted / originals "
+        "(target ≥ 0.9).",
+        "Zero-shot: each FSDD test clip converted to the voice of one clip of an unseen speechocean test "
+        "speaker; cosine similarity (speaker judge's embedding) of the output to that reference and to the "
+        "source, the source-to-reference baseline, and the share of outputs closer to the reference.",
+    ],
 }
 
 
 def dataset_entry(path: str) -> tuple[str, str]:
-    for key, entry in DATASETS.items():
-        if key in Path(path).parts or Path(path).parent.name == key:
-            return entry
-    return (path, "see the dataset's own terms")
+    """Description and terms of the training data; several comma-separated folders are joined."""
+    parts = [p.strip() for p in str(path).split(", ")]
+    found = []
+    for part in parts:
+        for key, entry in DATASETS.items():
+            if key in Path(part).parts or Path(part).parent.name == key:
+                found.append(entry)
+                break
+        else:
+            found.append((part, "see the dataset's own terms"))
+    return "; ".join(e[0] for e in found), "; ".join(e[1] for e in found)
 
 
 def render_card(meta: dict) -> str:
@@ -110,6 +161,11 @@ def render_card(meta: dict) -> str:
            f"`{str(codec.get('sha256'))[:16]}…`), itself trained for {codec.get('steps')} steps, batch "
            f"{codec.get('batch_size')}, {codec.get('train_seconds')} s: `{codec.get('command')}`. Its weights are "
            "unchanged here, so bit-packed codes made with it decode with this checkpoint.", ""] if codec else []),
+        *([f"The decoder's voices come from speaker encoder `{prov['speaker_encoder'].get('name')}` (SHA-256 "
+           f"`{str(prov['speaker_encoder'].get('sha256'))[:16]}…`), built into this checkpoint and frozen. Judges used "
+           "in the evaluation only: " + ", ".join(f"`{v.get('name')}` (`{str(v.get('sha256'))[:16]}…`)"
+                                                 for v in prov.get("judges", {}).values()) + ".", ""]
+          if prov.get("speaker_encoder") else []),
         "## Configuration", "```json", json.dumps(meta["config"], indent=2), "```", "",
         f"## Evaluation (held-out: `{prov.get('eval_split', '?')}`)",
         "| metric | value |", "|---|---|",

@@ -1,0 +1,187 @@
+"""Speed and streaming of the speech model on this machine's CPU.
+
+1. Real-time factor (audio seconds per processing second) of encode, decode and convert on ONE
+   thread, for a 30 s clip of real speech (speechocean test speakers), with the time split between
+   the networks and Griffin-Lim, and the networks' GFLOP/s against the measured matmul peak.
+2. Chunked versus whole-file conversion of the same 30 s: the codes must be identical; the audio is
+   compared as waveform SNR and as log-spectral distance in dB.
+3. A 1-hour file converted by the real CLI in a subprocess: wall time and peak resident memory.
+
+Writes bench/results/speech-<model>.json.   python bench/bench_speech.py [--model speech] [--hour]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("VQTOOL_DATA", ROOT.parent / "shared" / "data"))
+
+
+def test_speech(seconds: float) -> np.ndarray:
+    """Real speech from held-out speakers, joined to `seconds`."""
+    from vqtool.speechdata import list_clips, load_waves
+
+    clips = [c for c in list_clips(DATA / "speechocean") if c.split == "test"]
+    waves, total = [], 0
+    for wave in load_waves(clips[:200]):
+        waves.append(wave)
+        total += len(wave)
+        if total >= seconds * 16000:
+            break
+    return np.concatenate(waves)[: int(seconds * 16000)]
+
+
+def timed(call, repeats: int = 3) -> float:
+    call()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def conv_flops(model, run) -> int:
+    total = 0
+
+    def hook(module, inputs, output):
+        nonlocal total
+        total += 2 * output.shape[0] * module.in_channels * module.out_channels * module.kernel_size[0] \
+            * output.shape[-1] // module.groups
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, torch.nn.Conv1d)]
+    run()
+    for handle in handles:
+        handle.remove()
+    return total
+
+
+def matmul_peak(n: int = 2048) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = 0.0
+    for _ in range(5):
+        start = time.perf_counter()
+        a @ b
+        best = max(best, 2 * n**3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def speed(model, wave: np.ndarray) -> dict:
+    import vqtool.speech as speech
+
+    seconds = len(wave) / 16000
+    voice = model.voice(model.config.speakers[0])
+    codes = model.encode(wave)
+    latents = model.quantizer.lookup(codes[None])
+    padded, _ = model._padded(wave)
+    with torch.no_grad():
+        log_mag = model.decode_latents(latents, voice[None])
+    magnitude = torch.cat([log_mag.exp(), log_mag.exp()[..., -1:]], -1)
+    rows = {
+        "encode": timed(lambda: model.encode(wave)),
+        "decode": timed(lambda: model.decode(codes, voice)),
+        "convert": timed(lambda: model.convert(wave, voice)),
+        "decoder network only": timed(lambda: model.decode_latents(latents, voice[None])),
+        "griffin-lim only": timed(lambda: model.spectral.griffin_lim(magnitude, padded.shape[-1],
+                                                                      model.config.griffin_lim_iterations)),
+    }
+    with torch.no_grad():
+        flops = conv_flops(model, lambda: model.decode_latents(latents, voice[None]))
+    peak = matmul_peak()
+    result = {op: {"seconds": round(t, 4), "real_time_factor": round(seconds / t, 1)} for op, t in rows.items()}
+    result["encode+decode"] = {"seconds": round(rows["encode"] + rows["decode"], 4),
+                               "real_time_factor": round(seconds / (rows["encode"] + rows["decode"]), 1)}
+    result["decoder network only"]["gflops"] = round(flops / rows["decoder network only"] / 1e9, 1)
+    result["matmul_peak_gflops_1_thread"] = round(peak, 1)
+    result["audio_seconds"] = seconds
+    result["chunk_seconds"] = speech.CHUNK_CODES * model.config.samples_per_code / 16000
+    return result
+
+
+def seams(model, wave: np.ndarray) -> dict:
+    import vqtool.speech as speech
+
+    voice = model.voice(model.config.speakers[0])
+    chunked_codes, chunked_audio = model.encode(wave), model.convert(wave, voice)
+    saved = speech.CHUNK_CODES
+    speech.CHUNK_CODES = 1_000_000
+    try:
+        whole_codes, whole_audio = model.encode(wave), model.convert(wave, voice)
+    finally:
+        speech.CHUNK_CODES = saved
+    spec = lambda w: torch.stft(torch.from_numpy(w), 512, 160, window=torch.hann_window(512),  # noqa: E731
+                                return_complex=True).abs()
+    a, b = spec(chunked_audio), spec(whole_audio)
+    snr = 10 * np.log10(np.sum(whole_audio ** 2) / max(np.sum((whole_audio - chunked_audio) ** 2), 1e-20))
+    return {"codes_identical": bool(torch.equal(chunked_codes, whole_codes)),
+            "waveform_difference_db": round(float(-snr), 2),
+            "magnitude_difference_db": round(float(20 * torch.log10(torch.linalg.norm(a - b) / torch.linalg.norm(b))), 2),
+            "note": "difference relative to the whole-file output; Griffin-Lim's phase differs between chunks, "
+                    "so the waveform differs more than the magnitude spectrum the ear follows"}
+
+
+def hour(model_name: str, minutes: float) -> dict:
+    wave = test_speech(60)
+    with tempfile.TemporaryDirectory() as folder:
+        source, target = Path(folder) / "hour.wav", Path(folder) / "out.wav"
+        with sf.SoundFile(source, "w", 16000, 1, "PCM_16") as handle:
+            for _ in range(int(minutes)):
+                handle.write(wave)
+        start = time.perf_counter()
+        result = subprocess.run([sys.executable, "-m", "vqtool", "convert-voice", str(source), "--to", "spk0",
+                                 "-m", model_name, "-o", str(target), "-q"], capture_output=True,
+                                env={**os.environ, "OMP_NUM_THREADS": "1"})
+        elapsed = time.perf_counter() - start
+        if result.returncode != 0:
+            raise SystemExit(result.stderr.decode())
+        frames = sf.info(target).frames
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"minutes": minutes, "wall_seconds": round(elapsed, 1), "real_time_factor": round(minutes * 60 / elapsed, 1),
+            "peak_rss_mb": round(peak, 1), "output_frames": frames, "input_frames": int(minutes) * len(wave)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="speech")
+    parser.add_argument("--hour", action="store_true", help="also convert a 60-minute file through the CLI")
+    args = parser.parse_args()
+    import vqtool
+
+    torch.set_num_threads(1)
+    model = vqtool.load(args.model, device="cpu")
+    wave = test_speech(30)
+    report = {"model": args.model, "machine": platform.processor() or platform.machine(), "threads": 1,
+              "torch": torch.__version__, "speed": speed(model, wave), "seams_30s": seams(model, wave)}
+    if args.hour:
+        report["one_hour_file"] = hour(args.model, 60)
+    print(f"{'operation (1 thread, 30 s of speech)':40} {'seconds':>8} {'x real time':>12}")
+    for op, row in report["speed"].items():
+        if isinstance(row, dict):
+            print(f"{op:40} {row['seconds']:8.3f} {row['real_time_factor']:12.1f}")
+    print(f"decoder network: {report['speed']['decoder network only']['gflops']} GFLOP/s of "
+          f"{report['speed']['matmul_peak_gflops_1_thread']} GFLOP/s matmul peak (1 thread)")
+    print("chunked vs whole (30 s):", json.dumps(report["seams_30s"]))
+    if args.hour:
+        print("one-hour file:", json.dumps(report["one_hour_file"]))
+    out = ROOT / "bench" / "results" / f"speech-{Path(args.model).stem}.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,198 @@
+"""Speech: audio I/O, streaming in chunks, codes and pipes, voice conversion, bad inputs."""
+import io
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import vqtool.speech as speech
+from vqtool.audio import SAMPLE_RATE, read_audio, stream_audio
+from vqtool.errors import VqtoolError
+from vqtool.hub import load
+from vqtool.speech import chunked
+
+from conftest import run_cli, synthetic_voice
+
+
+def write(path, samples, rate=16000, subtype=None, fmt=None):
+    sf.write(path, samples, rate, subtype=subtype, format=fmt)
+    return path
+
+
+# --- streaming in chunks --------------------------------------------------------------------------
+def _blocks(x, size):
+    return (x[i:i + size] for i in range(0, len(x), size))
+
+
+@settings(max_examples=40, deadline=None)
+@given(length=st.integers(0, 3000), block=st.integers(1, 4000), chunk=st.sampled_from([64, 96, 160]),
+       halo=st.sampled_from([32, 64]))
+def test_chunked_matches_one_pass_for_every_ratio(length, block, chunk, halo):
+    x = np.random.default_rng(length).standard_normal(length).astype(np.float32)
+    same = np.concatenate(list(chunked(_blocks(x, block), lambda w: 3 * w, chunk, halo, 1.0, 8)) or [x[:0]])
+    assert np.allclose(same, 3 * x)
+    down = list(chunked(_blocks(x, block), lambda w: np.pad(w, (0, -len(w) % 32))[::32], chunk * 32 // 32 * 32,
+                        halo // 32 * 32 or 32, 1 / 32))
+    assert np.allclose(np.concatenate(down or [x[:0]]), x[::32])
+    up = list(chunked(_blocks(x[:200], block), lambda w: np.repeat(w, 4), chunk, halo, 4.0, 8))
+    assert np.allclose(np.concatenate(up or [x[:0]]), np.repeat(x[:200], 4))
+
+
+def test_chunked_conversion_matches_whole_file(tiny_speech, monkeypatch):
+    """Codes are identical chunked or whole; the audio differs only by Griffin-Lim's phase at the seams."""
+    net = load(str(tiny_speech), "cpu")
+    wave = np.concatenate([synthetic_voice(1.5, 110, seed=s) for s in range(18)])  # 27 s: three chunks
+    chunked_codes = net.encode(wave)
+    chunked_audio = net.convert(wave, net.voice("high"))
+    monkeypatch.setattr(speech, "CHUNK_CODES", 10_000)
+    whole_codes = net.encode(wave)
+    whole_audio = net.convert(wave, net.voice("high"))
+    assert torch.equal(chunked_codes, whole_codes) and len(chunked_codes) == -(-len(wave) // 320)
+    assert len(chunked_audio) == len(whole_audio) == len(wave)
+    # the magnitude spectra agree closely everywhere (what the ear hears), seams included
+    spec = lambda w: torch.stft(torch.from_numpy(w), 512, 160, window=torch.hann_window(512), return_complex=True).abs()
+    a, b = spec(chunked_audio), spec(whole_audio)
+    distance_db = 20 * torch.log10(torch.linalg.norm(a - b) / torch.linalg.norm(b))
+    assert distance_db < -20, float(distance_db)
+
+
+# --- reading audio ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("rate,subtype,channels", [(8000, "PCM_U8", 1), (22050, "PCM_24", 2), (44100, "FLOAT", 1),
+                                                   (48000, "PCM_16", 2), (16000, "PCM_32", 1)])
+def test_any_rate_depth_and_channel_count_becomes_16k_mono(tmp_path, rate, subtype, channels):
+    tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(rate) / rate)
+    samples = np.stack([tone] * channels, 1) if channels > 1 else tone
+    path = write(tmp_path / "x.wav", samples, rate, subtype)
+    wave, info = read_audio(str(path))
+    assert info.sample_rate == rate and info.channels == channels
+    assert abs(len(wave) - SAMPLE_RATE) <= 2 and wave.dtype == np.float32
+    assert abs(np.sqrt(np.mean(wave[1000:-1000] ** 2)) - 0.3 / np.sqrt(2)) < 0.02  # downmixed, not summed
+
+
+def test_flac_and_ogg_read(tmp_path):
+    tone = (0.2 * np.sin(np.arange(8000) / 5)).astype(np.float32)
+    for suffix, fmt in ((".flac", "FLAC"), (".ogg", "OGG")):
+        wave, _ = read_audio(str(write(tmp_path / f"x{suffix}", tone, 16000, fmt=fmt)))
+        assert abs(len(wave) - 8000) <= 2
+
+
+@pytest.mark.parametrize("content,reason", [(b"", "empty file"), (b"hello, not audio at all" * 10, "not readable audio"),
+                                            (b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01", "not readable audio")])
+def test_bad_audio_is_one_clear_error(tmp_path, content, reason):
+    path = tmp_path / "bad.wav"
+    path.write_bytes(content)
+    with pytest.raises(VqtoolError, match=reason):
+        read_audio(str(path))
+
+
+def test_zero_length_audio_is_refused(tmp_path):
+    path = write(tmp_path / "zero.wav", np.zeros(0, np.float32))
+    with pytest.raises(VqtoolError, match="no samples"):
+        read_audio(str(path))
+
+
+def test_streaming_reads_in_blocks(tmp_path):
+    path = write(tmp_path / "long.wav", np.zeros(44100 * 25, np.float32), 44100)
+    info, blocks = stream_audio(str(path), block_seconds=10)
+    sizes = [len(b) for b in blocks]
+    assert len(sizes) >= 3 and max(sizes) <= 16000 * 10 + 100 and abs(sum(sizes) - 16000 * 25) <= 2
+
+
+# --- the command line ------------------------------------------------------------------------------
+def test_encode_decode_round_trip_keeps_rate_length_and_voice(tmp_path, tiny_speech, voice_folder):
+    source = voice_folder / "high" / "0.wav"
+    clip = tmp_path / "clip.wav"
+    write(clip, sf.read(source)[0], 16000)
+    result = run_cli("encode", clip, "-m", tiny_speech, "--json", "-o", tmp_path / "clip.vqc")
+    assert result.returncode == 0, result.stderr.decode()
+    record = json.loads(result.stdout)
+    assert record["codes"] == 75 and record["speaker"] == "high" and record["sample_rate"] == 16000
+    result = run_cli("decode", tmp_path / "clip.vqc", "-o", tmp_path / "back.flac")
+    assert result.returncode == 0, result.stderr.decode()
+    back, rate = sf.read(tmp_path / "back.flac")
+    assert rate == 16000 and len(back) == 24000
+
+
+def test_pipe_encode_to_decode_in_another_voice(tmp_path, tiny_speech, voice_folder):
+    clip = write(tmp_path / "c.wav", sf.read(voice_folder / "low" / "1.wav")[0][::2], 8000)  # 8 kHz input
+    encoded = run_cli("encode", clip, "-m", tiny_speech, "-o", "-")
+    assert encoded.returncode == 0 and encoded.stdout[:4] == b"VQC\x89", encoded.stderr.decode()
+    decoded = run_cli("decode", "-", "--to", "spk1", "-o", "-", input=encoded.stdout)
+    assert decoded.returncode == 0, decoded.stderr.decode()
+    out, rate = sf.read(io.BytesIO(decoded.stdout))
+    assert rate == 8000 and len(out) == 12000
+
+
+def test_stdin_audio_is_recognised_by_content(tmp_path, tiny_speech, voice_folder):
+    data = (voice_folder / "low" / "2.wav").read_bytes()
+    result = run_cli("encode", "-", "-m", tiny_speech, "-o", tmp_path / "s.vqc", input=data)
+    assert result.returncode == 0, result.stderr.decode()
+    assert (tmp_path / "s.vqc").read_bytes()[:4] == b"VQC\x89"
+
+
+def test_convert_voice_to_a_speaker_and_to_a_reference(tmp_path, tiny_speech, voice_folder):
+    source = voice_folder / "low" / "3.wav"
+    for flag, value in (("--to", "high"), ("--to", "spk0"), ("--to-voice", voice_folder / "high" / "5.wav")):
+        out = tmp_path / "out.wav"
+        result = run_cli("convert-voice", source, "-m", tiny_speech, flag, value, "-o", out)
+        assert result.returncode == 0, result.stderr.decode()
+        assert sf.info(out).frames == 24000
+    assert run_cli("convert-voice", source, "-m", tiny_speech, "-o", out).returncode == 2  # no voice named
+
+
+def test_speakers_lists_the_built_in_voices(tiny_speech):
+    result = run_cli("speakers", "-m", tiny_speech, "--json")
+    assert result.returncode == 0
+    assert [s["name"] for s in json.loads(result.stdout)["speakers"]] == ["high", "low"]
+
+
+def test_unknown_speaker_lists_the_valid_ones_and_writes_nothing(tmp_path, tiny_speech, voice_folder):
+    out = tmp_path / "never.wav"
+    result = run_cli("convert-voice", voice_folder / "low" / "0.wav", "-m", tiny_speech, "--to", "bob", "-o", out)
+    assert result.returncode == 1 and not out.exists()
+    message = result.stderr.decode()
+    assert "unknown speaker 'bob'" in message and "high, low" in message and "Traceback" not in message
+
+
+@pytest.mark.parametrize("reference,reason", [("short", "at least 0.5 s"), ("silent", "silent")])
+def test_unusable_reference_clip_is_refused(tmp_path, tiny_speech, voice_folder, reference, reason):
+    ref = write(tmp_path / "ref.wav", synthetic_voice(0.3, 200) if reference == "short" else np.zeros(16000))
+    out = tmp_path / "never.wav"
+    result = run_cli("convert-voice", voice_folder / "low" / "0.wav", "-m", tiny_speech, "--to-voice", ref, "-o", out)
+    assert result.returncode == 1 and reason in result.stderr.decode() and not out.exists()
+
+
+def test_bad_inputs_fail_cleanly_without_partial_outputs(tmp_path, tiny_speech):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF" + b"\x00" * 40)
+    empty = tmp_path / "empty.flac"
+    empty.write_bytes(b"")
+    for source in (bad, empty, tmp_path / "missing.wav"):
+        out = tmp_path / "out.wav"
+        result = run_cli("convert-voice", source, "-m", tiny_speech, "--to", "low", "-o", out)
+        message = result.stderr.decode()
+        assert result.returncode == 1 and str(source) in message and "Traceback" not in message
+        assert not out.exists() and not list(tmp_path.glob(".out.wav*"))
+    result = run_cli("encode", bad, "-m", tiny_speech, "-o", tmp_path / "bad.vqc")
+    assert result.returncode == 1 and not (tmp_path / "bad.vqc").exists()
+
+
+def test_silence_encodes_and_then_needs_a_voice_to_decode(tmp_path, tiny_speech):
+    silent = write(tmp_path / "silent.wav", np.zeros(16000, np.float32))
+    assert run_cli("encode", silent, "-m", tiny_speech, "-o", tmp_path / "s.vqc").returncode == 0
+    result = run_cli("decode", tmp_path / "s.vqc", "-o", tmp_path / "s.wav")
+    assert result.returncode == 1 and "--to" in result.stderr.decode()
+    assert run_cli("decode", tmp_path / "s.vqc", "--to", "low", "-o", tmp_path / "s.wav").returncode == 0
+    assert np.abs(sf.read(tmp_path / "s.wav")[0]).max() < 0.5
+
+
+def test_mixing_images_and_audio_or_compressing_audio_is_a_usage_error(tmp_path, tiny_speech, voice_folder):
+    clip = voice_folder / "low" / "0.wav"
+    assert run_cli("encode", clip, "--compress", "-m", tiny_speech).returncode == 2
+    from PIL import Image
+    Image.new("RGB", (8, 8)).save(tmp_path / "i.png")
+    assert run_cli("encode", clip, tmp_path / "i.png").returncode == 2
