@@ -1,9 +1,10 @@
 # Two commands on a fresh machine:  `make demo`  and  `make test`.
 PYTHON ?= python3
+DATA ?= ../shared/data
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench speech-models clean
 
 $(BIN)/vqtool: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +26,9 @@ demo: install
 	$(BIN)/vqtool decode out/demo-small.vqc -o out/demo-small.png
 	cmp out/demo.png out/demo-small.png && echo "range-coded codes decode to the same image"
 	$(BIN)/vqtool sample --class cat -n 16 --seed 1 -o out/cats.png
+	$(BIN)/vqtool encode $(DATA)/fsdd/recordings/7_theo_0.wav -o - | $(BIN)/vqtool decode - --to spk3 -o out/theo-as-nicolas.wav
+	$(BIN)/vqtool convert-voice $(DATA)/fsdd/recordings/7_theo_0.wav --to-voice $(DATA)/speechocean/audio/0003/000030012.flac -o out/theo-as-unseen.wav
+	@echo "listen: out/theo-as-nicolas.wav (built-in voice spk3) and out/theo-as-unseen.wav (zero-shot)"
 
 test: install
 	$(BIN)/python -m pytest -q
@@ -32,6 +36,11 @@ test: install
 bench: install
 	$(BIN)/python bench/bench_vqvae.py
 	$(BIN)/python bench/bench_prior.py
+	$(BIN)/python bench/bench_speech.py --hour
+	$(BIN)/python bench/bench_units.py  # needs Debian's espeak-ng (apt-get install espeak-ng)
+
+speech-models: install  # the shipped speech checkpoints, about an hour on 2 CPU cores
+	VQ=$(BIN)/vqtool DATA=$(DATA) scripts/train-speech.sh 55
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis

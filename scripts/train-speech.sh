@@ -2,7 +2,7 @@
 # Trains the shipped speech checkpoints in order: speaker encoder, the two evaluation judges, the speech VQ-VAE.
 # Usage: scripts/train-speech.sh [MINUTES_FOR_THE_SPEECH_MODEL]   (data from ../shared/data; runs/ holds the runs)
 set -euo pipefail
-DATA=${VQTOOL_DATA:-../shared/data}
+DATA=${DATA:-${VQTOOL_DATA:-../shared/data}}
 MINUTES=${1:-45}
 VQ=${VQ:-vqtool}
 $VQ train audio-classifier --data "$DATA/fsdd" --data "$DATA/speechocean" --label speaker --name speech-speakers \
@@ -13,4 +13,4 @@ $VQ train audio-classifier --data "$DATA/fsdd" --label digit --name speech-digit
 $VQ train speech --data "$DATA/fsdd" --data "$DATA/speechocean" --speaker-encoder runs/speech-speakers/speech-speakers.safetensors \
     --speaker-judge runs/speech-speaker-judge/speech-speaker-judge.safetensors \
     --digit-judge runs/speech-digit-judge/speech-digit-judge.safetensors \
-    --steps 12000 --time-limit "$MINUTES" --checkpoint-every 250 --quiet
+    --steps 30000 --time-limit "$MINUTES" --checkpoint-every 250 --quiet

@@ -51,6 +51,7 @@ class SpeechConfig:
     speakers: list[str] = field(default_factory=list)
     speaker_encoder: dict = field(default_factory=dict)  # AudioClassifierConfig fields
     griffin_lim_iterations: int = 32
+    instance_norm: bool = True  # standardise the encoder's input and hidden layers per window
 
     @property
     def samples_per_code(self) -> int:
@@ -58,16 +59,17 @@ class SpeechConfig:
 
 
 class ConditionedBlock(nn.Module):
-    """Dilated residual block whose hidden layer gets a speaker-dependent bias."""
+    """Dilated residual block whose hidden layer is scaled and shifted by the speaker (FiLM)."""
 
     def __init__(self, channels: int, dilation: int, condition: int):
         super().__init__()
         self.conv = nn.Conv1d(channels, channels, 3, padding=dilation, dilation=dilation)
-        self.condition = nn.Linear(condition, channels)
+        self.condition = nn.Linear(condition, 2 * channels)
         self.out = nn.Conv1d(channels, channels, 1)
 
     def forward(self, x: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:
-        hidden = F.relu(self.conv(F.relu(x)) + self.condition(speaker)[..., None])
+        scale, shift = self.condition(speaker)[..., None].chunk(2, dim=1)
+        hidden = F.relu(self.conv(F.relu(x)) * (1 + scale) + shift)
         return x + self.out(hidden)
 
 
@@ -79,10 +81,11 @@ class SpeechVQVAE(nn.Module):
         super().__init__()
         self.config = c = config
         self.spectral = Spectral(c.n_fft, c.hop, c.mels)
+        norm = (lambda: nn.InstanceNorm1d(c.hidden)) if c.instance_norm else nn.Identity
         self.encoder = nn.Sequential(
-            nn.Conv1d(c.mels, c.hidden, 3, padding=1), nn.ReLU(),
+            nn.Conv1d(c.mels, c.hidden, 3, padding=1), norm(), nn.ReLU(),
             nn.Conv1d(c.hidden, c.hidden, 2 * c.downsample, stride=c.downsample, padding=c.downsample // 2),
-            nn.ReLU(), nn.Conv1d(c.hidden, c.hidden, 3, padding=1), nn.ReLU(),
+            norm(), nn.ReLU(), nn.Conv1d(c.hidden, c.hidden, 3, padding=1), norm(), nn.ReLU(),
             nn.Conv1d(c.hidden, c.hidden, 3, padding=1), nn.ReLU(), nn.Conv1d(c.hidden, c.embedding_dim, 1))
         self.quantizer = VectorQuantizer(c.num_codes, c.embedding_dim, c.beta)
         self.speaker_encoder = AudioClassifier(AudioClassifierConfig(**c.speaker_encoder))
@@ -108,8 +111,15 @@ class SpeechVQVAE(nn.Module):
         magnitude = self.spectral.magnitude(wave)[..., : wave.shape[-1] // self.config.hop]
         return magnitude, self.spectral.log_mel(magnitude)
 
+    def normalise(self, log_mel: torch.Tensor) -> torch.Tensor:
+        """With `instance_norm`, each mel band is standardised over the window: the average spectral
+        envelope (much of a voice's colour, and the channel) never reaches the codes."""
+        if not self.config.instance_norm:
+            return (log_mel + 5.0) / 4.0
+        return F.instance_norm(log_mel, eps=1e-3)
+
     def encode_features(self, log_mel: torch.Tensor):
-        return self.quantizer(self.encoder((log_mel + 5.0) / 4.0))
+        return self.quantizer(self.encoder(self.normalise(log_mel)))
 
     def decode_latents(self, latents: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:
         """Code vectors (N, D, codes) and speaker embeddings (N, E) -> log-magnitude (N, F, frames)."""
@@ -150,7 +160,7 @@ class SpeechVQVAE(nn.Module):
     def _encode_window(self, wave: np.ndarray) -> np.ndarray:
         padded, length = self._padded(wave)
         _, log_mel = self.features(padded)
-        z = self.encoder((log_mel + 5.0) / 4.0)
+        z = self.encoder(self.normalise(log_mel))
         codes = self.quantizer.nearest(z[0].t())
         return codes[: math.ceil(length / self.config.samples_per_code)].cpu().numpy().astype(np.float32)
 

@@ -29,14 +29,17 @@ CROP_SAMPLES = 20_480  # 1.28 s, 64 codes
 
 def cepstral_distance(reference: np.ndarray, other: np.ndarray, spectral: Spectral, coefficients: int = 24) -> float:
     """Mel-cepstral distortion in dB between two time-aligned clips: DCT-II of 80-bin log-mel frames,
-    coefficients 1..24, (10 / ln 10) * sqrt(2 * sum of squared differences), averaged over frames."""
+    coefficients 1..24, (10 / ln 10) * sqrt(2 * sum of squared differences), averaged over the
+    reference's active frames (energy within 40 dB of its loudest frame; silence has no voice)."""
     length = min(len(reference), len(other))
     a, b = log_mels([reference[:length], other[:length]], spectral)
     n = a.shape[0]
     k = torch.arange(n, dtype=torch.float32)
     dct = torch.cos(math.pi / n * (k[None] + 0.5) * k[:, None]) * math.sqrt(2 / n)
     diff = (dct @ (a - b))[1:coefficients + 1]
-    return float((10 / math.log(10) * torch.sqrt(2 * (diff ** 2).sum(0))).mean())
+    energy = torch.logsumexp(a, 0)
+    active = energy > energy.max() - 40 / 20 * math.log(10)
+    return float((10 / math.log(10) * torch.sqrt(2 * (diff ** 2).sum(0)))[active].mean())
 
 
 class SpeechTask:

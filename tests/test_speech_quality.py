@@ -1,0 +1,47 @@
+"""The shipped speech checkpoint keeps the numbers its card claims, on a slice of the test data."""
+import numpy as np
+import pytest
+
+from vqtool import load
+from vqtool.speechdata import list_clips
+from vqtool.speechtask import evaluate_speech
+
+
+@pytest.fixture(scope="module")
+def measured(shared_data):
+    model = load("speech", device="cpu")
+    rng = np.random.default_rng(7)  # a different slice from the card's
+    fsdd = [c for c in list_clips(shared_data / "fsdd") if c.split == "test"]
+    unseen = [c for c in list_clips(shared_data / "speechocean") if c.split == "test"]
+    fsdd = [fsdd[i] for i in rng.choice(len(fsdd), 24, replace=False)]
+    unseen = [unseen[i] for i in rng.choice(len(unseen), 12, replace=False)]
+    metrics = evaluate_speech(model, fsdd, unseen, load("speech-speaker-judge", device="cpu"),
+                              load("speech-digit-judge", device="cpu"), seed=7)
+    return model.metadata, metrics
+
+
+def test_card_was_measured_on_test_data_with_independent_judges(measured):
+    meta, _ = measured
+    assert meta["provenance"]["train_split"] == "train" and meta["metrics"]["eval_clips_unseen"] >= 100
+    judges = meta["provenance"]["judges"]
+    assert {j["name"] for j in judges.values()} == {"speech-speaker-judge", "speech-digit-judge"}
+    assert meta["provenance"]["speaker_encoder"]["name"] not in {j["name"] for j in judges.values()}
+
+
+def test_reconstruction_distance_holds(measured):
+    meta, metrics = measured
+    recorded = meta["metrics"]
+    assert abs(metrics["mcd_db_seen_speakers"] - recorded["mcd_db_seen_speakers"]) < 1.0, metrics
+    assert abs(metrics["mcd_db_unseen_speakers"] - recorded["mcd_db_unseen_speakers"]) < 1.0, metrics
+
+
+def test_conversion_reaches_the_target_voice_and_keeps_the_words(measured):
+    meta, metrics = measured
+    recorded = meta["metrics"]
+    assert metrics["conversion_target_accuracy"] >= recorded["conversion_target_accuracy"] - 0.2, metrics
+    assert metrics["digit_accuracy_kept_ratio"] >= recorded["digit_accuracy_kept_ratio"] - 0.15, metrics
+
+
+def test_zero_shot_output_is_closer_to_the_reference_than_to_the_source(measured):
+    _, metrics = measured
+    assert metrics["zero_shot_cos_to_reference"] > metrics["zero_shot_cos_to_source"], metrics
