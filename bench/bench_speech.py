@@ -3,8 +3,9 @@
 1. Real-time factor (audio seconds per processing second) of encode, decode and convert on ONE
    thread, for a 30 s clip of real speech (speechocean test speakers), with the time split between
    the networks and Griffin-Lim, and the networks' GFLOP/s against the measured matmul peak.
-2. Chunked versus whole-file conversion of the same 30 s: share of identical codes (chunks see their own
-   instance-norm statistics), and the audio compared as waveform SNR and as magnitude-spectrum distance in dB.
+2. Chunked versus whole-file conversion of the same 30 s: the codes must be identical (normalisation
+   statistics come from whole-stream passes); the audio is compared as waveform SNR and as
+   magnitude-spectrum distance in dB.
 3. A 1-hour file converted by the real CLI in a subprocess: wall time and peak resident memory.
 
 Writes bench/results/speech-<model>.json.   python bench/bench_speech.py [--model speech] [--hour]

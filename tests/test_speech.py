@@ -43,8 +43,8 @@ def test_chunked_matches_one_pass_for_every_ratio(length, block, chunk, halo):
 
 
 def test_chunked_conversion_matches_whole_file(tiny_speech, monkeypatch):
-    """Chunks see 12.8 s windows (their instance-norm statistics differ a little from the whole file's,
-    and Griffin-Lim's phase differs at the seams), yet codes and spectra agree closely."""
+    """Codes are identical chunked or whole (the normalisation statistics come from whole-stream passes);
+    the audio differs only by Griffin-Lim's phase near the seams."""
     net = load(str(tiny_speech), "cpu")
     wave = np.concatenate([synthetic_voice(1.5, 110, seed=s) for s in range(18)])  # 27 s: three chunks
     chunked_codes = net.encode(wave)
@@ -52,14 +52,13 @@ def test_chunked_conversion_matches_whole_file(tiny_speech, monkeypatch):
     monkeypatch.setattr(speech, "CHUNK_CODES", 10_000)
     whole_codes = net.encode(wave)
     whole_audio = net.convert(wave, net.voice("high"))
-    assert len(chunked_codes) == len(whole_codes) == -(-len(wave) // 320)
-    assert (chunked_codes == whole_codes).float().mean() > 0.75
+    assert torch.equal(chunked_codes, whole_codes) and len(chunked_codes) == -(-len(wave) // 320)
     assert len(chunked_audio) == len(whole_audio) == len(wave)
     # the magnitude spectra agree closely (what the ear hears), seams included
     spec = lambda w: torch.stft(torch.from_numpy(w), 512, 160, window=torch.hann_window(512), return_complex=True).abs()
     a, b = spec(chunked_audio), spec(whole_audio)
     distance_db = 20 * torch.log10(torch.linalg.norm(a - b) / torch.linalg.norm(b))
-    assert distance_db < -12, float(distance_db)
+    assert distance_db < -20, float(distance_db)
 
 
 # --- reading audio ------------------------------------------------------------------------------------

@@ -113,6 +113,15 @@ def stream_audio(source: str, block_seconds: float = 10.0,
     return info, blocks()
 
 
+def audio_source(source: str, block_seconds: float = 10.0):
+    """(info, open_blocks): `open_blocks()` streams the input from its start again, as often as a
+    caller needs (files are re-read; stdin, which cannot be re-read, is kept in memory)."""
+    data = read_bytes(STDIO) if source == STDIO else None
+    handle, info = _open(source, data)
+    handle.close()
+    return info, lambda: stream_audio(source, block_seconds, data)[1]
+
+
 def read_audio(source: str, data: bytes | None = None) -> tuple[np.ndarray, AudioInfo]:
     """A whole input as 16 kHz mono float32 (for clips; long files should use stream_audio)."""
     info, blocks = stream_audio(source, data=data)

@@ -172,10 +172,10 @@ def encode_audio(sources: list[str], model: str, output: Optional[str], device: 
     """`vqtool encode` for audio: one record per input, codes streamed chunk by chunk."""
     import numpy as np
 
-    from .audio import SAMPLE_RATE, stream_audio
+    from .audio import SAMPLE_RATE, audio_source
     from .cli import Outputs, _report
     from .codes import CodeFile
-    from .media import read_bytes, write_bytes
+    from .media import write_bytes
     from .speech import SILENCE_RMS, voice_to_text
 
     net = _load_speech(model, device, models_dir)
@@ -185,18 +185,14 @@ def encode_audio(sources: list[str], model: str, output: Optional[str], device: 
     collected: list[bytes] = []
     for source in sources:
         try:
-            info, blocks = stream_audio(source, data=read_bytes(source) if source == "-" else None)
-            head: list[np.ndarray] = []  # the first 30 s, for the voice embedding
-
-            def tee(stream):
-                kept = 0
-                for block in stream:
-                    if kept < 30 * SAMPLE_RATE:
-                        head.append(block[: 30 * SAMPLE_RATE - kept])
-                        kept += len(head[-1])
-                    yield block
-
-            codes = np.concatenate(list(net.encode_stream(tee(blocks)))).astype(np.int64)
+            info, open_blocks = audio_source(source)
+            codes = np.concatenate(list(net.encode_stream(open_blocks))).astype(np.int64)
+            head, kept = [], 0  # the first 30 s, for the voice embedding
+            for block in open_blocks():
+                head.append(block[: 30 * SAMPLE_RATE - kept])
+                kept += len(head[-1])
+                if kept >= 30 * SAMPLE_RATE:
+                    break
             start = np.concatenate(head)
             media = {"kind": "audio", "sample_rate": info.sample_rate, "samples": info.frames,
                      "code_rate": SAMPLE_RATE / net.config.samples_per_code}
@@ -319,9 +315,9 @@ def convert_voice(
 
     `cat a.wav | vqtool convert-voice - --to george -o - > b.wav`
     """
-    from .audio import AUDIO_SUFFIXES, AudioWriter, stream_audio
+    from .audio import AUDIO_SUFFIXES, AudioWriter, audio_source
     from .cli import Outputs, _report
-    from .media import expand_inputs, read_bytes
+    from .media import expand_inputs
 
     if not to and not to_voice:
         raise usage("say which voice: --to SPEAKER or --to-voice REFERENCE.wav", "--to")
@@ -335,9 +331,9 @@ def convert_voice(
     for source in sources:
         target = outputs.path_for(source)
         try:
-            info, blocks = stream_audio(source, data=read_bytes(source) if source == "-" else None)
+            info, open_blocks = audio_source(source)
             with AudioWriter(target, info.sample_rate, "WAV" if target == "-" else None) as writer:
-                for block in net.convert_stream(blocks, voice):
+                for block in net.convert_stream(open_blocks, voice):
                     writer.write(block)
         except VqtoolError as exc:
             _report(failures, source, exc)

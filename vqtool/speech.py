@@ -35,6 +35,7 @@ CHUNK_CODES = 512  # 10.24 s of audio per chunk
 HALO_CODES = 64  # 1.28 s of context on each side, beyond both networks' receptive fields
 FADE_SAMPLES = 640  # 40 ms crossfade at chunk seams (Griffin-Lim's phase differs between chunks)
 SILENCE_RMS = 1e-4
+INPUT_EPS = 1e-3  # variance floor of the input's normalisation (log-mel units)
 
 
 @dataclass
@@ -116,7 +117,7 @@ class SpeechVQVAE(nn.Module):
         envelope (much of a voice's colour, and the channel) never reaches the codes."""
         if not self.config.instance_norm:
             return (log_mel + 5.0) / 4.0
-        return F.instance_norm(log_mel, eps=1e-3)
+        return F.instance_norm(log_mel, eps=INPUT_EPS)
 
     def encode_features(self, log_mel: torch.Tensor):
         return self.quantizer(self.encoder(self.normalise(log_mel)))
@@ -147,22 +148,72 @@ class SpeechVQVAE(nn.Module):
     @torch.no_grad()
     def encode(self, wave) -> torch.Tensor:
         """16 kHz mono samples -> codes (ceil(samples / 320),) int64; long inputs go in chunks."""
-        parts = list(self.encode_stream(iter([np.asarray(wave, dtype=np.float32)])))
+        wave = np.asarray(wave, dtype=np.float32)
+        parts = list(self.encode_stream(lambda: iter([wave])))
         return torch.from_numpy(np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64))
 
-    @torch.no_grad()
-    def encode_stream(self, blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-        """16 kHz blocks in, code blocks (float32 holding integers) out, in flat memory."""
+    def encode_stream(self, open_blocks: Callable[[], Iterator[np.ndarray]]) -> Iterator[np.ndarray]:
+        """Code blocks (float32 holding integers) of a stream of 16 kHz blocks, in flat memory.
+        `open_blocks` starts the stream afresh: the normalisation statistics take a pass each."""
         step = self.config.samples_per_code
-        return chunked(blocks, self._encode_window, CHUNK_CODES * step, HALO_CODES * step, 1 / step)
+        stats = self.statistics(open_blocks)
+        return chunked(open_blocks(), lambda w: self._encode_window(w, stats), CHUNK_CODES * step,
+                       HALO_CODES * step, 1 / step)
 
     @torch.no_grad()
-    def _encode_window(self, wave: np.ndarray) -> np.ndarray:
-        padded, length = self._padded(wave)
-        _, log_mel = self.features(padded)
-        z = self.encoder(self.normalise(log_mel))
+    def _encoder(self, wave: np.ndarray, stats: list | None, stop: int | None = None) -> torch.Tensor:
+        """The encoder on one window, each instance norm using `stats` (whole-stream statistics) when
+        given; with `stop` = k, returns what the k-th normalisation (0: the input's) receives."""
+        padded, _ = self._padded(wave)
+        _, x = self.features(padded)
+        norms = 0
+        for module in [None, *self.encoder]:
+            if module is None or isinstance(module, nn.InstanceNorm1d):
+                if norms == stop:
+                    return x
+                if module is None:
+                    x = self.normalise(x) if stats is None else _standardise(x, *stats[0], eps=INPUT_EPS)
+                else:
+                    x = module(x) if stats is None else _standardise(x, *stats[norms])
+                norms += 1
+            else:
+                x = module(x)
+        return x
+
+    @torch.no_grad()
+    def statistics(self, open_blocks: Callable[[], Iterator[np.ndarray]]) -> list | None:
+        """Per-channel (mean, variance) of every instance-normalised layer over the whole stream, one
+        pass per layer, so that chunked encoding normalises exactly like a single pass over the file."""
+        if not self.config.instance_norm:
+            return None
+        step = self.config.samples_per_code
+        layers = 1 + sum(isinstance(m, nn.InstanceNorm1d) for m in self.encoder)
+        stats: list = []
+        for layer in range(layers):
+            total, squares, count = 0.0, 0.0, 0
+            for window, offset, size, _ in windows(open_blocks(), CHUNK_CODES * step, HALO_CODES * step):
+                x = self._encoder(window, stats, stop=layer)[0].double()
+                per_code = x.shape[-1] // self._codes_in(len(window))  # frames per code at this layer
+                first, frames = offset // step * per_code, math.ceil(size / step) * per_code
+                x = x[:, first:first + frames]
+                total, squares, count = total + x.sum(1), squares + (x * x).sum(1), count + x.shape[1]
+            if not count:
+                return None
+            mean = total / count
+            stats.append(((mean).float(), (squares / count - mean * mean).clamp_min(0).float()))
+        return stats
+
+    def _codes_in(self, samples: int) -> int:
+        padded = max(samples + (-samples % self.config.samples_per_code), self.config.samples_per_code)
+        if padded < self.config.n_fft:
+            padded = self.config.n_fft + (-self.config.n_fft % self.config.samples_per_code)
+        return padded // self.config.samples_per_code
+
+    @torch.no_grad()
+    def _encode_window(self, wave: np.ndarray, stats: list | None = None) -> np.ndarray:
+        z = self._encoder(wave, stats)
         codes = self.quantizer.nearest(z[0].t())
-        return codes[: math.ceil(length / self.config.samples_per_code)].cpu().numpy().astype(np.float32)
+        return codes[: math.ceil(len(wave) / self.config.samples_per_code)].cpu().numpy().astype(np.float32)
 
     @torch.no_grad()
     def decode(self, codes, speaker: torch.Tensor, length: int | None = None) -> np.ndarray:
@@ -187,20 +238,20 @@ class SpeechVQVAE(nn.Module):
         length = codes.shape[-1] * self.config.samples_per_code
         return self.spectral.griffin_lim(magnitude, length, self.config.griffin_lim_iterations)[0].cpu().numpy()
 
-    @torch.no_grad()
-    def convert_stream(self, blocks: Iterator[np.ndarray], speaker: torch.Tensor) -> Iterator[np.ndarray]:
-        """16 kHz blocks in, the same speech in the voice `speaker` out, in flat memory."""
+    def convert_stream(self, open_blocks: Callable[[], Iterator[np.ndarray]], speaker: torch.Tensor) -> Iterator[np.ndarray]:
+        """The same speech in the voice `speaker`, block by block, in flat memory (see encode_stream)."""
         step = self.config.samples_per_code
+        stats = self.statistics(open_blocks)
 
         def window(wave):
-            codes = self._encode_window(wave)
+            codes = self._encode_window(wave, stats)
             return self._decode_window(codes, speaker)[: len(wave)]
 
-        return chunked(blocks, window, CHUNK_CODES * step, HALO_CODES * step, 1.0, FADE_SAMPLES)
+        return chunked(open_blocks(), window, CHUNK_CODES * step, HALO_CODES * step, 1.0, FADE_SAMPLES)
 
     def convert(self, wave, speaker: torch.Tensor) -> np.ndarray:
         wave = np.asarray(wave, dtype=np.float32)
-        return np.concatenate(list(self.convert_stream(iter([wave]), speaker)))[: len(wave)]
+        return np.concatenate(list(self.convert_stream(lambda: iter([wave]), speaker)))[: len(wave)]
 
     # --- voices ------------------------------------------------------------------------------------
     def speaker_index(self, name: str) -> int:
@@ -249,14 +300,15 @@ def voice_from_text(text: str, size: int, source: str) -> torch.Tensor:
     return F.normalize(torch.from_numpy(raw.astype(np.float32)), dim=0)
 
 
-def chunked(blocks: Iterator[np.ndarray], fn: Callable[[np.ndarray], np.ndarray], chunk: int, halo: int,
-            ratio: float, fade: int = 0) -> Iterator[np.ndarray]:
-    """Apply `fn` (n inputs -> ceil(n * ratio) outputs) to a stream, window by window: each window is
-    `chunk` inputs plus `halo` of context on both sides, so its middle matches one whole pass. With
-    `fade`, neighbouring windows' outputs are crossfaded over 2 * fade outputs around each seam
-    (needs halo * ratio >= fade). Memory is bounded by the window, not by the stream."""
-    buffer, base, position, done, tail = np.zeros(0, np.float32), 0, 0, False, None
-    ramp = np.arange(1, 2 * fade + 1, dtype=np.float32) / (2 * fade + 1) if fade else None
+def _standardise(x: torch.Tensor, mean: torch.Tensor, variance: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    return (x - mean[:, None].to(x)) / torch.sqrt(variance[:, None].to(x) + eps)
+
+
+def windows(blocks: Iterator[np.ndarray], chunk: int, halo: int):
+    """(window, offset, size, last) over a stream: `size` inputs (`chunk`, fewer at the end) that start
+    `offset` inputs into `window`, which adds up to `halo` inputs of context on each side. Only the
+    window is held in memory."""
+    buffer, base, position, done = np.zeros(0, np.float32), 0, 0, False
     while True:
         while not done and base + len(buffer) <= position + chunk + halo:  # also learns whether more follows
             block = next(blocks, None)
@@ -269,18 +321,31 @@ def chunked(blocks: Iterator[np.ndarray], fn: Callable[[np.ndarray], np.ndarray]
             return
         last = done and end <= position + chunk + halo
         start, stop = max(base, position - halo), end if last else position + chunk + halo
-        out = fn(buffer[start - base:stop - base])
-        offset = round((position - start) * ratio)
+        yield buffer[start - base:stop - base], position - start, (end - position if last else chunk), last
+        if last:
+            return
+        position += chunk
+        drop = position - halo - base
+        if drop > 0:
+            buffer, base = buffer[drop:], base + drop
+
+
+def chunked(blocks: Iterator[np.ndarray], fn: Callable[[np.ndarray], np.ndarray], chunk: int, halo: int,
+            ratio: float, fade: int = 0) -> Iterator[np.ndarray]:
+    """Apply `fn` (n inputs -> ceil(n * ratio) outputs) to a stream, window by window (see `windows`),
+    so that each chunk's outputs match one whole pass. With `fade`, neighbouring windows' outputs are
+    crossfaded over 2 * fade outputs around each seam (needs halo * ratio >= fade)."""
+    tail = None
+    ramp = np.arange(1, 2 * fade + 1, dtype=np.float32) / (2 * fade + 1) if fade else None
+    for window, offset_in, _, last in windows(blocks, chunk, halo):
+        out = fn(window)
+        offset = round(offset_in * ratio)
         if tail is not None:
             yield tail * (1 - ramp) + out[offset - fade:offset + fade] * ramp
             offset += fade
         if last:
             yield out[offset:]
             return
-        keep_to = round((position + chunk - start) * ratio)
+        keep_to = round((offset_in + chunk) * ratio)
         yield out[offset:keep_to - fade]
         tail = out[keep_to - fade:keep_to + fade] if fade else None
-        position += chunk
-        drop = position - halo - base
-        if drop > 0:
-            buffer, base = buffer[drop:], base + drop
