@@ -197,3 +197,12 @@ def test_mixing_images_and_audio_or_compressing_audio_is_a_usage_error(tmp_path,
     from PIL import Image
     Image.new("RGB", (8, 8)).save(tmp_path / "i.png")
     assert run_cli("encode", clip, tmp_path / "i.png").returncode == 2
+
+
+def test_several_records_join_into_one_file_or_split_into_a_folder(tmp_path, tiny_speech, voice_folder):
+    clips = [voice_folder / "low" / "0.wav", voice_folder / "high" / "1.wav"]
+    assert run_cli("encode", *clips, "-m", tiny_speech, "-o", tmp_path / "both.vqc").returncode == 0
+    assert run_cli("decode", tmp_path / "both.vqc", "-o", tmp_path / "joined.wav").returncode == 0
+    assert sf.info(tmp_path / "joined.wav").frames == 48000
+    assert run_cli("decode", tmp_path / "both.vqc", "-o", tmp_path / "split/").returncode == 0
+    assert sorted(p.name for p in (tmp_path / "split").iterdir()) == ["0.wav", "1.wav"]
