@@ -22,6 +22,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                        "    vqtool encode photo.png                  # writes photo.vqc\n\n"
                        "    vqtool decode photo.vqc -o back.png\n\n"
                        "    vqtool encode photo.png -o - | vqtool decode - -o back.png\n\n"
+                       "    vqtool convert-voice talk.wav --to spk3 -o other.wav\n\n"
                        "    vqtool models list")
 train_app = typer.Typer(no_args_is_help=True, help="Train a checkpoint (runs unchanged under torchrun).")
 models_app = typer.Typer(no_args_is_help=True, help="List and describe checkpoints.")

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from .cli import (BatchOpt, CheckpointOpt, DeviceOpt, ModelsDirOpt, OutOpt, ResumeOpt, SeedOpt, TimeLimitOpt, app,
+from .cli import (CheckpointOpt, DeviceOpt, ModelsDirOpt, OutOpt, ResumeOpt, SeedOpt, TimeLimitOpt, app,
                   console, emit_json, train_app, usage)
 from .errors import VqtoolError
 

@@ -10,7 +10,10 @@ cost of Griffin-Lim's phasey timbre.
 The speaker embedding comes from a separately trained speaker encoder (``classifier-audio``) built
 into the checkpoint, so a training speaker is a stored embedding (the mean over their clips) and an
 unseen voice is the embedding of a reference clip: zero-shot conversion needs no retraining.
-Long inputs are processed in overlapping chunks (see ``chunked``): memory stays flat with length.
+The encoder's input and hidden layers are instance-normalised, which keeps more of the voice out of
+the codes. Long inputs are processed in overlapping chunks (see ``chunked``), the normalisation
+statistics coming from whole-stream passes: memory stays flat with length and the codes are the
+same as in one pass.
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ from .audio import SAMPLE_RATE, Spectral
 from .audioclass import MIN_REFERENCE_SECONDS, AudioClassifier, AudioClassifierConfig
 from .errors import VqtoolError
 from .quantize import VectorQuantizer
-from .speechdata import log_mels
 
 CHUNK_CODES = 512  # 10.24 s of audio per chunk
 HALO_CODES = 64  # 1.28 s of context on each side, beyond both networks' receptive fields
@@ -52,7 +54,7 @@ class SpeechConfig:
     speakers: list[str] = field(default_factory=list)
     speaker_encoder: dict = field(default_factory=dict)  # AudioClassifierConfig fields
     griffin_lim_iterations: int = 32
-    instance_norm: bool = True  # standardise the encoder's input and hidden layers per window
+    instance_norm: bool = True  # standardise the encoder's input and hidden layers over the utterance
 
     @property
     def samples_per_code(self) -> int:
@@ -113,8 +115,9 @@ class SpeechVQVAE(nn.Module):
         return magnitude, self.spectral.log_mel(magnitude)
 
     def normalise(self, log_mel: torch.Tensor) -> torch.Tensor:
-        """With `instance_norm`, each mel band is standardised over the window: the average spectral
-        envelope (much of a voice's colour, and the channel) never reaches the codes."""
+        """With `instance_norm`, each mel band is standardised over the utterance (the training crop;
+        at inference the whole stream, see `statistics`): the average spectral envelope, much of a
+        voice's colour and the channel, never reaches the codes."""
         if not self.config.instance_norm:
             return (log_mel + 5.0) / 4.0
         return F.instance_norm(log_mel, eps=INPUT_EPS)
