@@ -230,7 +230,7 @@ def decode_audio(pending, output: Optional[str], cache, to: Optional[str], to_vo
     """`vqtool decode` for audio records; several records into one audio file are joined."""
     import numpy as np
 
-    from .audio import OUTPUT_FORMATS, AudioWriter, output_format
+    from .audio import MAX_RATE, MIN_RATE, OUTPUT_FORMATS, SAMPLE_RATE, AudioWriter, output_format
     from .cli import Outputs, _report
     from .media import STDIO
     from .speech import voice_from_text
@@ -238,11 +238,16 @@ def decode_audio(pending, output: Optional[str], cache, to: Optional[str], to_vo
     fmt = fmt.lower() if "." + fmt.lower() in OUTPUT_FORMATS else "wav"
     join = len(pending) > 1 and output is not None and (output == STDIO or Path(output).suffix.lower() in OUTPUT_FORMATS)
     outputs = Outputs(output, 1 if join else len(pending), f".{fmt}" if output is not None else f".decoded.{fmt}")
-    jobs = []
+    jobs, voices = [], {}
     for source, index, record in pending:
         try:
             net = cache.for_record(record, source)
-            voice = resolve_voice(net, to, to_voice)
+            rate, samples = record.media.get("sample_rate", SAMPLE_RATE), record.media.get("samples", 0)
+            if not (isinstance(rate, int) and MIN_RATE <= rate <= MAX_RATE and isinstance(samples, int) and samples >= 0):
+                raise VqtoolError("corrupt .vqc header (audio sample_rate or samples)", source)
+            if id(net) not in voices:  # a reference clip is read once, not once per record
+                voices[id(net)] = resolve_voice(net, to, to_voice)
+            voice = voices[id(net)]
             if voice is None:
                 if "voice" not in record.extra:
                     raise VqtoolError("record carries no voice (silent input?); pass --to or --to-voice", source)
@@ -256,7 +261,8 @@ def decode_audio(pending, output: Optional[str], cache, to: Optional[str], to_vo
         return f"{stem}-{index + 1}" if index and "name" not in record.media else stem
 
     def write(writer, net, record, voice):
-        left = int(record.media.get("samples", 0)) * 16000 // int(record.media.get("sample_rate", 16000)) or None
+        rate = int(record.media.get("sample_rate", SAMPLE_RATE))
+        left = int(record.media.get("samples", 0)) * SAMPLE_RATE // rate or None  # at 16 kHz, before resampling
         for block in net.decode_stream(iter([np.asarray(record.codes, np.float32)]), voice):
             block = block[:left] if left is not None else block
             if left is not None:
@@ -265,7 +271,7 @@ def decode_audio(pending, output: Optional[str], cache, to: Optional[str], to_vo
 
     written = 0
     if join and jobs:
-        rate = int(jobs[0][2].media.get("sample_rate", 16000))
+        rate = int(jobs[0][2].media.get("sample_rate", SAMPLE_RATE))
         with AudioWriter(output, rate, OUTPUT_FORMATS["." + fmt] if output == STDIO else output_format(output)) as writer:
             for _, _, record, net, voice in jobs:
                 write(writer, net, record, voice)
@@ -276,7 +282,7 @@ def decode_audio(pending, output: Optional[str], cache, to: Optional[str], to_vo
     for source, index, record, net, voice in jobs:
         target = outputs.path_for(source, stem_of(source, index, record))
         try:
-            rate = int(record.media.get("sample_rate", 16000))
+            rate = int(record.media.get("sample_rate", SAMPLE_RATE))
             with AudioWriter(target, rate, OUTPUT_FORMATS["." + fmt] if target == STDIO else None) as writer:
                 write(writer, net, record, voice)
         except VqtoolError as exc:
