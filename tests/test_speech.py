@@ -206,3 +206,14 @@ def test_several_records_join_into_one_file_or_split_into_a_folder(tmp_path, tin
     assert sf.info(tmp_path / "joined.wav").frames == 48000
     assert run_cli("decode", tmp_path / "both.vqc", "-o", tmp_path / "split/").returncode == 0
     assert sorted(p.name for p in (tmp_path / "split").iterdir()) == ["0.wav", "1.wav"]
+
+
+def test_corrupt_audio_header_is_one_clear_error(tmp_path, tiny_speech, voice_folder):
+    from vqtool.codes import read_codes
+
+    assert run_cli("encode", voice_folder / "low" / "0.wav", "-m", tiny_speech, "-o", tmp_path / "a.vqc").returncode == 0
+    record = read_codes((tmp_path / "a.vqc").read_bytes())[0]
+    record.media["sample_rate"] = "fast"
+    (tmp_path / "bad.vqc").write_bytes(record.to_bytes())
+    result = run_cli("decode", tmp_path / "bad.vqc", "-o", tmp_path / "bad.wav")
+    assert result.returncode == 1 and "sample_rate" in result.stderr.decode() and not (tmp_path / "bad.wav").exists()
