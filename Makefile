@@ -39,7 +39,7 @@ bench: install
 	$(BIN)/python bench/bench_speech.py --hour
 	$(BIN)/python bench/bench_units.py  # needs Debian's espeak-ng (apt-get install espeak-ng)
 
-speech-models: install  # the shipped speech checkpoints, about an hour on 2 CPU cores
+speech-models: install  # the shipped speech checkpoints, about 95 minutes on 2 CPU cores
 	VQ=$(BIN)/vqtool DATA=$(DATA) scripts/train-speech.sh 55
 
 clean:

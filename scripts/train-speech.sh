@@ -3,14 +3,19 @@
 # Usage: scripts/train-speech.sh [MINUTES_FOR_THE_SPEECH_MODEL]   (data from ../shared/data; runs/ holds the runs)
 set -euo pipefail
 DATA=${DATA:-${VQTOOL_DATA:-../shared/data}}
-MINUTES=${1:-45}
+MINUTES=${1:-55}
 VQ=${VQ:-vqtool}
 $VQ train audio-classifier --data "$DATA/fsdd" --data "$DATA/speechocean" --label speaker --name speech-speakers \
     --steps 2000 --seed 0 --quiet
 $VQ train audio-classifier --data "$DATA/fsdd" --data "$DATA/speechocean" --label speaker --name speech-speaker-judge \
     --steps 2000 --seed 1 --width 192 --quiet
-$VQ train audio-classifier --data "$DATA/fsdd" --label digit --name speech-digit-judge --steps 1500 --seed 2 --quiet
+$VQ train audio-classifier --data "$DATA/fsdd" --label digit --name speech-digit-judge --steps 1500 --seed 2 --warp 0.2 --quiet
 $VQ train speech --data "$DATA/fsdd" --data "$DATA/speechocean" --speaker-encoder runs/speech-speakers/speech-speakers.safetensors \
     --speaker-judge runs/speech-speaker-judge/speech-speaker-judge.safetensors \
     --digit-judge runs/speech-digit-judge/speech-digit-judge.safetensors \
     --steps 30000 --time-limit "$MINUTES" --checkpoint-every 250 --quiet
+# the shipped model then continued for 25 minutes at half the peak learning rate
+$VQ train speech --data "$DATA/fsdd" --data "$DATA/speechocean" --speaker-encoder runs/speech-speakers/speech-speakers.safetensors \
+    --speaker-judge runs/speech-speaker-judge/speech-speaker-judge.safetensors \
+    --digit-judge runs/speech-digit-judge/speech-digit-judge.safetensors \
+    --steps 30000 --time-limit 25 --lr 5e-4 --checkpoint-every 250 --resume --quiet

@@ -84,6 +84,19 @@ class AudioClassifier(nn.Module):
         return (embeddings @ F.normalize(self.weight, dim=1).t()).argmax(1).cpu().numpy()
 
 
+def warp_frequency(features: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """Vocal tract length perturbation: stretch each clip's mel axis by its factor (band i takes the
+    value at i * factor, linearly interpolated), which makes a classifier less tied to the few
+    voices it was trained on."""
+    bands = features.shape[1]
+    position = (torch.arange(bands)[None] * factors[:, None]).clamp(0, bands - 1)  # (N, bands)
+    low = position.floor().long()
+    high = (low + 1).clamp_max(bands - 1)
+    weight = (position - low)[..., None]
+    take = lambda index: features.gather(1, index[..., None].expand(-1, -1, features.shape[2]))  # noqa: E731
+    return take(low) * (1 - weight) + take(high) * weight
+
+
 def equal_error_rate(embeddings: torch.Tensor, speakers: list[str]) -> float:
     """Verification EER over every pair of clips: same speaker or not, by cosine similarity."""
     scores = (embeddings @ embeddings.t()).numpy()
@@ -99,15 +112,15 @@ def equal_error_rate(embeddings: torch.Tensor, speakers: list[str]) -> float:
 
 
 class AudioClassifierTask:
-    """Cross-entropy on random crops of up to 1.5 s with random gain; held-out accuracy (and EER on
-    unseen speakers for a speaker classifier)."""
+    """Cross-entropy on random crops of up to 1.5 s with random gain (and, with `warp`, random vocal
+    tract length perturbation); held-out accuracy (and EER on unseen speakers for a speaker classifier)."""
 
     architecture = AudioClassifier.architecture
     CROP_FRAMES = 150
 
     def __init__(self, config: AudioClassifierConfig, train_waves, train_labels, held_out=None,
-                 unseen=None, data_info: dict | None = None):
-        self.config, self.labels = config, torch.tensor(train_labels)
+                 unseen=None, data_info: dict | None = None, warp: float = 0.0):
+        self.config, self.labels, self.warp = config, torch.tensor(train_labels), warp
         self.features = log_mels(train_waves, Spectral(mels=config.mels))
         self.held_out, self.unseen, self.data_info = held_out, unseen, data_info or {}
 
@@ -119,6 +132,9 @@ class AudioClassifierTask:
 
     def batch(self, indices, device, generator):
         features, lengths = crop_batch(self.features, indices, self.CROP_FRAMES, generator)
+        if self.warp:
+            factors = 1 + (torch.rand(len(indices), generator=generator) * 2 - 1) * self.warp
+            features = warp_frequency(features, factors)
         return features.to(device), lengths.to(device), self.labels[indices].to(device)
 
     def loss(self, model, batch):

@@ -112,7 +112,9 @@ METRIC_NOTES = {
         "judge on the unconverted clips and on their reconstructions.",
         "`digit_accuracy_*`: the digit judge (trained on FSDD's train split only) on the original clips, on "
         "their reconstructions and on the conversions; `digit_accuracy_kept_ratio` = converted / originals "
-        "(target ≥ 0.9).",
+        "(target ≥ 0.9); `..._fsdd_voices` / `..._other_voices`: conversions to the six FSDD voices (the only "
+        "voices the digit judge heard in training) and to the others; `digit_accuracy_zero_shot`: on the "
+        "zero-shot conversions below.",
         "Zero-shot: each FSDD test clip converted to the voice of one clip of an unseen speechocean test "
         "speaker; cosine similarity (speaker judge's embedding) of the output to that reference and to the "
         "source, the source-to-reference baseline, and the share of outputs closer to the reference.",

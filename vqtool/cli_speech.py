@@ -46,6 +46,9 @@ def train_audio_classifier(
     resume: bool = ResumeOpt,
     width: int = typer.Option(128, "--width", help="Channels of the convolutions."),
     embedding: int = typer.Option(128, "--embedding", help="Embedding size."),
+    warp: float = typer.Option(0.0, "--warp", help="Vocal tract length perturbation: stretch the mel axis by a "
+                                                   "random factor in 1 ± WARP (0.2 makes a digit judge robust to "
+                                                   "voices it never heard)."),
     checkpoint_every: int = CheckpointOpt,
     time_limit: Optional[float] = TimeLimitOpt,
     quiet: bool = typer.Option(False, "--quiet", "-q"),
@@ -81,7 +84,7 @@ def train_audio_classifier(
     if not quiet:
         console.print(f"{len(train)} training clips, {len(classes)} classes")
     config = AudioClassifierConfig(width=width, embedding=embedding, label=label, classes=classes)
-    task = AudioClassifierTask(config, load_waves(train), labels, held_out, unseen, _speech_info(data, train))
+    task = AudioClassifierTask(config, load_waves(train), labels, held_out, unseen, _speech_info(data, train), warp)
     fit(task, _options(name, out, steps, batch_size, lr, seed, device, resume, checkpoint_every, time_limit, quiet))
 
 

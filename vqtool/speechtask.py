@@ -134,22 +134,21 @@ def evaluate_speech(model: SpeechVQVAE, fsdd_test: list[Clip], unseen_test: list
     # conversion to a random other training speaker
     targets = [int(rng.choice([i for i in range(len(speakers)) if speakers[i] != c.speaker])) for c in fsdd_test]
     converted = [model.convert(w, model.speaker_table[t].cpu()) for w, t in zip(src_waves, targets)]
+    to_fsdd = np.array([speakers[t] in {c.speaker for c in fsdd_test} for t in targets])  # the judges' home voices
+    # zero-shot: each source to an unseen speaker's voice, taken from one of their clips
+    ref_index = rng.integers(0, len(unseen_test), len(fsdd_test))
+    out = [model.convert(w, model.voice_of(unseen_waves[r])) for w, r in zip(src_waves, ref_index)]
     if speaker_judge is not None:
         judge_classes = speaker_judge.config.classes
         as_judge = np.array([judge_classes.index(speakers[t]) if speakers[t] in judge_classes else -1 for t in targets])
         source_ids = np.array([judge_classes.index(c.speaker) for c in fsdd_test])
         predicted = speaker_judge.predict(converted)
-        fsdd_names = {c.speaker for c in fsdd_test}
-        fsdd_target = np.array([speakers[t] in fsdd_names for t in targets])
         metrics["speaker_judge_on_originals"] = round(float((speaker_judge.predict(src_waves) == source_ids).mean()), 4)
         metrics["speaker_judge_on_reconstructions"] = round(float((speaker_judge.predict(recon) == source_ids).mean()), 4)
         metrics["conversion_target_accuracy"] = round(float((predicted == as_judge).mean()), 4)
-        if fsdd_target.any():
-            metrics["conversion_target_accuracy_fsdd_voices"] = round(float((predicted == as_judge)[fsdd_target].mean()), 4)
+        if to_fsdd.any():
+            metrics["conversion_target_accuracy_fsdd_voices"] = round(float((predicted == as_judge)[to_fsdd].mean()), 4)
         metrics["conversion_still_source"] = round(float((predicted == source_ids).mean()), 4)
-        # zero-shot: each source to an unseen speaker's voice, taken from one clip; similarity by the judge
-        ref_index = rng.integers(0, len(unseen_test), len(fsdd_test))
-        out = [model.convert(w, model.voice_of(unseen_waves[r])) for w, r in zip(src_waves, ref_index)]
         e_out, e_src = speaker_judge.embed(out), speaker_judge.embed(src_waves)
         e_ref = speaker_judge.embed(unseen_waves)[ref_index]
         to_ref, to_src = (e_out * e_ref).sum(1), (e_out * e_src).sum(1)
@@ -160,11 +159,16 @@ def evaluate_speech(model: SpeechVQVAE, fsdd_test: list[Clip], unseen_test: list
     if digit_judge is not None:
         digits = np.array([c.digit for c in fsdd_test])
         original = float((digit_judge.predict(src_waves) == digits).mean())
-        kept = float((digit_judge.predict(converted) == digits).mean())
+        right = digit_judge.predict(converted) == digits
+        kept = float(right.mean())
+        if to_fsdd.any() and (~to_fsdd).any():
+            metrics["digit_accuracy_converted_fsdd_voices"] = round(float(right[to_fsdd].mean()), 4)
+            metrics["digit_accuracy_converted_other_voices"] = round(float(right[~to_fsdd].mean()), 4)
         metrics["digit_accuracy_originals"] = round(original, 4)
         metrics["digit_accuracy_reconstructions"] = round(float((digit_judge.predict(recon) == digits).mean()), 4)
         metrics["digit_accuracy_converted"] = round(kept, 4)
         metrics["digit_accuracy_kept_ratio"] = round(kept / max(original, 1e-9), 4)
+        metrics["digit_accuracy_zero_shot"] = round(float((digit_judge.predict(out) == digits).mean()), 4)
     return metrics
 
 
