@@ -133,8 +133,7 @@ def seams(model, wave: np.ndarray) -> dict:
             "codes_agreeing": round(float((chunked_codes == whole_codes).float().mean()), 4),
             "waveform_difference_db": round(float(-snr), 2),
             "magnitude_difference_db": round(float(20 * torch.log10(torch.linalg.norm(a - b) / torch.linalg.norm(b))), 2),
-            "note": "difference relative to the whole-file output; Griffin-Lim's phase differs between chunks, "
-                    "so the waveform differs more than the magnitude spectrum the ear follows"}
+            "note": "difference relative to the whole-file output, in dB (more negative: closer)"}
 
 
 def hour(model_name: str, minutes: float) -> dict:

@@ -101,19 +101,22 @@ METRIC_NOTES = {
         "All on test data only: `eval_clips_seen` FSDD test clips (n = 0-4) of training speakers and "
         "`eval_clips_unseen` utterances of speechocean test speakers (never seen in training).",
         "`mcd_db_*`: mel-cepstral distortion between input and output, from 80-bin log-mel frames "
-        "(DCT-II, coefficients 1-24, 10/ln10·sqrt(2·Σ), mean over frames, no time warping since lengths "
-        "match). Not directly comparable with SPTK mel-cepstrum MCD. `seen`: reconstruction in the stored "
+        "(DCT-II, coefficients 1-24, 10/ln10·sqrt(2·Σ), mean over the input's active frames (within 40 dB of "
+        "its loudest), no time warping since lengths match). Not comparable with SPTK mel-cepstrum MCD: "
+        "compare it with `mcd_db_griffin_lim_only`. `seen`: reconstruction in the stored "
         "voice of the speaker; `unseen`: in the voice taken from the clip itself; `griffin_lim_only`: the "
         "true STFT magnitude through Griffin-Lim, the floor of this vocoder.",
-        "Conversion: each FSDD test clip to a random other training speaker (of all built-in voices). "
-        "`conversion_target_accuracy`: share the speaker judge (a separately trained classifier, never used "
-        "in training) assigns to the target; `..._fsdd_voices`: over conversions to the six FSDD voices; "
+        "Conversion: each FSDD test clip twice, to a random other FSDD voice (`..._fsdd_voices`) and to a "
+        "random speechocean voice (`..._other_voices`). `conversion_target_accuracy`: share the speaker judge "
+        "(a separately trained 131-way classifier, never used in training) assigns to the target; "
         "`conversion_still_source`: share it still assigns to the source speaker. `speaker_judge_on_*`: the "
-        "judge on the unconverted clips and on their reconstructions.",
+        "judge on the unconverted clips and on their reconstructions. The judge knows each speechocean voice "
+        "from only 4 training utterances, and its accuracy on their unheard speech cannot be measured (all "
+        "4 are training data), so the FSDD-voice numbers are the reliable ones.",
         "`digit_accuracy_*`: the digit judge (trained on FSDD's train split only) on the original clips, on "
         "their reconstructions and on the conversions; `digit_accuracy_kept_ratio` = converted / originals "
-        "(target ≥ 0.9); `..._fsdd_voices` / `..._other_voices`: conversions to the six FSDD voices (the only "
-        "voices the digit judge heard in training) and to the others; `digit_accuracy_zero_shot`: on the "
+        "(target ≥ 0.9); `..._fsdd_voices` / `..._other_voices`: as above (the digit judge heard only the six "
+        "FSDD voices in training, with vocal tract length perturbation); `digit_accuracy_zero_shot`: on the "
         "zero-shot conversions below.",
         "Zero-shot: each FSDD test clip converted to the voice of one clip of an unseen speechocean test "
         "speaker; cosine similarity (speaker judge's embedding) of the output to that reference and to the "

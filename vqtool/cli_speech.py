@@ -107,6 +107,8 @@ def train_speech(
     hidden: int = typer.Option(256, "--hidden"),
     num_codes: int = typer.Option(512, "--codes", help="Codebook size K."),
     embedding_dim: int = typer.Option(64, "--embedding-dim"),
+    griffin_lim_iterations: int = typer.Option(16, "--griffin-lim-iterations", min=1,
+                                               help="Phase-reconstruction iterations when decoding (speed/quality)."),
     checkpoint_every: int = CheckpointOpt,
     time_limit: Optional[float] = TimeLimitOpt,
     quiet: bool = typer.Option(False, "--quiet", "-q"),
@@ -138,6 +140,7 @@ def train_speech(
     if not evaluation["fsdd_test"] or not evaluation["unseen_test"]:
         evaluation = None
     config = SpeechConfig(hidden=hidden, num_codes=num_codes, embedding_dim=embedding_dim, speakers=speakers,
+                          griffin_lim_iterations=griffin_lim_iterations,
                           speaker_encoder={**encoder.metadata["config"]})
     if not quiet:
         console.print(f"{len(train)} training clips from {len(speakers)} speakers")

@@ -131,25 +131,30 @@ def evaluate_speech(model: SpeechVQVAE, fsdd_test: list[Clip], unseen_test: list
     metrics["mcd_db_griffin_lim_only"] = round(float(np.mean([cepstral_distance(a, b, spectral)
                                                               for a, b in zip(src_waves, vocoded)])), 3)
     metrics["eval_clips_seen"], metrics["eval_clips_unseen"] = len(src_waves), len(unseen_waves)
-    # conversion to a random other training speaker
-    targets = [int(rng.choice([i for i in range(len(speakers)) if speakers[i] != c.speaker])) for c in fsdd_test]
-    converted = [model.convert(w, model.speaker_table[t].cpu()) for w, t in zip(src_waves, targets)]
-    to_fsdd = np.array([speakers[t] in {c.speaker for c in fsdd_test} for t in targets])  # the judges' home voices
-    # zero-shot: each source to an unseen speaker's voice, taken from one of their clips
+    # conversion: each clip to a random other FSDD voice (the judges' home voices) and to a random other voice
+    home = sorted({c.speaker for c in fsdd_test})
+    others = [i for i, name in enumerate(speakers) if name not in home]
+    targets = [speakers.index(str(rng.choice([n for n in home if n != c.speaker]))) for c in fsdd_test]
+    targets += [int(rng.choice(others)) for _ in fsdd_test] if others else []
+    groups = {"fsdd_voices": slice(0, len(fsdd_test)), "other_voices": slice(len(fsdd_test), len(targets))}
+    sources = (src_waves * 2)[: len(targets)]
+    converted = [model.convert(w, model.speaker_table[t].cpu()) for w, t in zip(sources, targets)]
+    # zero-shot: each clip to the voice of one clip of an unseen speaker
     ref_index = rng.integers(0, len(unseen_test), len(fsdd_test))
-    out = [model.convert(w, model.voice_of(unseen_waves[r])) for w, r in zip(src_waves, ref_index)]
+    zero_shot = [model.convert(w, model.voice_of(unseen_waves[r])) for w, r in zip(src_waves, ref_index)]
     if speaker_judge is not None:
-        judge_classes = speaker_judge.config.classes
-        as_judge = np.array([judge_classes.index(speakers[t]) if speakers[t] in judge_classes else -1 for t in targets])
-        source_ids = np.array([judge_classes.index(c.speaker) for c in fsdd_test])
+        classes = speaker_judge.config.classes
+        wanted = np.array([classes.index(speakers[t]) if speakers[t] in classes else -1 for t in targets])
+        source_ids = np.array([classes.index(c.speaker) for c in fsdd_test])
         predicted = speaker_judge.predict(converted)
         metrics["speaker_judge_on_originals"] = round(float((speaker_judge.predict(src_waves) == source_ids).mean()), 4)
         metrics["speaker_judge_on_reconstructions"] = round(float((speaker_judge.predict(recon) == source_ids).mean()), 4)
-        metrics["conversion_target_accuracy"] = round(float((predicted == as_judge).mean()), 4)
-        if to_fsdd.any():
-            metrics["conversion_target_accuracy_fsdd_voices"] = round(float((predicted == as_judge)[to_fsdd].mean()), 4)
-        metrics["conversion_still_source"] = round(float((predicted == source_ids).mean()), 4)
-        e_out, e_src = speaker_judge.embed(out), speaker_judge.embed(src_waves)
+        metrics["conversion_target_accuracy"] = round(float((predicted == wanted).mean()), 4)
+        for group, part in groups.items():
+            if part.stop > part.start:
+                metrics[f"conversion_target_accuracy_{group}"] = round(float((predicted == wanted)[part].mean()), 4)
+        metrics["conversion_still_source"] = round(float((predicted == np.tile(source_ids, 2)[: len(targets)]).mean()), 4)
+        e_out, e_src = speaker_judge.embed(zero_shot), speaker_judge.embed(src_waves)
         e_ref = speaker_judge.embed(unseen_waves)[ref_index]
         to_ref, to_src = (e_out * e_ref).sum(1), (e_out * e_src).sum(1)
         metrics["zero_shot_cos_to_reference"] = round(float(to_ref.mean()), 4)
@@ -159,16 +164,15 @@ def evaluate_speech(model: SpeechVQVAE, fsdd_test: list[Clip], unseen_test: list
     if digit_judge is not None:
         digits = np.array([c.digit for c in fsdd_test])
         original = float((digit_judge.predict(src_waves) == digits).mean())
-        right = digit_judge.predict(converted) == digits
-        kept = float(right.mean())
-        if to_fsdd.any() and (~to_fsdd).any():
-            metrics["digit_accuracy_converted_fsdd_voices"] = round(float(right[to_fsdd].mean()), 4)
-            metrics["digit_accuracy_converted_other_voices"] = round(float(right[~to_fsdd].mean()), 4)
+        right = digit_judge.predict(converted) == np.tile(digits, 2)[: len(targets)]
         metrics["digit_accuracy_originals"] = round(original, 4)
         metrics["digit_accuracy_reconstructions"] = round(float((digit_judge.predict(recon) == digits).mean()), 4)
-        metrics["digit_accuracy_converted"] = round(kept, 4)
-        metrics["digit_accuracy_kept_ratio"] = round(kept / max(original, 1e-9), 4)
-        metrics["digit_accuracy_zero_shot"] = round(float((digit_judge.predict(out) == digits).mean()), 4)
+        metrics["digit_accuracy_converted"] = round(float(right.mean()), 4)
+        for group, part in groups.items():
+            if part.stop > part.start:
+                metrics[f"digit_accuracy_converted_{group}"] = round(float(right[part].mean()), 4)
+        metrics["digit_accuracy_kept_ratio"] = round(float(right.mean()) / max(original, 1e-9), 4)
+        metrics["digit_accuracy_zero_shot"] = round(float((digit_judge.predict(zero_shot) == digits).mean()), 4)
     return metrics
 
 
