@@ -28,6 +28,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from bench_vqvae import matmul_peak
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("VQTOOL_DATA", ROOT.parent / "shared" / "data"))
 
@@ -71,17 +73,6 @@ def conv_flops(model, run) -> int:
     return total
 
 
-def matmul_peak(n: int = 2048) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    best = 0.0
-    for _ in range(5):
-        start = time.perf_counter()
-        a @ b
-        best = max(best, 2 * n**3 / (time.perf_counter() - start) / 1e9)
-    return best
-
-
 def speed(model, wave: np.ndarray) -> dict:
     import vqtool.speech as speech
 
@@ -103,7 +94,7 @@ def speed(model, wave: np.ndarray) -> dict:
     }
     with torch.no_grad():
         flops = conv_flops(model, lambda: model.decode_latents(latents, voice[None]))
-    peak = matmul_peak()
+    peak = matmul_peak(1)
     result = {op: {"seconds": round(t, 4), "real_time_factor": round(seconds / t, 1)} for op, t in rows.items()}
     result["encode+decode"] = {"seconds": round(rows["encode"] + rows["decode"], 4),
                                "real_time_factor": round(seconds / (rows["encode"] + rows["decode"]), 1)}

@@ -66,6 +66,17 @@ TimeLimitOpt = typer.Option(None, "--time-limit", help="Minutes; stop (and expor
 CheckpointOpt = typer.Option(500, "--checkpoint-every", help="Save resumable state every N steps.")
 
 
+def train_options(name: str, out: Optional[Path], steps: int, batch_size: int, lr: float, seed: int, device: str,
+                  resume: bool, quiet: bool, time_limit: Optional[float], checkpoint_every: int = 500,
+                  run_folder: Optional[str] = None):
+    """The shared loop's options from the options every `train` command has (time limit in minutes)."""
+    from .training import TrainOptions
+
+    return TrainOptions(out=out or Path("runs") / (run_folder or name), name=name, steps=steps, batch_size=batch_size,
+                        lr=lr, seed=seed, device=device, resume=resume, checkpoint_every=checkpoint_every,
+                        quiet=quiet, time_limit=time_limit * 60 if time_limit else None)
+
+
 def _data_info(data: Path, train, eval_data: Optional[Path]) -> dict:
     """Provenance of the training and held-out data, as every checkpoint records it."""
     from .data import fingerprint
@@ -108,7 +119,7 @@ def train_vqvae(
     Example: `vqtool train vqvae --data ../shared/data/cifar10/train.zip --eval-data ../shared/data/cifar10/test.zip --name cifar10`
     """
     from .data import load_images, refuse_test_split
-    from .training import TrainOptions, fit
+    from .training import fit
     from .vqvae import VQVAEConfig, VQVAETask
 
     refuse_test_split(data)
@@ -120,10 +131,7 @@ def train_vqvae(
                          num_codes=num_codes, ema=ema)
     info = _data_info(data, train, eval_data)
     task = VQVAETask(config, train, str(eval_data) if eval_data else None, flip, eval_limit, info)
-    opts = TrainOptions(out=out or Path("runs") / name, name=name, steps=steps, batch_size=batch_size, lr=lr,
-                        seed=seed, device=device, resume=resume, checkpoint_every=checkpoint_every, quiet=quiet,
-                        time_limit=time_limit * 60 if time_limit else None)
-    fit(task, opts)
+    fit(task, train_options(name, out, steps, batch_size, lr, seed, device, resume, quiet, time_limit, checkpoint_every))
 
 
 @train_app.command("prior")
@@ -165,7 +173,7 @@ def train_prior(
     from .hub import load
     from .prior import PriorConfig
     from .priortask import PriorTask
-    from .training import TrainOptions, fit
+    from .training import fit
 
     refuse_test_split(data)
     base = load(vqvae, device, models_dir, expect="vqvae-image")
@@ -182,10 +190,8 @@ def train_prior(
             "codec": {"name": base.name, "sha256": base.sha256, **base.metadata.get("provenance", {})}}
     task = PriorTask(base, prior, train, str(eval_data) if eval_data else None, flip, eval_limit, judge, info,
                      name)
-    opts = TrainOptions(out=out or Path("runs") / f"{name}-prior", name=name, steps=steps, batch_size=batch_size,
-                        lr=lr, seed=seed, device=device, resume=resume, checkpoint_every=checkpoint_every,
-                        quiet=quiet, time_limit=time_limit * 60 if time_limit else None)
-    fit(task, opts)
+    fit(task, train_options(name, out, steps, batch_size, lr, seed, device, resume, quiet, time_limit, checkpoint_every,
+                            run_folder=f"{name}-prior"))
 
 
 @train_app.command("classifier")
@@ -211,16 +217,14 @@ def train_classifier(
     """
     from .classifier import ClassifierConfig, ClassifierTask
     from .data import load_images, refuse_test_split
-    from .training import TrainOptions, fit
+    from .training import fit
 
     refuse_test_split(data)
     train = load_images(data, limit=limit)
     config = ClassifierConfig(channels=train.images.shape[-1], width=width, classes=train.classes)
     info = _data_info(data, train, eval_data)
     task = ClassifierTask(config, train, str(eval_data) if eval_data else None, info)
-    fit(task, TrainOptions(out=out or Path("runs") / name, name=name, steps=steps, batch_size=batch_size, lr=lr,
-                           seed=seed, device=device, resume=resume, quiet=quiet,
-                           time_limit=time_limit * 60 if time_limit else None))
+    fit(task, train_options(name, out, steps, batch_size, lr, seed, device, resume, quiet, time_limit))
 
 
 # --- codes -------------------------------------------------------------------------------------------

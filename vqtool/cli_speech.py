@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from .cli import (CheckpointOpt, DeviceOpt, ModelsDirOpt, OutOpt, ResumeOpt, SeedOpt, TimeLimitOpt, app,
-                  console, emit_json, train_app, usage)
+                  console, emit_json, train_app, train_options, usage)
 from .errors import VqtoolError
 
 SpeechDataOpt = typer.Option(..., "--data", help="Speech corpus folder (speechocean, fsdd or SPEAKER/*.wav); "
@@ -22,14 +22,6 @@ def _speech_info(data: list[Path], clips) -> dict:
     return {"train_data": ", ".join(map(str, data)), "train_split": "train", "train_items": len(clips),
             "train_sha256": ",".join(fingerprint(d)[:16] for d in data),
             "eval_split": "test"}
-
-
-def _options(name, out, steps, batch_size, lr, seed, device, resume, checkpoint_every, time_limit, quiet):
-    from .training import TrainOptions
-
-    return TrainOptions(out=out or Path("runs") / name, name=name, steps=steps, batch_size=batch_size, lr=lr,
-                        seed=seed, device=device, resume=resume, checkpoint_every=checkpoint_every, quiet=quiet,
-                        time_limit=time_limit * 60 if time_limit else None)
 
 
 @train_app.command("audio-classifier")
@@ -85,7 +77,7 @@ def train_audio_classifier(
         console.print(f"{len(train)} training clips, {len(classes)} classes")
     config = AudioClassifierConfig(width=width, embedding=embedding, label=label, classes=classes)
     task = AudioClassifierTask(config, load_waves(train), labels, held_out, unseen, _speech_info(data, train), warp)
-    fit(task, _options(name, out, steps, batch_size, lr, seed, device, resume, checkpoint_every, time_limit, quiet))
+    fit(task, train_options(name, out, steps, batch_size, lr, seed, device, resume, quiet, time_limit, checkpoint_every))
 
 
 @train_app.command("speech")
@@ -149,7 +141,7 @@ def train_speech(
                            for k in ("speaker_judge", "digit_judge") if evaluation[k] is not None}}
                if evaluation else {})}
     task = SpeechTask(config, train, load_waves(train), encoder, evaluation, info)
-    fit(task, _options(name, out, steps, batch_size, lr, seed, device, resume, checkpoint_every, time_limit, quiet))
+    fit(task, train_options(name, out, steps, batch_size, lr, seed, device, resume, quiet, time_limit, checkpoint_every))
 
 
 # --- codes and conversion ------------------------------------------------------------------------------
