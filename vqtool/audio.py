@@ -146,12 +146,12 @@ def output_format(target: str, default: str = "WAV") -> str:
 
 
 class AudioWriter:
-    """Write 16 kHz blocks at `rate` to a file (atomically) or stdout (buffered: WAV and FLAC
-    headers are finished with a seek, which a pipe cannot do)."""
+    """Write 16 kHz blocks at `rate` to a file (atomically, format by suffix) or stdout (in
+    `stdout_format`, buffered: WAV and FLAC headers are finished with a seek, which a pipe cannot do)."""
 
-    def __init__(self, target: str, rate: int = SAMPLE_RATE, fmt: str | None = None):
+    def __init__(self, target: str, rate: int = SAMPLE_RATE, stdout_format: str = "WAV"):
         self.target, self.rate = target, rate
-        self.format = fmt or output_format(target)
+        self.format = output_format(target, stdout_format)
         self.written = 0
 
     def __enter__(self):

@@ -74,9 +74,7 @@ class AudioClassifier(nn.Module):
     @torch.no_grad()
     def embed(self, waves: list[np.ndarray]) -> torch.Tensor:
         """16 kHz waveforms -> (N, E) unit embeddings, one clip at a time (lengths differ)."""
-        features = log_mels(waves, self.spectral.cpu())
-        self.spectral.to(self.device)
-        return torch.cat([self.embed_features(f[None].to(self.device)) for f in features]).cpu()
+        return torch.cat([self.embed_features(f[None]) for f in log_mels(waves, self.spectral)]).cpu()
 
     @torch.no_grad()
     def predict(self, waves: list[np.ndarray]) -> np.ndarray:

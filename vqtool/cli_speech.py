@@ -50,13 +50,12 @@ def train_audio_classifier(
     Example: `vqtool train audio-classifier --data ../shared/data/fsdd --data ../shared/data/speechocean --label speaker --name speech-speakers`
     """
     from .audioclass import AudioClassifierConfig, AudioClassifierTask
-    from .speechdata import gather, list_clips, load_waves, speakers_of
+    from .speechdata import load_waves, speakers_of, split_clips
     from .training import fit
 
     if label not in ("speaker", "digit"):
         raise usage("use speaker or digit", "--label")
-    train = gather(data, "train")
-    test = [c for root in data for c in list_clips(root) if c.split == "test"]
+    train, test = split_clips(data)
     if label == "digit":
         train = [c for c in train if c.digit is not None]
         if not train:
@@ -113,15 +112,14 @@ def train_speech(
 
     from .hub import load
     from .speech import SpeechConfig
-    from .speechdata import gather, list_clips, load_waves, speakers_of
+    from .speechdata import load_waves, speakers_of, split_clips
     from .speechtask import SpeechTask
     from .training import fit
 
     encoder = load(speaker_encoder, "cpu", expect="classifier-audio")
-    train = gather(data, "train")
+    train, test = split_clips(data)
     speakers = speakers_of(train)
     rng = np.random.default_rng(seed)
-    test = [c for root in data for c in list_clips(root) if c.split == "test"]
     seen = [c for c in test if c.speaker in speakers and c.digit is not None]
     unseen = [c for c in test if c.speaker not in speakers]
     pick = lambda clips: [clips[i] for i in sorted(rng.choice(len(clips), min(eval_clips, len(clips)),  # noqa: E731
@@ -228,7 +226,7 @@ def decode_audio(pending, output: Optional[str], cache, to: Optional[str], to_vo
     """`vqtool decode` for audio records; several records into one audio file are joined."""
     import numpy as np
 
-    from .audio import MAX_RATE, MIN_RATE, OUTPUT_FORMATS, SAMPLE_RATE, AudioWriter, output_format
+    from .audio import MAX_RATE, MIN_RATE, OUTPUT_FORMATS, SAMPLE_RATE, AudioWriter
     from .cli import Outputs, _report
     from .media import STDIO
     from .speech import voice_from_text
@@ -270,7 +268,7 @@ def decode_audio(pending, output: Optional[str], cache, to: Optional[str], to_vo
     written = 0
     if join and jobs:
         rate = int(jobs[0][2].media.get("sample_rate", SAMPLE_RATE))
-        with AudioWriter(output, rate, OUTPUT_FORMATS["." + fmt] if output == STDIO else output_format(output)) as writer:
+        with AudioWriter(output, rate, OUTPUT_FORMATS["." + fmt]) as writer:
             for _, _, record, net, voice in jobs:
                 write(writer, net, record, voice)
         written = len(jobs)
@@ -281,7 +279,7 @@ def decode_audio(pending, output: Optional[str], cache, to: Optional[str], to_vo
         target = outputs.path_for(source, stem_of(source, index, record))
         try:
             rate = int(record.media.get("sample_rate", SAMPLE_RATE))
-            with AudioWriter(target, rate, OUTPUT_FORMATS["." + fmt] if target == STDIO else None) as writer:
+            with AudioWriter(target, rate, OUTPUT_FORMATS["." + fmt]) as writer:
                 write(writer, net, record, voice)
         except VqtoolError as exc:
             _report(failures, source, exc)
@@ -336,7 +334,7 @@ def convert_voice(
         target = outputs.path_for(source)
         try:
             info, open_blocks = audio_source(source)
-            with AudioWriter(target, info.sample_rate, "WAV" if target == "-" else None) as writer:
+            with AudioWriter(target, info.sample_rate) as writer:
                 for block in net.convert_stream(open_blocks, voice):
                     writer.write(block)
         except VqtoolError as exc:

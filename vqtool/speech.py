@@ -164,10 +164,9 @@ class SpeechVQVAE(nn.Module):
                        HALO_CODES * step, 1 / step)
 
     @torch.no_grad()
-    def _encoder(self, wave: np.ndarray, stats: list | None, stop: int | None = None) -> torch.Tensor:
-        """The encoder on one window, each instance norm using `stats` (whole-stream statistics) when
-        given; with `stop` = k, returns what the k-th normalisation (0: the input's) receives."""
-        padded, _ = self._padded(wave)
+    def _encoder(self, padded: torch.Tensor, stats: list | None, stop: int | None = None) -> torch.Tensor:
+        """The encoder on one padded window, each instance norm using `stats` (whole-stream statistics)
+        when given; with `stop` = k, returns what the k-th normalisation (0: the input's) receives."""
         _, x = self.features(padded)
         norms = 0
         for module in [None, *self.encoder]:
@@ -195,8 +194,9 @@ class SpeechVQVAE(nn.Module):
         for layer in range(layers):
             total, squares, count = 0.0, 0.0, 0
             for window, offset, size, _ in windows(open_blocks(), CHUNK_CODES * step, HALO_CODES * step):
-                x = self._encoder(window, stats, stop=layer)[0].double()
-                per_code = x.shape[-1] // self._codes_in(len(window))  # frames per code at this layer
+                padded, _ = self._padded(window)
+                x = self._encoder(padded, stats, stop=layer)[0].double()
+                per_code = x.shape[-1] * step // padded.shape[-1]  # frames per code at this layer
                 first, frames = offset // step * per_code, math.ceil(size / step) * per_code
                 x = x[:, first:first + frames]
                 total, squares, count = total + x.sum(1), squares + (x * x).sum(1), count + x.shape[1]
@@ -206,15 +206,9 @@ class SpeechVQVAE(nn.Module):
             stats.append(((mean).float(), (squares / count - mean * mean).clamp_min(0).float()))
         return stats
 
-    def _codes_in(self, samples: int) -> int:
-        padded = max(samples + (-samples % self.config.samples_per_code), self.config.samples_per_code)
-        if padded < self.config.n_fft:
-            padded = self.config.n_fft + (-self.config.n_fft % self.config.samples_per_code)
-        return padded // self.config.samples_per_code
-
     @torch.no_grad()
     def _encode_window(self, wave: np.ndarray, stats: list | None = None) -> np.ndarray:
-        z = self._encoder(wave, stats)
+        z = self._encoder(self._padded(wave)[0], stats)
         codes = self.quantizer.nearest(z[0].t())
         return codes[: math.ceil(len(wave) / self.config.samples_per_code)].cpu().numpy().astype(np.float32)
 

@@ -52,12 +52,13 @@ def list_clips(root: str | Path) -> list[Clip]:
     return clips
 
 
-def gather(roots: list[Path], split: str) -> list[Clip]:
-    """Clips of one split from several corpora; training never sees a test clip."""
-    clips = [c for root in roots for c in list_clips(root) if c.split == split]
-    if not clips:
-        raise VqtoolError(f"no {split} clips found in {', '.join(map(str, roots))}")
-    return clips
+def split_clips(roots: list[Path]) -> tuple[list[Clip], list[Clip]]:
+    """(train, test) clips of several corpora, each listed once; training never sees a test clip."""
+    clips = [c for root in roots for c in list_clips(root)]
+    train = [c for c in clips if c.split == "train"]
+    if not train:
+        raise VqtoolError(f"no train clips found in {', '.join(map(str, roots))}")
+    return train, [c for c in clips if c.split == "test"]
 
 
 def speakers_of(clips: list[Clip]) -> list[str]:
@@ -70,20 +71,16 @@ def speakers_of(clips: list[Clip]) -> list[str]:
     return [name for names in order.values() for name in sorted(names)]
 
 
-def load_waves(clips: list[Clip], limit_seconds: float | None = None) -> list[np.ndarray]:
-    waves = []
-    for clip in clips:
-        wave, _ = read_audio(clip.path)
-        waves.append(wave[: int(limit_seconds * 16000)] if limit_seconds else wave)
-    return waves
+def load_waves(clips: list[Clip]) -> list[np.ndarray]:
+    return [read_audio(clip.path)[0] for clip in clips]
 
 
 @torch.no_grad()
 def log_mels(waves: list[np.ndarray], spectral: Spectral) -> list[torch.Tensor]:
-    """(mels, frames) log-mel features for each clip, frames = samples // hop."""
+    """(mels, frames) log-mel features for each clip, frames = samples // hop, on spectral's device."""
     out = []
     for wave in waves:
-        magnitude = spectral.magnitude(torch.from_numpy(wave)[None])[0]
+        magnitude = spectral.magnitude(torch.from_numpy(wave)[None].to(spectral.window.device))[0]
         out.append(spectral.log_mel(magnitude)[:, : len(wave) // spectral.hop].contiguous())
     return out
 

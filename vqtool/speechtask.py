@@ -49,10 +49,8 @@ class SpeechTask:
                  evaluation: dict | None = None, data_info: dict | None = None):
         self.config, self.encoder, self.evaluation, self.data_info = config, encoder, evaluation or {}, data_info or {}
         speakers = config.speakers
-        self.streams = []  # one long waveform per speaker
-        for index, name in enumerate(speakers):
-            mine = [w for c, w in zip(clips, waves) if c.speaker == name]
-            self.streams.append(np.concatenate(mine))
+        self.streams = [np.concatenate([w for c, w in zip(clips, waves) if c.speaker == name])
+                        for name in speakers]  # one long waveform per speaker
         lengths = np.array([len(s) for s in self.streams])
         self.slots = np.maximum(1, lengths // CROP_SAMPLES)  # crops per speaker per epoch
         self.slot_owner = np.repeat(np.arange(len(speakers)), self.slots)
