@@ -108,3 +108,51 @@ def tiny_speech(tmp_path_factory, voice_folder) -> Path:
                      "--codes", "32", "--embedding-dim", "8", "--quiet")
     assert result.returncode == 0, result.stderr.decode()
     return out / "talk" / "talk.safetensors"
+
+
+def synthetic_face(smile: bool, size: int = 32, seed: int = 0, colour: bool = False) -> np.ndarray:
+    """A cartoon face: an oval with two eyes and a mouth that curves up (smile) or stays straight."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size] / size
+    cx, cy = 0.5 + rng.uniform(-0.05, 0.05, 2)
+    skin, background = rng.uniform(150, 230), rng.uniform(20, 90)
+    image = np.where(((x - cx) / 0.33) ** 2 + ((y - cy) / 0.42) ** 2 < 1, skin, background)
+    for ex in (cx - 0.13, cx + 0.13):
+        image[(x - ex) ** 2 + (y - cy + 0.1) ** 2 < 0.004] = 30
+    mouth_x = np.abs(x - cx) < 0.16
+    curve = cy + 0.2 - (0.08 - 3 * (x - cx) ** 2 if smile else 0.0)
+    image[mouth_x & (np.abs(y - curve) < 0.035)] = 40
+    image = image + rng.normal(0, 4, image.shape)
+    array = np.clip(image, 0, 255).astype(np.uint8)
+    return np.stack([array, (array * 0.8).astype(np.uint8), (array * 0.7).astype(np.uint8)], -1) if colour else array
+
+
+@pytest.fixture(scope="session")
+def face_folder(tmp_path_factory) -> Path:
+    """faces/{smile,neutral}/*.png (grayscale 32x32) with a test.txt beside it holding out every fifth face."""
+    root = tmp_path_factory.mktemp("faces")
+    held = []
+    for label in ("smile", "neutral"):
+        (root / "faces" / label).mkdir(parents=True)
+        for i in range(60):
+            name = f"{label}/{i:03d}.png"
+            Image.fromarray(synthetic_face(label == "smile", seed=i + (label == "smile") * 1000)).save(root / "faces" / name)
+            if i % 5 == 0:
+                held.append(name)
+    (root / "test.txt").write_text("\n".join(held) + "\n")
+    return root / "faces"
+
+
+@pytest.fixture(scope="session")
+def tiny_fader(tmp_path_factory, face_folder) -> Path:
+    """A tiny fader and its judge, both trained for real by the CLI in seconds."""
+    out = tmp_path_factory.mktemp("fader")
+    result = run_cli("train", "classifier", "--data", face_folder, "--attributes", "smile", "--name", "judge",
+                     "--out", out / "judge", "--steps", "60", "--batch-size", "16", "--width", "8", "--quiet")
+    assert result.returncode == 0, result.stderr.decode()
+    result = run_cli("train", "fader", "--data", face_folder, "--attributes", "smile", "--name", "tinyface",
+                     "--out", out / "fader", "--steps", "300", "--batch-size", "16", "--image-size", "32",
+                     "--widths", "8,16,32", "--lambda", "0.01", "--ramp-steps", "100", "--lr", "2e-3",
+                     "--judge", out / "judge" / "judge.safetensors", "--quiet")
+    assert result.returncode == 0, result.stderr.decode()
+    return out / "fader" / "tinyface.safetensors"

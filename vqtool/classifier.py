@@ -20,6 +20,7 @@ class ClassifierConfig:
     channels: int = 3
     width: int = 32  # channels of the first stage; doubled at each later stage
     classes: list[str] = field(default_factory=list)
+    multilabel: bool = False  # one independent yes/no per class (binary attributes) instead of one class
 
 
 def _stage(cin: int, cout: int) -> list[nn.Module]:
@@ -48,26 +49,34 @@ class Classifier(nn.Module):
         return self.net(images - 0.5)
 
     @torch.no_grad()
-    def predict(self, images, batch: int = 500) -> np.ndarray:
-        """uint8 images (N, H, W, C) -> class indices (N,)."""
+    def probabilities(self, images, batch: int = 500) -> np.ndarray:
+        """uint8 images (N, H, W, C) -> (N, classes): softmax, or one sigmoid per class if multilabel."""
         images = torch.as_tensor(np.asarray(images))
         out = []
         for start in range(0, len(images), batch):
-            part = images[start:start + batch].to(self.device).permute(0, 3, 1, 2).float() / 255
-            out.append(self(part).argmax(1).cpu())
+            logits = self(images[start:start + batch].to(self.device).permute(0, 3, 1, 2).float() / 255)
+            out.append((logits.sigmoid() if self.config.multilabel else logits.softmax(1)).cpu())
         return torch.cat(out).numpy()
+
+    def predict(self, images, batch: int = 500) -> np.ndarray:
+        """uint8 images (N, H, W, C) -> class indices (N,), or 0/1 per class (N, classes) if multilabel."""
+        probabilities = self.probabilities(images, batch)
+        return (probabilities > 0.5).astype(np.int64) if self.config.multilabel else probabilities.argmax(1)
 
     def accuracy(self, images, labels) -> float:
         return float((self.predict(images) == np.asarray(labels)).mean())
 
 
 class ClassifierTask:
-    """Cross-entropy with random crops (4-pixel padding) and mirroring; accuracy on held-out images."""
+    """Cross-entropy (binary per attribute if multilabel) with random crops (4-pixel padding) and
+    mirroring; accuracy on held-out images, from `eval_path` (labels = folders) or a loaded `eval_set`."""
 
     architecture = Classifier.architecture
 
-    def __init__(self, config: ClassifierConfig, train, eval_path: str | None, data_info: dict | None = None):
+    def __init__(self, config: ClassifierConfig, train, eval_path: str | None, data_info: dict | None = None,
+                 eval_set=None):
         self.config, self.train, self.eval_path, self.data_info = config, train, eval_path, data_info or {}
+        self.eval_set = eval_set
 
     def build(self) -> Classifier:
         return Classifier(self.config)
@@ -91,21 +100,33 @@ class ClassifierTask:
     def loss(self, model, batch):
         images, labels = batch
         logits = model(images)
+        if self.config.multilabel:
+            loss = F.binary_cross_entropy_with_logits(logits, labels)
+            return loss, {"accuracy": ((logits > 0) == (labels > 0.5)).float().mean().item()}
         loss = F.cross_entropy(logits, labels)
         return loss, {"accuracy": (logits.argmax(1) == labels).float().mean().item()}
 
     def evaluate(self, model: Classifier, device) -> dict:
         from .data import load_images
 
-        if not self.eval_path:
+        held_out = self.eval_set or (load_images(self.eval_path) if self.eval_path else None)
+        if held_out is None:
             return {}
-        held_out = load_images(self.eval_path)
-        return {"accuracy": round(model.accuracy(held_out.images, held_out.labels), 4), "eval_images": len(held_out)}
+        if not self.config.multilabel:
+            return {"accuracy": round(model.accuracy(held_out.images, held_out.labels), 4), "eval_images": len(held_out)}
+        right = model.predict(held_out.images) == held_out.labels.numpy().astype(np.int64)
+        return {"accuracy": round(float(right.mean()), 4),
+                **{f"accuracy_{name}": round(float(right[:, i].mean()), 4) for i, name in enumerate(self.config.classes)},
+                "eval_images": len(held_out)}
 
     def provenance(self) -> dict:
         return self.data_info
 
     def card_notes(self) -> dict:
+        if self.config.multilabel:
+            return {"task": "attribute-classifier", "summary": f"Reads {len(self.config.classes)} binary attribute(s) "
+                    f"({', '.join(self.config.classes)}) from {self.config.channels}-channel face images; vqtool uses "
+                    "it only to judge Fader Network edits (it never trains them)."}
         return {"task": "classifier", "summary": f"Classifies {self.config.channels}-channel images into "
                 f"{len(self.config.classes)} classes ({', '.join(self.config.classes)}); vqtool uses it to "
                 "measure how recognisable generated samples are."}

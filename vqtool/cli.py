@@ -207,23 +207,37 @@ def train_classifier(
     device: str = DeviceOpt,
     resume: bool = ResumeOpt,
     width: int = typer.Option(32, "--width", help="Channels of the first stage (doubled twice)."),
+    attributes: Optional[str] = typer.Option(None, "--attributes", "-a",
+                                             help="Classify binary attributes instead of folders (as in `train "
+                                                  "fader`): the judge of Fader Network edits."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="With --attributes: CSV table with a 'file' column."),
+    holdout: Optional[Path] = typer.Option(None, "--holdout", help="With --attributes: held-out image list "
+                                                                   "(default: test.txt beside --data)."),
     limit: Optional[int] = LimitOpt,
     time_limit: Optional[float] = TimeLimitOpt,
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ):
-    """Train the small image classifier that scores generated samples.
+    """Train the small image classifier that scores generated samples (or, with --attributes, edited faces).
 
     Example: `vqtool train classifier --data ../shared/data/cifar10/train.zip --eval-data ../shared/data/cifar10/test.zip --name cifar10-classifier`
+
+    Example: `vqtool train classifier --data ../shared/data/smiles/smiles.zip --attributes smile --name faces-smile-judge`
     """
     from .classifier import ClassifierConfig, ClassifierTask
-    from .data import load_images, refuse_test_split
+    from .data import attribute_splits, load_images, refuse_test_split
     from .training import fit
 
     refuse_test_split(data)
-    train = load_images(data, limit=limit)
-    config = ClassifierConfig(channels=train.images.shape[-1], width=width, classes=train.classes)
-    info = _data_info(data, train, eval_data)
-    task = ClassifierTask(config, train, str(eval_data) if eval_data else None, info)
+    if attributes:
+        from .cli_fader import split_specs
+
+        train, held_out, info = attribute_splits(data, split_specs(attributes), labels, holdout, limit=limit)
+        config = ClassifierConfig(channels=train.images.shape[-1], width=width, classes=train.classes, multilabel=True)
+        task = ClassifierTask(config, train, None, info, eval_set=held_out)
+    else:
+        train = load_images(data, limit=limit)
+        config = ClassifierConfig(channels=train.images.shape[-1], width=width, classes=train.classes)
+        task = ClassifierTask(config, train, str(eval_data) if eval_data else None, _data_info(data, train, eval_data))
     fit(task, train_options(name, out, steps, batch_size, lr, seed, device, resume, quiet, time_limit))
 
 
@@ -755,6 +769,12 @@ def models_info(name: str = typer.Argument(..., help="Checkpoint name or path.")
              f"  config   {json.dumps(info['config'])}",
              f"  trained  {info['provenance'].get('command')}",
              "  metrics  " + ", ".join(f"{k}={v}" for k, v in info["metrics"].items())]
+    if "attributes" in info["config"]:
+        config = info["config"]
+        low, high = config.get("alpha_range", (0, 1))
+        lines.insert(3, "  attributes " + ", ".join(f"{a} ({rule})" for a, rule in zip(config["attributes"],
+                                                                                      config.get("rules", [])))
+                     + f"; sliders from 0 (without) to 1 (with), allowed {low}..{high}")
     sys.stdout.write("\n".join(lines) + "\n")
 
 
@@ -785,3 +805,4 @@ def _quiet_stdout() -> None:
 
 
 from . import cli_speech  # noqa: E402,F401  (registers the speech commands on `app`)
+from . import cli_fader  # noqa: E402,F401  (registers the Fader Network commands on `app`)

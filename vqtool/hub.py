@@ -30,6 +30,7 @@ ARCHITECTURES = {
     "classifier-image": "vqtool.classifier:Classifier",
     "vqvae-speech": "vqtool.speech:SpeechVQVAE",
     "classifier-audio": "vqtool.audioclass:AudioClassifier",
+    "fader": "vqtool.fader:FaderNetwork",
 }
 
 

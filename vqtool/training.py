@@ -161,7 +161,7 @@ def fit(task: Task, opts: TrainOptions) -> Path | None:
     log = open(out / "metrics.jsonl", "a") if ddp.main else None
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                         TextColumn("{task.fields[metrics]}"), TimeRemainingColumn(), console=console)
-    started, running, done = time.time(), {}, step / opts.steps
+    started, running, counted, done = time.time(), {}, 0, step / opts.steps
     model.train()
     with progress:
         bar = progress.add_task(f"train {opts.name}", total=opts.steps, completed=step, metrics="")
@@ -178,11 +178,11 @@ def fit(task: Task, opts: TrainOptions) -> Path | None:
             done = progress_of(step, time.time() - started, opts, ddp)
             for key, value in metrics.items():
                 running[key] = running.get(key, 0.0) + value
+            counted += 1  # steps since the last record (a resumed run starts mid-window)
             if step % opts.log_every == 0 or done >= 1:
-                count = (step - 1) % opts.log_every + 1
                 record = {"step": step, "lr": lr, "seconds": round(time.time() - started, 1),
-                          **{k: round(v / count, 6) for k, v in running.items()}}
-                running = {}
+                          **{k: round(v / counted, 6) for k, v in running.items()}}
+                running, counted = {}, 0
                 if log:
                     log.write(json.dumps(record) + "\n")
                     log.flush()

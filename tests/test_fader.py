@@ -1,0 +1,232 @@
+"""Fader Networks: the adversarial schedule, attribute injection, the `fade` command on own photos."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from PIL import Image
+
+from vqtool.data import Attribute, load_attribute_set
+from vqtool.errors import VqtoolError
+from vqtool.fader import FaderConfig, FaderNetwork, adversarial_weight, attribute_maps, face_box, paste_edit
+from vqtool.hub import load, read_metadata
+
+from conftest import run_cli, synthetic_face
+
+
+def test_adversarial_weight_ramps_linearly_from_zero_then_holds():
+    config = FaderConfig(attributes=["a"], adversarial_weight=1e-3, ramp_steps=1000)
+    assert adversarial_weight(config, 0) == 0
+    assert adversarial_weight(config, 250) == pytest.approx(2.5e-4)
+    assert adversarial_weight(config, 1000) == pytest.approx(1e-3)
+    assert adversarial_weight(config, 50_000) == pytest.approx(1e-3)
+
+
+def test_the_ramp_follows_the_steps_trained_and_resumes_with_them(tmp_path, face_folder):
+    args = ["train", "fader", "--data", face_folder, "--attributes", "smile", "--name", "r", "--out", tmp_path,
+            "--batch-size", "8", "--image-size", "32", "--widths", "4,8", "--ramp-steps", "20", "--quiet"]
+    assert run_cli(*args, "--steps", "6").returncode == 0
+    assert run_cli(*args, "--steps", "10", "--resume").returncode == 0
+    net = load(str(tmp_path / "r.safetensors"))
+    assert int(net.steps_trained) == 10
+    lambdas = [json.loads(line)["lambda"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert lambdas[-1] == pytest.approx(1e-3 * (6 + 7 + 8 + 9) / 4 / 20)  # mean of the resumed steps 7-10
+
+
+def test_attributes_reach_every_decoder_layer_as_pairs():
+    maps = attribute_maps(torch.tensor([[0.25, 1.0]]), 3, 5)
+    assert maps.shape == (1, 4, 3, 5)
+    assert torch.allclose(maps[0, :, 0, 0], torch.tensor([0.75, 0.25, 0.0, 1.0]))
+    net = FaderNetwork(FaderConfig(attributes=["a", "b"], channels=1, image_size=32, widths=[8, 16, 32]))
+    seen = []
+    for layer in net.decoder:
+        layer.register_forward_hook(lambda module, args, out: seen.append((args[0].shape, out.shape)))
+    latent = net.encode(torch.rand(3, 1, 32, 32))
+    assert latent.shape == (3, 32, 4, 4)
+    out = net.eval().decode(latent, torch.tensor([[0.0, 1.0]] * 3))
+    assert out.shape == (3, 1, 32, 32) and 0 <= out.min() and out.max() <= 1
+    assert [s[0][1] for s in seen] == [32 + 4, 16 + 4, 8 + 4]  # every layer: its input + 2 maps per attribute
+    assert [s[1][-1] for s in seen] == [8, 16, 32]
+    other = net.decode(latent, torch.tensor([[1.0, 1.0]] * 3))
+    assert not torch.allclose(out, other)  # alpha reaches the pixels
+
+
+def test_the_discriminator_sees_a_detached_code_and_the_encoder_a_frozen_discriminator():
+    net = FaderNetwork(FaderConfig(attributes=["a"], channels=1, image_size=16, widths=[4, 8]))
+    images, labels = torch.rand(4, 1, 16, 16), torch.tensor([[0.0], [1.0], [0.0], [1.0]])
+    recon, judged, fooled, read, weight = net(images, labels)
+    torch.nn.functional.binary_cross_entropy_with_logits(fooled, 1 - labels).backward()
+    assert all(p.grad is None for p in net.discriminator.parameters())
+    assert net.encoder[0].weight.grad is not None
+    net.zero_grad()
+    recon, judged, fooled, read, weight = net(images, labels)
+    torch.nn.functional.binary_cross_entropy_with_logits(judged, labels).backward()
+    assert net.encoder[0].weight.grad is None and net.discriminator[1].weight.grad is not None
+    assert int(net.steps_trained) == 2
+
+
+@given(st.sampled_from(["smile", "male=gender:male", "young=age<30", "old=age>=60", "x_1=col:Yes", "a=b<=2.5"]))
+def test_attribute_rules_round_trip(spec):
+    attribute = Attribute.parse(spec)
+    assert attribute.name == spec.split("=")[0]
+    assert Attribute.parse(f"{attribute.name}={attribute.rule}" if attribute.column else attribute.rule) == attribute
+
+
+def test_attribute_rules_read_a_labels_table():
+    row = {"file": "x.jpg", "age": "29", "gender": "male", "glasses": "1"}
+    assert Attribute.parse("young=age<30").holds("x.jpg", row)
+    assert not Attribute.parse("young=age<29").holds("x.jpg", row)
+    assert Attribute.parse("male=gender:male").holds("x.jpg", row)
+    assert Attribute.parse("glasses").holds("x.jpg", row)
+    assert Attribute.parse("smile").holds("smile/1.jpg", None) and not Attribute.parse("smile").holds("neutral/1.jpg", None)
+    with pytest.raises(VqtoolError, match="no column 'hair'"):
+        Attribute.parse("dark=hair:black").holds("x.jpg", row)
+    with pytest.raises(VqtoolError, match="bad attribute"):
+        Attribute.parse("young=age~30")
+
+
+def test_an_attribute_that_never_varies_is_refused(face_folder):
+    with pytest.raises(VqtoolError, match="never true"):
+        load_attribute_set(face_folder, [Attribute.parse("glasses")], mode="L")
+
+
+def test_held_out_faces_are_never_trained_on(tiny_fader, face_folder):
+    provenance = read_metadata(tiny_fader)["provenance"]
+    assert provenance["train_items"] == 96 and provenance["eval_split"] == "test.txt"
+    assert provenance["attributes"] == {"smile": "smile"}
+
+
+def test_tiny_fader_card_has_swap_accuracy_and_psnr(tiny_fader):
+    metrics = read_metadata(tiny_fader)["metrics"]
+    for key in ("psnr_db", "swap_accuracy_smile", "slider_smile_judge_probability", "reader_accuracy_smile"):
+        assert key in metrics
+    assert metrics["eval_images"] == 24 and metrics["psnr_db"] > 15
+    card = tiny_fader.with_suffix(".md").read_text()
+    assert "swap_accuracy_smile" in card and "judge" in card
+
+
+# --- the command line --------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory) -> tuple:
+    """A 96x64 colour 'photo' with a face at (40, 10, 48, 48)."""
+    folder = tmp_path_factory.mktemp("photo")
+    canvas = np.full((64, 96, 3), 90, np.uint8)
+    canvas[:, :, 1] = np.arange(96)[None, :]  # texture outside the face that must survive --paste
+    face = Image.fromarray(synthetic_face(True, size=48, seed=3, colour=True))
+    canvas[10:58, 40:88] = np.asarray(face)
+    path = folder / "photo.jpg"
+    Image.fromarray(canvas).save(path, quality=95)
+    return path, (40, 10, 48, 48)
+
+
+def test_fade_writes_a_model_sized_face(tiny_fader, photo, tmp_path):
+    out = tmp_path / "smiling.png"
+    result = run_cli("fade", photo[0], "--smile", "0.7", "-m", tiny_fader, "-o", out, "--json")
+    assert result.returncode == 0, result.stderr.decode()
+    record = json.loads(result.stdout)
+    assert record["set"] == {"smile": 0.7} and set(record["read"]) == {"smile"}
+    assert record["crop"] == [16, 0, 64, 64]  # the default: centred largest square
+    assert Image.open(out).size == (32, 32) and Image.open(out).mode == "L"  # colour in, grayscale model out
+
+
+def test_sliders_change_the_face_in_order(tiny_fader, photo, tmp_path):
+    outputs = []
+    for value in ("0", "1"):
+        out = tmp_path / f"{value}.png"
+        assert run_cli("fade", photo[0], f"--smile={value}", "-m", tiny_fader, "--crop", "40,10,48,48",
+                       "-o", out).returncode == 0
+        outputs.append(np.asarray(Image.open(out), dtype=np.float64))
+    assert np.abs(outputs[0] - outputs[1]).mean() > 1
+
+
+def test_paste_keeps_the_photo_outside_the_face(tiny_fader, photo, tmp_path):
+    out = tmp_path / "pasted.png"
+    result = run_cli("fade", photo[0], "--smile", "0", "-m", tiny_fader, "--crop", "40,10,48,48", "--paste", "-o", out)
+    assert result.returncode == 0, result.stderr.decode()
+    original = np.asarray(Image.open(photo[0]).convert("RGB"), dtype=np.int16)
+    pasted = np.asarray(Image.open(out), dtype=np.int16)
+    assert pasted.shape == original.shape
+    outside = np.ones(original.shape[:2], bool)
+    outside[10:58, 40:88] = False
+    assert np.array_equal(pasted[outside], original[outside])
+    assert np.abs(pasted[10:58, 40:88] - original[10:58, 40:88]).mean() > 0.5
+
+
+def test_paste_helpers_feather_the_change_to_zero_at_the_border():
+    photo = Image.new("RGB", (40, 30), (100, 100, 100))
+    edited, kept = np.full((16, 16, 1), 200, np.uint8), np.full((16, 16, 1), 100, np.uint8)
+    out = paste_edit(photo, (5, 5, 20, 20), edited, kept).astype(int)
+    assert out[15, 15, 0] == 200 and abs(out[5, 5, 0] - 100) < 15 and out[0, 0, 0] == 100
+    assert face_box(40, 30, None) == (5, 0, 30, 30)
+    with pytest.raises(VqtoolError, match="does not lie inside"):
+        face_box(40, 30, (30, 0, 20, 20), "p.jpg")
+    with pytest.raises(VqtoolError, match="too small"):
+        face_box(10, 10, None, "tiny.png")
+
+
+def test_grid_has_original_reconstruction_then_the_steps(tiny_fader, photo, tmp_path):
+    out = tmp_path / "grid.png"
+    result = run_cli("fade", photo[0], photo[0], "-m", tiny_fader, "--grid", "smile=0:1:5", "-o", out)
+    assert result.returncode == 0, result.stderr.decode()
+    width, height = Image.open(out).size
+    assert (width, height) == (7 * 34 + 2, 2 * 34 + 2)  # 7 columns, 2 rows of 32-pixel faces, 2-pixel gutters
+
+
+def test_fade_pipes_through_stdin_and_stdout(tiny_fader, photo):
+    result = run_cli("fade", "-", "--smile", "1", "-m", tiny_fader, "-o", "-", input=photo[0].read_bytes())
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout[:8] == b"\x89PNG\r\n\x1a\n" and b"faded 1" in result.stderr
+
+
+def test_an_unknown_attribute_lists_the_valid_ones(tiny_fader, photo, tmp_path):
+    result = run_cli("fade", photo[0], "--beard", "1", "-m", tiny_fader, "-o", tmp_path / "x.png")
+    assert result.returncode == 2 and b"valid: smile" in result.stderr
+    assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--smile", "3"], b"outside the model's range -0.5..1.5"),
+    (["--smile", "lots"], b"not a number"),
+    (["--grid", "smile=0:1"], b"NAME=START:STOP:COUNT"),
+    (["--crop", "1,2,3"], b"X,Y,W,H"),
+    (["--grid", "smile=0:1:3", "--paste"], b"leave out --paste"),
+])
+def test_bad_slider_arguments_are_usage_errors(tiny_fader, photo, tmp_path, args, message):
+    result = run_cli("fade", photo[0], *args, "-m", tiny_fader, "-o", tmp_path / "x.png")
+    assert result.returncode == 2 and message in result.stderr, result.stderr.decode()
+    assert not list(tmp_path.iterdir())
+
+
+def test_bad_images_fail_one_line_each_without_output(tiny_fader, photo, tmp_path):
+    (tmp_path / "notes.jpg").write_text("not an image")
+    Image.new("RGB", (8, 8)).save(tmp_path / "tiny.png")
+    out = tmp_path / "out"
+    result = run_cli("fade", tmp_path / "notes.jpg", tmp_path / "tiny.png", photo[0], "--smile", "1",
+                     "-m", tiny_fader, "-o", out)
+    assert result.returncode == 1
+    lines = result.stderr.decode().strip().splitlines()
+    assert any("notes.jpg: not an image" in line for line in lines)
+    assert any("tiny.png: face region 8x8 is too small" in line for line in lines)
+    assert "Traceback" not in result.stderr.decode()
+    assert sorted(p.name for p in out.iterdir()) == ["photo.faded.png"]  # the good one still written
+
+
+def test_crop_outside_the_photo_is_an_error_naming_the_file(tiny_fader, photo, tmp_path):
+    result = run_cli("fade", photo[0], "--smile", "1", "-m", tiny_fader, "--crop", "60,10,48,48",
+                     "-o", tmp_path / "x.png")
+    assert result.returncode == 1 and b"photo.jpg: crop 60,10,48,48 does not lie inside the 96x64 image" in result.stderr
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_a_non_face_image_still_gets_an_output(tiny_fader, tmp_path):
+    noise = np.random.default_rng(0).integers(0, 255, (50, 70, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "noise.png")
+    result = run_cli("fade", tmp_path / "noise.png", "--smile", "1", "-m", tiny_fader)
+    assert result.returncode == 0 and (tmp_path / "noise.faded.png").is_file()
+
+
+def test_models_info_lists_the_attributes(tiny_fader):
+    result = run_cli("models", "info", tiny_fader)
+    assert result.returncode == 0 and b"attributes" in result.stdout and b"smile" in result.stdout

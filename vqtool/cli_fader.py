@@ -1,0 +1,260 @@
+"""Fader Network commands: `fade` and `train fader`; `train classifier --attributes` trains their judge.
+Registered on the one `vqtool` app by cli.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .cli import (CheckpointOpt, DeviceOpt, ModelsDirOpt, OutOpt, Outputs, ResumeOpt, SeedOpt, TimeLimitOpt, _report,
+                  app, console, emit_json, train_app, train_options, usage)
+from .errors import VqtoolError
+
+AttributesOpt = typer.Option(..., "--attributes", "-a",
+                             help="Comma-separated binary attributes: NAME (parent folder named NAME, or a 0/1 "
+                                  "column of --labels), NAME=COLUMN:VALUE or NAME=COLUMN<NUMBER (also <=, >, >=).")
+LabelsOpt = typer.Option(None, "--labels", help="CSV table with a 'file' column naming each image as inside --data.")
+HoldoutOpt = typer.Option(None, "--holdout", help="File listing held-out images, one per line: never trained on, "
+                                                  "used for the final metrics (default: test.txt beside --data).")
+
+
+def split_specs(attributes: str) -> list[str]:
+    specs = [s.strip() for s in attributes.split(",") if s.strip()]
+    if not specs:
+        raise usage("name at least one attribute", "--attributes")
+    return specs
+
+
+@train_app.command("fader")
+def train_fader(
+    data: Path = typer.Option(..., "--data", help="Folder or .zip of face images."),
+    attributes: str = AttributesOpt,
+    labels: Optional[Path] = LabelsOpt,
+    holdout: Optional[Path] = HoldoutOpt,
+    judge: Optional[str] = typer.Option(None, "--judge", help="Attribute classifier (`train classifier --attributes`) "
+                                                              "that scores the edits in the final metrics."),
+    name: str = typer.Option("faces", "--name", help="Checkpoint name."),
+    out: Optional[Path] = OutOpt,
+    steps: int = typer.Option(20_000, "--steps", min=1),
+    batch_size: int = typer.Option(64, "--batch-size", min=1),
+    lr: float = typer.Option(2e-4, "--lr"),
+    seed: int = SeedOpt,
+    device: str = DeviceOpt,
+    resume: bool = ResumeOpt,
+    image_size: int = typer.Option(64, "--image-size", help="Centre-crop and resize the data to this size."),
+    widths: str = typer.Option("32,64,128,256,256", "--widths", help="Encoder channels, one stride-2 layer each."),
+    adversarial_weight: float = typer.Option(1e-3, "--lambda", help="Final weight of the encoder's adversarial loss."),
+    ramp_steps: int = typer.Option(10_000, "--ramp-steps", help="Steps over which lambda grows linearly from 0."),
+    gray: Optional[bool] = typer.Option(None, "--gray/--colour", help="Model channels (default: as the first image)."),
+    flip: bool = typer.Option(True, "--flip/--no-flip", help="Random horizontal flips."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Use a random subset of this many training images."),
+    eval_limit: Optional[int] = typer.Option(None, "--eval-limit"),
+    checkpoint_every: int = CheckpointOpt,
+    time_limit: Optional[float] = TimeLimitOpt,
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+):
+    """Train a Fader Network: face attributes become sliders.
+
+    Example: `vqtool train fader --data ../shared/data/utkface/utkface-64.zip --labels ../shared/data/utkface/labels.csv --attributes "male=gender:male,young=age<30" --name faces-utk`
+    """
+    from .data import attribute_splits
+    from .fader import FaderConfig
+    from .fadertask import FaderTask
+    from .training import fit
+
+    try:
+        sizes = [int(w) for w in widths.split(",")]
+    except ValueError:
+        raise usage(f"comma-separated integers, not '{widths}'", "--widths") from None
+    if image_size % 2 ** len(sizes):
+        raise usage(f"--image-size {image_size} must be divisible by 2**{len(sizes)} (one halving per width)", "--widths")
+    if not quiet:
+        console.print(f"loading {data}…")
+    mode = None if gray is None else ("L" if gray else "RGB")
+    train, held_out, info = attribute_splits(data, split_specs(attributes), labels, holdout, image_size, mode,
+                                             limit, eval_limit)
+    config = FaderConfig(attributes=train.classes, rules=list(info["attributes"].values()),
+                         channels=train.images.shape[-1], image_size=image_size, widths=sizes,
+                         adversarial_weight=adversarial_weight, ramp_steps=ramp_steps)
+    task = FaderTask(config, train, held_out, judge, flip, info)
+    fit(task, train_options(name, out, steps, batch_size, lr, seed, device, resume, quiet, time_limit, checkpoint_every))
+
+
+def parse_sliders(tokens: list[str]) -> tuple[list[str], dict[str, float]]:
+    """Split `fade`'s free arguments into inputs and `--NAME VALUE` / `--NAME=VALUE` sliders."""
+    inputs, sliders, i = [], {}, 0
+    while i < len(tokens):
+        token = tokens[i]
+        if token.startswith("--") and len(token) > 2:
+            name, _, value = token[2:].partition("=")
+            if not _:
+                if i + 1 == len(tokens):
+                    raise usage(f"needs a value, e.g. --{name} 0.7", f"--{name}")
+                value, i = tokens[i + 1], i + 1
+            try:
+                sliders[name] = float(value)
+            except ValueError:
+                raise usage(f"'{value}' is not a number", f"--{name}") from None
+        elif token.startswith("-") and token != "-":
+            raise usage(f"unknown option {token}")
+        else:
+            inputs.append(token)
+        i += 1
+    return inputs, sliders
+
+
+def parse_grid(spec: str) -> tuple[str, list[float]]:
+    """`smile=0:1:8` -> ('smile', [0, 1/7, ..., 1])."""
+    import numpy as np
+
+    try:
+        name, span = spec.split("=", 1)
+        start, stop, count = span.split(":")
+        count = int(count)
+        values = np.linspace(float(start), float(stop), count).round(4).tolist()
+    except ValueError:
+        raise usage(f"write NAME=START:STOP:COUNT, e.g. smile=0:1:8 (not '{spec}')", "--grid") from None
+    if not 2 <= count <= 32:
+        raise usage(f"COUNT must lie in 2..32, not {count}", "--grid")
+    return name.strip(), values
+
+
+def parse_crop(text: str) -> tuple[int, int, int, int]:
+    try:
+        box = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        box = ()
+    if len(box) != 4:
+        raise usage(f"write X,Y,W,H in pixels, e.g. 120,40,300,300 (not '{text}')", "--crop")
+    return box
+
+
+def pick_model(names: list[str], models_dir) -> str:
+    """The first fader model (faces-smile first) that has every attribute named."""
+    from .hub import catalogue, read_metadata
+
+    found = []
+    for name, resolved in sorted(catalogue(models_dir).items(), key=lambda kv: (kv[0] != "faces-smile", kv[0])):
+        try:
+            meta = read_metadata(resolved.path)
+        except VqtoolError:
+            continue
+        if meta["architecture"] == "fader":
+            found.append((name, meta["config"]["attributes"]))
+    for name, attributes in found:
+        if set(names) <= set(attributes):
+            return name
+    known = "; ".join(f"{n}: {', '.join(a)}" for n, a in found) or "no fader models installed"
+    raise usage(f"no model has attribute(s) {', '.join(names)} (models and their attributes: {known})")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def fade(
+    tokens: List[str] = typer.Argument(..., metavar="INPUT... [--ATTRIBUTE ALPHA]...",
+                                       help="Images ('-' for stdin) and sliders such as --smile 0.7."),
+    model: Optional[str] = typer.Option(None, "--model", "-m",
+                                        help="Fader checkpoint (default: the first with every attribute named; "
+                                             "faces-smile, then faces-utk)."),
+    output: Optional[str] = typer.Option(None, "--output", "-o",
+                                         help="File, folder (for many inputs) or '-' for stdout. "
+                                              "Default: INPUT.faded.png, or INPUT.grid.png with --grid."),
+    grid: Optional[str] = typer.Option(None, "--grid", help="Sweep NAME=START:STOP:COUNT: one row per input with the "
+                                                            "original, its reconstruction, then COUNT steps."),
+    crop: Optional[str] = typer.Option(None, "--crop", help="Face region X,Y,W,H in pixels (default: the centred "
+                                                            "largest square)."),
+    paste: bool = typer.Option(False, "--paste", help="Write the whole photo with the edit pasted into the face "
+                                                      "region, at full resolution."),
+    device: str = DeviceOpt,
+    models_dir: Optional[Path] = ModelsDirOpt,
+    as_json: bool = typer.Option(False, "--json", help="One JSON record per output on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+):
+    """Move face attributes along sliders with a Fader Network.
+
+    Each slider is `--ATTRIBUTE ALPHA`: 0 = without, 1 = with, in-between values blend, and the model's
+    range (`vqtool models info MODEL`) allows some extrapolation. Attributes not named keep the value
+    the model's attribute reader sees in the image.
+
+    Examples:
+
+    `vqtool fade face.jpg --smile 0.7 -o smiling.jpg`
+
+    `vqtool fade photo.jpg --male 0.1 --young 0.9 --paste -o edited.jpg`
+
+    `vqtool fade a.jpg b.jpg --grid smile=0:1:8 -o sweep.png`
+    """
+    import numpy as np
+
+    from .fader import face_box, frame, paste_edit
+    from .hub import load
+    from .media import IMAGE_SUFFIXES, encode_image, expand_inputs, image_format_for, read_image, tile, write_bytes
+
+    inputs, sliders = parse_sliders(tokens)
+    if not inputs:
+        raise usage("name at least one input image ('-' for stdin)")
+    sweep = parse_grid(grid) if grid else None
+    if sweep and paste:
+        raise usage("--grid shows model-sized faces; leave out --paste", "--paste")
+    if as_json and output == "-":
+        raise usage("--json prints records on stdout, so it needs -o to a file or folder", "--json")
+    box = parse_crop(crop) if crop else None
+    named = list(sliders) + ([sweep[0]] if sweep else [])
+    name = model or pick_model(named, models_dir)
+    net = load(name, device, models_dir, expect="fader")
+    try:
+        for attribute, value in sliders.items():
+            net.attribute_index(attribute)
+            net.check_alpha(attribute, value)
+        if sweep:
+            net.attribute_index(sweep[0])
+            for value in sweep[1]:
+                net.check_alpha(sweep[0], value)
+    except VqtoolError as exc:
+        raise usage(str(exc)) from None
+    size, channels = net.config.image_size, net.config.channels
+    sources = expand_inputs(inputs, IMAGE_SUFFIXES)
+    failures: list[str] = []
+    rows = []
+    outputs = Outputs(output, len(sources), ".faded.png")
+    for source in sources:
+        try:
+            photo = read_image(source)
+            region = face_box(photo.width, photo.height, box, source)
+            face = net.from_uint8(frame(photo, region, size, channels)[None])
+            read = net.read(face)[0].tolist()
+            if sweep:
+                frames = net.sweep(face, sweep[0], sweep[1], sliders)[:, 0]
+                recon = net.edit(face, sliders)
+                rows += [net.to_uint8(face)[0], net.to_uint8(recon)[0], *net.to_uint8(frames)]
+                continue
+            edited = net.to_uint8(net.edit(face, sliders))[0]
+            if paste:
+                kept = net.to_uint8(net.edit(face))[0]
+                pixels = paste_edit(photo, region, edited, kept)
+            else:
+                pixels = edited
+            target = outputs.path_for(source)
+            data = encode_image(pixels, image_format_for(target))
+            write_bytes(target, data)
+            if as_json:
+                emit_json({"input": source, "output": target, "model": net.name, "crop": list(region),
+                           "read": dict(zip(net.attributes, np.round(read, 4).tolist())), "set": sliders,
+                           "pasted": paste, "width": pixels.shape[1], "height": pixels.shape[0], "bytes": len(data)})
+        except VqtoolError as exc:
+            _report(failures, source, exc)
+    if sweep and rows:
+        columns = len(sweep[1]) + 2
+        target = output or (str(Path(sources[0]).with_name(Path(sources[0]).stem + ".grid.png"))
+                            if sources[0] != "-" else "-")
+        data = encode_image(tile(rows, columns), image_format_for(target))
+        write_bytes(target, data)
+        if as_json:
+            emit_json({"output": target, "model": net.name, "inputs": len(rows) // columns, "attribute": sweep[0],
+                       "alphas": sweep[1], "set": sliders, "bytes": len(data)})
+    if not quiet:
+        done = len(sources) - len(failures)
+        console.print(f"faded {done} image(s) with {net.name}" + (f", {len(failures)} failed" if failures else ""))
+    if failures:
+        raise typer.Exit(1)

@@ -1,0 +1,211 @@
+"""Fader Networks (Lample et al., 2017): attributes as sliders.
+
+The encoder maps a face to a latent code from which a latent discriminator cannot read the
+attributes: the discriminator learns to read them, and the encoder is rewarded when it reads the
+opposite, with a weight ramped linearly from 0 so that the auto-encoder first learns to reconstruct.
+The decoder gets every binary attribute as the pair (1 - alpha, alpha), as constant feature maps
+beside its input at every layer; since the code no longer says whether a face smiles, the decoder
+has to take that from alpha, and alpha can then be moved freely at test time.
+
+A small attribute reader (the project's image classifier, trained beside the fader on the same
+images) supplies the values of the attributes a user leaves alone: it sees the image, not the code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from .classifier import Classifier, ClassifierConfig
+from .errors import VqtoolError
+
+
+@dataclass
+class FaderConfig:
+    attributes: list[str] = field(default_factory=list)
+    rules: list[str] = field(default_factory=list)  # how each attribute was read from the training labels
+    channels: int = 3
+    image_size: int = 64
+    widths: list[int] = field(default_factory=lambda: [32, 64, 128, 256, 256])  # 4x4 stride-2 convs
+    discriminator_hidden: int = 512
+    discriminator_dropout: float = 0.3
+    adversarial_weight: float = 1e-3  # lambda_E at the end of the ramp
+    ramp_steps: int = 10_000  # lambda_E grows linearly from 0 over these steps
+    reader_width: int = 8
+    alpha_range: list[float] = field(default_factory=lambda: [-0.5, 1.5])  # allowed at test time
+
+
+def adversarial_weight(config: FaderConfig, step: int) -> float:
+    """lambda_E after `step` training steps: linear from 0 to the configured weight, then constant."""
+    return config.adversarial_weight * min(1.0, step / max(1, config.ramp_steps))
+
+
+def attribute_maps(alphas: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(N, A) alphas -> (N, 2A, H, W) constant maps: (1 - alpha, alpha) per attribute."""
+    pairs = torch.stack([1 - alphas, alphas], dim=2).flatten(1)
+    return pairs[:, :, None, None].expand(-1, -1, height, width)
+
+
+class FaderNetwork(nn.Module):
+    Config = FaderConfig
+    architecture = "fader"
+
+    def __init__(self, config: FaderConfig):
+        super().__init__()
+        self.config = c = config
+        if c.image_size != 2 ** len(c.widths) * (c.image_size >> len(c.widths)) or c.image_size >> len(c.widths) < 1:
+            raise ValueError("image_size must be divisible by 2**len(widths)")
+        count = len(c.attributes)
+        layers, cin = [], c.channels
+        for i, width in enumerate(c.widths):
+            layers += [nn.Conv2d(cin, width, 4, 2, 1)] + ([nn.BatchNorm2d(width)] if i else []) + [nn.LeakyReLU(0.2)]
+            cin = width
+        self.encoder = nn.Sequential(*layers)
+        outs = list(reversed(c.widths[:-1])) + [c.channels]
+        self.decoder = nn.ModuleList()
+        for i, width in enumerate(outs):
+            last = i == len(outs) - 1
+            self.decoder.append(nn.Sequential(nn.ConvTranspose2d(cin + 2 * count, width, 4, 2, 1),
+                                              *([] if last else [nn.BatchNorm2d(width), nn.ReLU()])))
+            cin = width
+        side = c.image_size >> len(c.widths)
+        self.discriminator = nn.Sequential(nn.Flatten(), nn.Linear(c.widths[-1] * side * side, c.discriminator_hidden),
+                                           nn.LeakyReLU(0.2), nn.Dropout(c.discriminator_dropout),
+                                           nn.Linear(c.discriminator_hidden, count))
+        self.reader = Classifier(ClassifierConfig(c.channels, c.reader_width, list(c.attributes), multilabel=True))
+        self.register_buffer("steps_trained", torch.zeros((), dtype=torch.long))  # drives the ramp; resumes with it
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def attributes(self) -> list[str]:
+        return list(self.config.attributes)
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, C, S, S) in [0, 1] -> the attribute-free latent code."""
+        return self.encoder(images * 2 - 1)
+
+    def decode(self, latent: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
+        """Latent code and (N, A) attribute values -> (N, C, S, S) in [0, 1]."""
+        h = latent
+        for layer in self.decoder:
+            h = layer(torch.cat([h, attribute_maps(alphas.to(h.dtype), *h.shape[-2:])], 1))
+        return (torch.tanh(h) + 1) / 2
+
+    def read(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, C, S, S) in [0, 1] -> (N, A) probabilities that each attribute holds (the reader)."""
+        return torch.sigmoid(self.reader(images))
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor):
+        """Training pass. Returns (reconstruction, discriminator logits on the detached code, adversarial
+        logits for the encoder, reader logits, lambda_E). The adversarial logits run the discriminator with
+        detached weights, so that one optimizer step trains each player only on its own objective."""
+        latent = self.encode(images)
+        recon = self.decode(latent, labels)
+        judged = self.discriminator(latent.detach())
+        frozen = {name: p.detach() for name, p in self.discriminator.named_parameters()}
+        fooled = functional_call(self.discriminator, frozen, (latent,))
+        weight = adversarial_weight(self.config, int(self.steps_trained))
+        if self.training:
+            self.steps_trained += 1
+        return recon, judged, fooled, self.reader(images), weight
+
+    # --- editing -------------------------------------------------------------------------------------
+    def attribute_index(self, name: str) -> int:
+        if name not in self.config.attributes:
+            raise VqtoolError(f"unknown attribute '{name}' for this model (valid: {', '.join(self.attributes)})")
+        return self.config.attributes.index(name)
+
+    def check_alpha(self, name: str, value: float) -> None:
+        low, high = self.config.alpha_range
+        if not low <= value <= high:
+            raise VqtoolError(f"--{name} {value} is outside the model's range {low}..{high} "
+                              "(0 = without, 1 = with; beyond that exaggerates)")
+
+    def alphas(self, images: torch.Tensor, settings: dict[str, float] | None = None) -> torch.Tensor:
+        """(N, A) attribute values: what the reader sees in each image, overridden by `settings`."""
+        values = self.read(images)
+        for name, value in (settings or {}).items():
+            self.check_alpha(name, value)
+            values[:, self.attribute_index(name)] = value
+        return values
+
+    @torch.no_grad()
+    def edit(self, images: torch.Tensor, settings: dict[str, float] | None = None) -> torch.Tensor:
+        """Faces with the named attributes set to the given alphas, the others kept as read."""
+        images = images.to(self.device)
+        return self.decode(self.encode(images), self.alphas(images, settings))
+
+    @torch.no_grad()
+    def sweep(self, images: torch.Tensor, name: str, values, settings: dict[str, float] | None = None) -> torch.Tensor:
+        """(len(values), N, C, S, S): the faces as `name` moves through `values` (others as `settings`/read)."""
+        images = images.to(self.device)
+        latent, base, index = self.encode(images), self.alphas(images, settings), self.attribute_index(name)
+        frames = []
+        for value in values:
+            self.check_alpha(name, float(value))
+            alphas = base.clone()
+            alphas[:, index] = float(value)
+            frames.append(self.decode(latent, alphas))
+        return torch.stack(frames)
+
+    @staticmethod
+    def to_uint8(images: torch.Tensor) -> np.ndarray:
+        """(N, C, H, W) in [0, 1] -> (N, H, W, C) uint8."""
+        return (images * 255).round().clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()
+
+    def from_uint8(self, arrays) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(arrays)).permute(0, 3, 1, 2).float().div(255).to(self.device)
+
+
+# --- the user's own photos ---------------------------------------------------------------------------
+MIN_FACE = 16  # pixels: a smaller crop holds too little face to edit
+
+
+def face_box(width: int, height: int, box: tuple[int, int, int, int] | None, source: str = "") -> tuple[int, ...]:
+    """The region (x, y, w, h) the model sees: `box` if given, else the centred largest square."""
+    if box is None:
+        side = min(width, height)
+        box = ((width - side) // 2, (height - side) // 2, side, side)
+    x, y, w, h = box
+    if w < 1 or h < 1 or x < 0 or y < 0 or x + w > width or y + h > height:
+        raise VqtoolError(f"crop {x},{y},{w},{h} does not lie inside the {width}x{height} image", source)
+    if min(w, h) < MIN_FACE:
+        raise VqtoolError(f"face region {w}x{h} is too small to edit (at least {MIN_FACE}x{MIN_FACE} pixels)", source)
+    return x, y, w, h
+
+
+def frame(photo, box, size: int, channels: int) -> np.ndarray:
+    """The crop resized (stretched if not square) to the model's size x size, as (S, S, C) uint8."""
+    from PIL import Image
+
+    x, y, w, h = box
+    face = photo.crop((x, y, x + w, y + h)).convert("L" if channels == 1 else "RGB")
+    array = np.asarray(face.resize((size, size), Image.BICUBIC), dtype=np.uint8)
+    return array[:, :, None] if array.ndim == 2 else array
+
+
+def paste_edit(photo, box, edited: np.ndarray, reconstructed: np.ndarray, feather: float = 0.12) -> np.ndarray:
+    """Add the edit (edited - reconstructed face, upscaled to the crop) to the full-resolution photo.
+
+    Only the change is pasted, so the photo keeps its own detail where the edit does nothing; the change
+    fades out towards the crop's border (`feather`: share of the side) so that no seam shows. A grayscale
+    model's change is added to every colour channel."""
+    from PIL import Image
+
+    x, y, w, h = box
+    change = edited.astype(np.float32) - reconstructed.astype(np.float32)
+    planes = [np.asarray(Image.fromarray(change[:, :, c]).resize((w, h), Image.BICUBIC)) for c in range(change.shape[2])]
+    change = np.stack(planes, 2)
+    ramp = lambda n: np.clip(np.minimum(np.arange(n) + 0.5, n - np.arange(n) - 0.5) / max(1.0, feather * n), 0, 1)  # noqa: E731
+    change *= (ramp(h)[:, None] * ramp(w)[None, :])[:, :, None]
+    out = np.asarray(photo.convert("RGB"), dtype=np.float32).copy()
+    out[y:y + h, x:x + w] += change  # broadcasts one gray plane over RGB
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)

@@ -1,0 +1,139 @@
+"""Training recipe and held-out evaluation of Fader Networks."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .fader import FaderConfig, FaderNetwork
+
+SLIDER_POINTS = [-0.5, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5]  # alphas at which the card reports the judge
+
+
+class FaderTask:
+    """Reconstruction (MSE on [-1, 1] pixels, as in the paper) + lambda_E x the encoder's adversarial loss
+    (the discriminator should read the flipped attributes) + the discriminator's and the reader's own
+    cross-entropies. One optimizer: each term reaches only its own player's weights."""
+
+    architecture = FaderNetwork.architecture
+
+    def __init__(self, config: FaderConfig, train, held_out=None, judge: str | None = None, flip: bool = True,
+                 data_info: dict | None = None):
+        self.config, self.train, self.held_out, self.judge = config, train, held_out, judge
+        self.flip, self.data_info = flip, data_info or {}
+
+    def build(self) -> FaderNetwork:
+        return FaderNetwork(self.config)
+
+    def dataset_size(self) -> int:
+        return len(self.train)
+
+    def batch(self, indices, device, generator):
+        images = self.train.images[indices].permute(0, 3, 1, 2).float().div_(255)
+        if self.flip:
+            mirror = torch.rand(len(indices), generator=generator) < 0.5
+            images[mirror] = images[mirror].flip(-1)
+        return images.to(device), self.train.labels[indices].to(device)
+
+    def loss(self, model, batch):
+        images, labels = batch
+        recon, judged, fooled, read, weight = model(images, labels)
+        mse = F.mse_loss(recon * 2 - 1, images * 2 - 1)
+        discriminator = F.binary_cross_entropy_with_logits(judged, labels)
+        adversarial = F.binary_cross_entropy_with_logits(fooled, 1 - labels)
+        reader = F.binary_cross_entropy_with_logits(read, labels)
+        loss = mse + weight * adversarial + discriminator + reader
+        return loss, {"mse": mse.item(), "lambda": weight, "disc_loss": discriminator.item(),
+                      "disc_accuracy": ((judged > 0) == (labels > 0.5)).float().mean().item(),
+                      "reader_accuracy": ((read > 0) == (labels > 0.5)).float().mean().item()}
+
+    def evaluate(self, model: FaderNetwork, device) -> dict:
+        if self.held_out is None:
+            return {}
+        judge = None
+        if self.judge:
+            from .hub import load
+
+            judge = load(self.judge, device, expect="classifier-image")
+        metrics = evaluate_fader(model, self.held_out, judge)
+        if judge is not None:
+            self.data_info["judge"] = {"name": judge.name, "sha256": judge.sha256,
+                                       "command": judge.metadata["provenance"].get("command")}
+        return metrics
+
+    def provenance(self) -> dict:
+        return self.data_info
+
+    def card_notes(self) -> dict:
+        c = self.config
+        return {"task": "fader", "summary": f"A Fader Network on {c.image_size}x{c.image_size} "
+                f"{'grayscale' if c.channels == 1 else 'colour'} faces with slider(s) "
+                + ", ".join(f"`{a}` ({rule})" for a, rule in zip(c.attributes, c.rules))
+                + f": `vqtool fade face.jpg --{c.attributes[0]} 0.7`. Sliders run from 0 (without) to 1 (with), "
+                f"extrapolation allowed in {c.alpha_range[0]}..{c.alpha_range[1]}."}
+
+
+def _in_batches(fn, images: torch.Tensor, batch: int = 250) -> np.ndarray:
+    return np.concatenate([fn(images[i:i + batch]) for i in range(0, len(images), batch)])
+
+
+@torch.no_grad()
+def evaluate_fader(model: FaderNetwork, held_out, judge=None) -> dict:
+    """Reconstruction PSNR at the true attributes; with a judge, swap accuracy and the slider curve.
+
+    `held_out`: an ImageSet whose labels are the (N, A) true attributes, columns in the model's order.
+    """
+    images, labels = held_out.images, held_out.labels.float()
+    originals = images.numpy().astype(np.float64) / 255
+
+    def decoded(alphas: torch.Tensor) -> np.ndarray:
+        def part(start: int, end: int) -> np.ndarray:
+            x = model.from_uint8(images[start:end])
+            return model.to_uint8(model.decode(model.encode(x), alphas[start:end].to(model.device)))
+        return np.concatenate([part(i, i + 250) for i in range(0, len(images), 250)])
+
+    recon = decoded(labels)
+    mse = ((recon.astype(np.float64) / 255 - originals) ** 2).reshape(len(images), -1).mean(1)
+    read = _in_batches(lambda part: model.read(model.from_uint8(part)).cpu().numpy(), images)
+    read_alphas = torch.from_numpy(read).float()
+    recon_read = decoded(read_alphas)
+    mse_read = ((recon_read.astype(np.float64) / 255 - originals) ** 2).mean()
+    truth = labels.numpy() > 0.5
+    metrics = {"psnr_db": round(float(-10 * np.log10(mse.mean())), 3),
+               "psnr_per_image_db": round(float(np.mean(-10 * np.log10(np.maximum(mse, 1e-10)))), 3),
+               "psnr_db_read_attributes": round(float(-10 * np.log10(mse_read)), 3)}
+    for i, name in enumerate(model.attributes):
+        metrics[f"reader_accuracy_{name}"] = round(float(((read[:, i] > 0.5) == truth[:, i]).mean()), 4)
+    metrics["eval_images"] = len(images)
+    if judge is None:
+        return metrics
+    columns = [judge.config.classes.index(name) for name in model.attributes]
+    judged = lambda arrays: judge.probabilities(arrays)[:, columns]  # noqa: E731
+    on_originals, on_recon = judged(images.numpy()), judged(recon)
+    for i, name in enumerate(model.attributes):
+        metrics[f"judge_accuracy_{name}_originals"] = round(float(((on_originals[:, i] > 0.5) == truth[:, i]).mean()), 4)
+        metrics[f"judge_accuracy_{name}_reconstructions"] = round(float(((on_recon[:, i] > 0.5) == truth[:, i]).mean()), 4)
+    low, high = model.config.alpha_range
+    points = [p for p in SLIDER_POINTS if low <= p <= high]
+    for i, name in enumerate(model.attributes):
+        flipped = labels.clone()
+        flipped[:, i] = 1 - flipped[:, i]
+        swapped = judged(decoded(flipped))[:, i] > 0.5
+        metrics[f"swap_accuracy_{name}"] = round(float((swapped != truth[:, i]).mean()), 4)
+        metrics[f"swap_accuracy_{name}_adding"] = round(float(swapped[~truth[:, i]].mean()), 4)
+        metrics[f"swap_accuracy_{name}_removing"] = round(float((~swapped[truth[:, i]]).mean()), 4)
+        curve = []
+        for value in points:
+            alphas = labels.clone()
+            alphas[:, i] = value
+            curve.append(judged(decoded(alphas))[:, i])
+        curve = np.stack(curve, 1)  # (N, points)
+        mean = curve.mean(0)
+        inside = [j for j, p in enumerate(points) if 0 <= p <= 1]
+        metrics[f"slider_{name}_alphas"] = points
+        metrics[f"slider_{name}_judge_probability"] = [round(float(v), 4) for v in mean]
+        metrics[f"slider_{name}_monotone"] = bool(np.all(np.diff(mean) >= 0))
+        metrics[f"slider_{name}_monotone_faces"] = round(float(np.all(np.diff(curve[:, inside], axis=1) >= -0.02,
+                                                                      axis=1).mean()), 4)
+    return metrics
