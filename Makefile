@@ -4,7 +4,7 @@ DATA ?= ../shared/data
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test bench speech-models clean
+.PHONY: install demo test bench speech-models face-models clean
 
 $(BIN)/vqtool: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ demo: install
 	$(BIN)/vqtool encode $(DATA)/fsdd/recordings/7_theo_0.wav -o - | $(BIN)/vqtool decode - --to spk3 -o out/theo-as-nicolas.wav
 	$(BIN)/vqtool convert-voice $(DATA)/fsdd/recordings/7_theo_0.wav --to-voice $(DATA)/speechocean/audio/0003/000030012.flac -o out/theo-as-unseen.wav
 	@echo "listen: out/theo-as-nicolas.wav (built-in voice spk3) and out/theo-as-unseen.wav (zero-shot)"
+	$(BIN)/python scripts/test_faces.py $(DATA)/smiles/smiles.zip 8 out/faces-smile
+	$(BIN)/vqtool fade out/faces-smile/*.jpg --grid smile=0:1:8 -o out/fader-smile.png
+	$(BIN)/python scripts/test_faces.py $(DATA)/utkface/utkface-64.zip 8 out/faces-utk
+	$(BIN)/vqtool fade out/faces-utk/*.jpg --grid young=0:1:6 --male 1 -o out/fader-young.png
+	$(BIN)/vqtool fade out/faces-utk/03-*.jpg --male 0.1 --young 0.9 --paste -o out/face-edited.png
+	@echo "look: out/fader-smile.png and out/fader-young.png (sweeps), out/face-edited.png (pasted edit)"
 
 test: install
 	$(BIN)/python -m pytest -q
@@ -41,6 +47,9 @@ bench: install
 
 speech-models: install  # the shipped speech checkpoints, about 95 minutes on 2 CPU cores
 	VQ=$(BIN)/vqtool DATA=$(DATA) scripts/train-speech.sh 55
+
+face-models: install  # the shipped face checkpoints, about 70 minutes on 2 CPU cores
+	VQ=$(BIN)/vqtool DATA=$(DATA) scripts/train-faces.sh 25 28
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis

@@ -63,3 +63,13 @@ def test_speech_trains_under_torchrun(tmp_path, voice_folder, tiny_speech):
     assert meta["provenance"]["world_size"] == 2 and meta["architecture"] == "vqvae-speech"
     weights = load_file(tmp_path / "ddp.safetensors")
     assert torch.equal(weights["speaker_encoder.project.weight"], load_file(encoder)["project.weight"])  # frozen
+
+
+def test_fader_trains_under_torchrun(tmp_path, face_folder):
+    result = torchrun("-m", "vqtool", "train", "fader", "--data", face_folder, "--attributes", "smile", "--name", "ddp",
+                      "--out", tmp_path, "--steps", "4", "--batch-size", "8", "--image-size", "32",
+                      "--widths", "4,8", "--ramp-steps", "2", "--quiet")
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    meta = read_metadata(tmp_path / "ddp.safetensors")
+    assert meta["provenance"]["world_size"] == 2 and meta["architecture"] == "fader"
+    assert int(load_file(tmp_path / "ddp.safetensors")["steps_trained"]) == 4  # the ramp counts optimizer steps

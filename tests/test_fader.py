@@ -53,18 +53,23 @@ def test_attributes_reach_every_decoder_layer_as_pairs():
     assert not torch.allclose(out, other)  # alpha reaches the pixels
 
 
-def test_the_discriminator_sees_a_detached_code_and_the_encoder_a_frozen_discriminator():
+def test_each_player_is_trained_only_on_its_own_objective():
     net = FaderNetwork(FaderConfig(attributes=["a"], channels=1, image_size=16, widths=[4, 8]))
     images, labels = torch.rand(4, 1, 16, 16), torch.tensor([[0.0], [1.0], [0.0], [1.0]])
-    recon, judged, fooled, read, weight = net(images, labels)
-    torch.nn.functional.binary_cross_entropy_with_logits(fooled, 1 - labels).backward()
+    out = net(images, labels)
+    torch.nn.functional.binary_cross_entropy_with_logits(out["fooled"], 1 - labels).backward()
     assert all(p.grad is None for p in net.discriminator.parameters())
     assert net.encoder[0].weight.grad is not None
     net.zero_grad()
-    recon, judged, fooled, read, weight = net(images, labels)
-    torch.nn.functional.binary_cross_entropy_with_logits(judged, labels).backward()
+    out = net(images, labels)
+    torch.nn.functional.binary_cross_entropy_with_logits(out["judged"], labels).backward()
     assert net.encoder[0].weight.grad is None and net.discriminator[1].weight.grad is not None
-    assert int(net.steps_trained) == 2
+    net.zero_grad()
+    out = net(images, labels)
+    torch.nn.functional.binary_cross_entropy_with_logits(out["guided"], out["targets"]).backward()
+    assert all(p.grad is None for p in net.reader.parameters())  # the guidance trains the decoder, not the reader
+    assert net.decoder[0][0].weight.grad is not None and net.reader.training
+    assert int(net.steps_trained) == 3
 
 
 @given(st.sampled_from(["smile", "male=gender:male", "young=age<30", "old=age>=60", "x_1=col:Yes", "a=b<=2.5"]))

@@ -6,6 +6,9 @@ Library use::
     model = vqtool.load("cifar10")          # bundled, SHA-256 checked
     codes = model.encode(images)            # (N, 3, H, W) floats in [0, 1] -> (N, h, w) codes
     images = model.decode(codes)            # and back
+
+    faces = vqtool.load("faces-utk")        # a Fader Network: attributes as sliders
+    edited = faces.edit(images, {"male": 0.1, "young": 0.9})   # (N, 3, 64, 64) floats in [0, 1]
 """
 
 __version__ = "0.1.0"

@@ -45,6 +45,21 @@ LIMITATIONS = {
         "than prosody.",
         "Voice conversion can impersonate people: convert only voices you have consent to use.",
     ],
+    "fader": [
+        "Trained on {data} only: faces should be roughly frontal and fill the crop as in that data "
+        "(use `--crop` on larger photos). Any other image still gets an output, but not a meaningful edit.",
+        "At 64x64 pixels the faces are blurry reconstructions: `--paste` adds only the change an edit makes "
+        "to the original photo, so its detail stays, but the edited region is still soft.",
+        "Binary attributes learned from labels that are themselves crude (a folder name, a self-reported "
+        "gender, an age threshold): the sliders move what correlates with those labels in the data, which "
+        "can include make-up, hair, lighting or skin tone, not a property of the person.",
+        "Editing faces of real people can mislead or hurt: do not use edits to deceive, and do not use "
+        "this model or its reader to infer anyone's gender, age or mood.",
+    ],
+    "attribute-classifier": [
+        "A small CNN trained on the same kind of 64x64 faces only; on anything else its answer means nothing. "
+        "It exists to judge edits, not to classify people.",
+    ],
     "audio-classifier": [
         "Trained on a few minutes per speaker: it identifies only the voices it was trained on, and "
         "exists to condition the speech decoder or to judge its outputs, not to identify people.",
@@ -59,6 +74,10 @@ INTENDED_USE = {
     "speech": "Research, teaching and creative use of discrete speech codes and voice conversion "
               "(`vqtool encode`, `vqtool decode --to`, `vqtool convert-voice`, `vqtool.load('speech')`). Not for "
               "impersonation, speaker verification or any decision about people.",
+    "fader": "Research, teaching and creative editing of face attributes with sliders (`vqtool fade`, "
+             "`vqtool.load(NAME).edit`). Not for deception, and not for decisions about people.",
+    "attribute-classifier": "Judging Fader Network edits in evaluation, research and teaching. Not for "
+                            "classifying or making decisions about people.",
     "audio-classifier": "Conditioning the speech decoder on a voice (speaker encoder) or judging its outputs in "
                         "evaluation (judges). Not for identifying or verifying people.",
 }
@@ -91,6 +110,27 @@ METRIC_NOTES = {
     ],
     "classifier": [
         "`accuracy`: top-1 accuracy on all held-out images.",
+    ],
+    "attribute-classifier": [
+        "`accuracy_NAME`: share of held-out faces whose attribute it reads right (probability > 0.5); "
+        "`accuracy`: their mean.",
+    ],
+    "fader": [
+        "All on the held-out faces only (the list the training never saw). `psnr_db`: 10·log10(1/MSE) over "
+        "all of them, pixels in [0, 1], 8-bit outputs, decoded at the faces' **true** attributes "
+        "(`psnr_per_image_db`: per face, then averaged); `psnr_db_read_attributes`: decoded at what the "
+        "model's own reader sees, as `vqtool fade` does for attributes no slider names.",
+        "`reader_accuracy_NAME`: the built-in attribute reader (which fills in unnamed attributes) on the "
+        "held-out faces.",
+        "The judge is a separately trained attribute classifier (named below, trained on the train split "
+        "only, never used to train the fader). `judge_accuracy_NAME_originals` / `_reconstructions`: the judge "
+        "on the real faces and on their reconstructions. `swap_accuracy_NAME`: the attribute's alpha flipped "
+        "(0 ↔ 1, the others at their true values), the share of faces the judge reads with the flipped "
+        "value (target ≥ 0.9); `_adding` / `_removing`: the faces without / with the attribute.",
+        "`slider_NAME_judge_probability`: the judge's mean probability of the attribute as its alpha takes "
+        "the values `slider_NAME_alphas` (others true); `slider_NAME_monotone`: whether that mean curve never "
+        "falls between alpha 0 and 1 (`..._extrapolated`: over the whole range); `slider_NAME_monotone_faces`: share of faces whose own curve never falls by more than 0.02 "
+        "between alpha 0 and 1.",
     ],
     "audio-classifier": [
         "`accuracy`: top-1 accuracy on held-out clips of the training classes (FSDD's test split: n = 0-4).",
@@ -171,6 +211,13 @@ def render_card(meta: dict) -> str:
            "in the evaluation only: " + ", ".join(f"`{v.get('name')}` (`{str(v.get('sha256'))[:16]}…`)"
                                                  for v in prov.get("judges", {}).values()) + ".", ""]
           if prov.get("speaker_encoder") else []),
+        *([f"Judge used in the evaluation only: `{prov['judge'].get('name')}` (SHA-256 "
+           f"`{str(prov['judge'].get('sha256'))[:16]}…`), trained with `{prov['judge'].get('command')}`.", ""]
+          if prov.get("judge") else []),
+        *(["Attributes: " + ", ".join(f"`{k}` = {v}" for k, v in prov["attributes"].items())
+           + f" (labels: {prov.get('labels')}; share of training faces with each: "
+           + ", ".join(f"{k} {v}" for k, v in prov.get("positive_share", {}).items()) + ").", ""]
+          if prov.get("attributes") else []),
         "## Configuration", "```json", json.dumps(meta["config"], indent=2), "```", "",
         f"## Evaluation (held-out: `{prov.get('eval_split', '?')}`)",
         "| metric | value |", "|---|---|",

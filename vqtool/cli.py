@@ -23,6 +23,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                        "    vqtool decode photo.vqc -o back.png\n\n"
                        "    vqtool encode photo.png -o - | vqtool decode - -o back.png\n\n"
                        "    vqtool convert-voice talk.wav --to spk3 -o other.wav\n\n"
+                       "    vqtool fade face.jpg --smile 0.7 -o smiling.png\n\n"
                        "    vqtool models list")
 train_app = typer.Typer(no_args_is_help=True, help="Train a checkpoint (runs unchanged under torchrun).")
 models_app = typer.Typer(no_args_is_help=True, help="List and describe checkpoints.")

@@ -47,6 +47,9 @@ def train_fader(
     widths: str = typer.Option("32,64,128,256,256", "--widths", help="Encoder channels, one stride-2 layer each."),
     adversarial_weight: float = typer.Option(1e-3, "--lambda", help="Final weight of the encoder's adversarial loss."),
     ramp_steps: int = typer.Option(10_000, "--ramp-steps", help="Steps over which lambda grows linearly from 0."),
+    guidance: float = typer.Option(0.02, "--guidance", help="Weight of the reader's loss on faces decoded at random "
+                                                            "attributes (ramped like lambda; 0: the paper's model)."),
+    disc_lr_scale: float = typer.Option(4.0, "--disc-lr-scale", help="Discriminator learning rate / the others'."),
     gray: Optional[bool] = typer.Option(None, "--gray/--colour", help="Model channels (default: as the first image)."),
     flip: bool = typer.Option(True, "--flip/--no-flip", help="Random horizontal flips."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use a random subset of this many training images."),
@@ -77,7 +80,8 @@ def train_fader(
                                              limit, eval_limit)
     config = FaderConfig(attributes=train.classes, rules=list(info["attributes"].values()),
                          channels=train.images.shape[-1], image_size=image_size, widths=sizes,
-                         adversarial_weight=adversarial_weight, ramp_steps=ramp_steps)
+                         adversarial_weight=adversarial_weight, ramp_steps=ramp_steps, guidance_weight=guidance,
+                         discriminator_lr_scale=disc_lr_scale)
     task = FaderTask(config, train, held_out, judge, flip, info)
     fit(task, train_options(name, out, steps, batch_size, lr, seed, device, resume, quiet, time_limit, checkpoint_every))
 

@@ -36,13 +36,21 @@ class FaderConfig:
     discriminator_dropout: float = 0.3
     adversarial_weight: float = 1e-3  # lambda_E at the end of the ramp
     ramp_steps: int = 10_000  # lambda_E grows linearly from 0 over these steps
-    reader_width: int = 8
+    discriminator_lr_scale: float = 4.0  # the discriminator's learning rate over the others'
+    guidance_weight: float = 0.02  # the reader's loss on faces decoded at random attributes (not in the paper)
+    reader_width: int = 16
+    reader_pool: int = 2  # the reader sees faces average-pooled by this factor (see FaderNetwork.read)
     alpha_range: list[float] = field(default_factory=lambda: [-0.5, 1.5])  # allowed at test time
 
 
+def ramp(config: FaderConfig, step: int) -> float:
+    """Linear from 0 to 1 over the first `ramp_steps` training steps, then 1."""
+    return min(1.0, step / max(1, config.ramp_steps))
+
+
 def adversarial_weight(config: FaderConfig, step: int) -> float:
-    """lambda_E after `step` training steps: linear from 0 to the configured weight, then constant."""
-    return config.adversarial_weight * min(1.0, step / max(1, config.ramp_steps))
+    """lambda_E after `step` training steps."""
+    return config.adversarial_weight * ramp(config, step)
 
 
 def attribute_maps(alphas: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -84,6 +92,14 @@ class FaderNetwork(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    def optimizer_groups(self) -> list[dict]:
+        """Adam with beta1 = 0.5 for both players, as the paper; the discriminator learns faster, so that it
+        keeps up with an encoder that moves its code around to fool it, on a schedule 100x shorter."""
+        theirs = set(map(id, self.discriminator.parameters()))
+        return [{"params": [p for p in self.parameters() if id(p) not in theirs], "betas": (0.5, 0.999)},
+                {"params": list(self.discriminator.parameters()), "betas": (0.5, 0.999),
+                 "lr_scale": self.config.discriminator_lr_scale}]
+
     @property
     def attributes(self) -> list[str]:
         return list(self.config.attributes)
@@ -99,23 +115,38 @@ class FaderNetwork(nn.Module):
             h = layer(torch.cat([h, attribute_maps(alphas.to(h.dtype), *h.shape[-2:])], 1))
         return (torch.tanh(h) + 1) / 2
 
+    def reader_logits(self, images: torch.Tensor, weights: dict | None = None) -> torch.Tensor:
+        """The reader looks at a face average-pooled to half resolution: attributes show at that scale, and
+        pixel-level texture (the decoder's cheapest way to satisfy the guidance term) does not."""
+        pooled = F.avg_pool2d(images, self.config.reader_pool) if self.config.reader_pool > 1 else images
+        return self.reader(pooled) if weights is None else functional_call(self.reader, weights, (pooled,))
+
     def read(self, images: torch.Tensor) -> torch.Tensor:
         """(N, C, S, S) in [0, 1] -> (N, A) probabilities that each attribute holds (the reader)."""
-        return torch.sigmoid(self.reader(images))
+        return torch.sigmoid(self.reader_logits(images))
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor):
-        """Training pass. Returns (reconstruction, discriminator logits on the detached code, adversarial
-        logits for the encoder, reader logits, lambda_E). The adversarial logits run the discriminator with
-        detached weights, so that one optimizer step trains each player only on its own objective."""
+    def forward(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None) -> dict:
+        """Training pass: every output the losses need. The adversarial logits run the discriminator with
+        detached weights, and the guidance runs the reader so, so that one optimizer step trains each
+        player only on its own objective."""
         latent = self.encode(images)
-        recon = self.decode(latent, labels)
-        judged = self.discriminator(latent.detach())
+        out = {"recon": self.decode(latent, labels), "judged": self.discriminator(latent.detach()),
+               "read": self.reader_logits(images), "ramp": ramp(self.config, int(self.steps_trained))}
         frozen = {name: p.detach() for name, p in self.discriminator.named_parameters()}
-        fooled = functional_call(self.discriminator, frozen, (latent,))
-        weight = adversarial_weight(self.config, int(self.steps_trained))
+        out["fooled"] = functional_call(self.discriminator, frozen, (latent,))
+        if self.config.guidance_weight:
+            # the decoder must show the attributes it is given: faces decoded at random binary attributes
+            # should be read as such by the reader (frozen here, and in eval mode so that its batch-norm
+            # statistics stay those of real faces)
+            targets = (torch.rand(labels.shape, generator=generator) < 0.5).to(labels)
+            frozen = {name: p.detach() for name, p in self.reader.named_parameters()}
+            self.reader.eval()
+            out["guided"] = self.reader_logits(self.decode(latent, targets), frozen)
+            self.reader.train(self.training)
+            out["targets"] = targets
         if self.training:
             self.steps_trained += 1
-        return recon, judged, fooled, self.reader(images), weight
+        return out
 
     # --- editing -------------------------------------------------------------------------------------
     def attribute_index(self, name: str) -> int:
@@ -188,7 +219,7 @@ def frame(photo, box, size: int, channels: int) -> np.ndarray:
 
     x, y, w, h = box
     face = photo.crop((x, y, x + w, y + h)).convert("L" if channels == 1 else "RGB")
-    array = np.asarray(face.resize((size, size), Image.BICUBIC), dtype=np.uint8)
+    array = np.array(face.resize((size, size), Image.BICUBIC), dtype=np.uint8)  # writable, for torch
     return array[:, :, None] if array.ndim == 2 else array
 
 

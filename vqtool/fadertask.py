@@ -34,19 +34,25 @@ class FaderTask:
         if self.flip:
             mirror = torch.rand(len(indices), generator=generator) < 0.5
             images[mirror] = images[mirror].flip(-1)
-        return images.to(device), self.train.labels[indices].to(device)
+        return images.to(device), self.train.labels[indices].to(device), generator
 
     def loss(self, model, batch):
-        images, labels = batch
-        recon, judged, fooled, read, weight = model(images, labels)
-        mse = F.mse_loss(recon * 2 - 1, images * 2 - 1)
+        images, labels, generator = batch
+        out = model(images, labels, generator)
+        weight, judged, read = self.config.adversarial_weight * out["ramp"], out["judged"], out["read"]
+        mse = F.mse_loss(out["recon"] * 2 - 1, images * 2 - 1)
         discriminator = F.binary_cross_entropy_with_logits(judged, labels)
-        adversarial = F.binary_cross_entropy_with_logits(fooled, 1 - labels)
+        adversarial = F.binary_cross_entropy_with_logits(out["fooled"], 1 - labels)
         reader = F.binary_cross_entropy_with_logits(read, labels)
         loss = mse + weight * adversarial + discriminator + reader
-        return loss, {"mse": mse.item(), "lambda": weight, "disc_loss": discriminator.item(),
-                      "disc_accuracy": ((judged > 0) == (labels > 0.5)).float().mean().item(),
-                      "reader_accuracy": ((read > 0) == (labels > 0.5)).float().mean().item()}
+        metrics = {"mse": mse.item(), "lambda": weight, "disc_loss": discriminator.item(),
+                   "disc_accuracy": ((judged > 0) == (labels > 0.5)).float().mean().item(),
+                   "reader_accuracy": ((read > 0) == (labels > 0.5)).float().mean().item()}
+        if "guided" in out:
+            guidance = F.binary_cross_entropy_with_logits(out["guided"], out["targets"])
+            loss = loss + self.config.guidance_weight * out["ramp"] * guidance  # ramped like lambda_E
+            metrics["guidance_loss"] = guidance.item()
+        return loss, metrics
 
     def evaluate(self, model: FaderNetwork, device) -> dict:
         if self.held_out is None:
@@ -133,7 +139,8 @@ def evaluate_fader(model: FaderNetwork, held_out, judge=None) -> dict:
         inside = [j for j, p in enumerate(points) if 0 <= p <= 1]
         metrics[f"slider_{name}_alphas"] = points
         metrics[f"slider_{name}_judge_probability"] = [round(float(v), 4) for v in mean]
-        metrics[f"slider_{name}_monotone"] = bool(np.all(np.diff(mean) >= 0))
+        metrics[f"slider_{name}_monotone"] = bool(np.all(np.diff(mean[inside]) >= 0))
+        metrics[f"slider_{name}_monotone_extrapolated"] = bool(np.all(np.diff(mean) >= 0))
         metrics[f"slider_{name}_monotone_faces"] = round(float(np.all(np.diff(curve[:, inside], axis=1) >= -0.02,
                                                                       axis=1).mean()), 4)
     return metrics

@@ -143,7 +143,9 @@ def fit(task: Task, opts: TrainOptions) -> Path | None:
         torch.backends.cudnn.benchmark = True
     torch.manual_seed(opts.seed)  # identical initial weights on every rank
     model = task.build().to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr)
+    # a model may ask for its own Adam groups (e.g. betas, or an `lr_scale` for one player of a game)
+    groups = model.optimizer_groups() if hasattr(model, "optimizer_groups") else model.parameters()
+    optimizer = torch.optim.Adam(groups, lr=opts.lr)
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / STATE_FILE
@@ -168,7 +170,7 @@ def fit(task: Task, opts: TrainOptions) -> Path | None:
         while done < 1:
             lr = lr_at(step, done, opts)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)
             batch = task.batch(next(order), device, generator)
             loss, metrics = task.loss(wrapped, batch)
             optimizer.zero_grad(set_to_none=True)
