@@ -43,6 +43,7 @@ bench: install
 	$(BIN)/python bench/bench_vqvae.py
 	$(BIN)/python bench/bench_prior.py
 	$(BIN)/python bench/bench_speech.py --hour
+	$(BIN)/python bench/bench_fader.py
 	$(BIN)/python bench/bench_units.py  # needs Debian's espeak-ng (apt-get install espeak-ng)
 
 speech-models: install  # the shipped speech checkpoints, about 95 minutes on 2 CPU cores
