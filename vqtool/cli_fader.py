@@ -218,6 +218,11 @@ def fade(
     except VqtoolError as exc:
         raise usage(str(exc)) from None
     size, channels = net.config.image_size, net.config.channels
+    if output not in (None, "-") and Path(output).suffix:
+        try:
+            image_format_for(output)  # a bad suffix is a usage error now, not a failure after the work
+        except VqtoolError as exc:
+            raise usage(str(exc), "--output") from None
     sources = expand_inputs(inputs, IMAGE_SUFFIXES)
     failures: list[str] = []
     rows = []

@@ -66,7 +66,7 @@ class FaderNetwork(nn.Module):
     def __init__(self, config: FaderConfig):
         super().__init__()
         self.config = c = config
-        if c.image_size != 2 ** len(c.widths) * (c.image_size >> len(c.widths)) or c.image_size >> len(c.widths) < 1:
+        if c.image_size % 2 ** len(c.widths):
             raise ValueError("image_size must be divisible by 2**len(widths)")
         count = len(c.attributes)
         layers, cin = [], c.channels
@@ -121,6 +121,7 @@ class FaderNetwork(nn.Module):
         pooled = F.avg_pool2d(images, self.config.reader_pool) if self.config.reader_pool > 1 else images
         return self.reader(pooled) if weights is None else functional_call(self.reader, weights, (pooled,))
 
+    @torch.no_grad()
     def read(self, images: torch.Tensor) -> torch.Tensor:
         """(N, C, S, S) in [0, 1] -> (N, A) probabilities that each attribute holds (the reader)."""
         return torch.sigmoid(self.reader_logits(images))
