@@ -9,6 +9,9 @@ has to take that from alpha, and alpha can then be moved freely at test time.
 
 A small attribute reader (the project's image classifier, trained beside the fader on the same
 images) supplies the values of the attributes a user leaves alone: it sees the image, not the code.
+It also guides the decoder, which the paper does not: faces decoded at random attributes should show
+them to the (frozen) reader. Without that, the decoder ignored alpha on our short schedule; the README
+has the measurements.
 """
 
 from __future__ import annotations
@@ -127,9 +130,9 @@ class FaderNetwork(nn.Module):
         return torch.sigmoid(self.reader_logits(images))
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None) -> dict:
-        """Training pass: every output the losses need. The adversarial logits run the discriminator with
-        detached weights, and the guidance runs the reader so, so that one optimizer step trains each
-        player only on its own objective."""
+        """Training pass: every output the losses need. The adversarial logits run the discriminator, and
+        the guidance runs the reader, with detached weights, so that one optimizer step trains each player
+        only on its own objective."""
         latent = self.encode(images)
         out = {"recon": self.decode(latent, labels), "judged": self.discriminator(latent.detach()),
                "read": self.reader_logits(images), "ramp": ramp(self.config, int(self.steps_trained))}

@@ -14,7 +14,8 @@ SLIDER_POINTS = [-0.5, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5]  # alphas at which the ca
 class FaderTask:
     """Reconstruction (MSE on [-1, 1] pixels, as in the paper) + lambda_E x the encoder's adversarial loss
     (the discriminator should read the flipped attributes) + the discriminator's and the reader's own
-    cross-entropies. One optimizer: each term reaches only its own player's weights."""
+    cross-entropies + the guidance term (ramped like lambda_E; see fader.py). One optimizer: each term
+    reaches only its own player's weights."""
 
     architecture = FaderNetwork.architecture
 
