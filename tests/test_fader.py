@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from vqtool.data import Attribute, load_attribute_set
+from vqtool.data import Attribute, attribute_splits, load_attribute_set
 from vqtool.errors import VqtoolError
 from vqtool.fader import FaderConfig, FaderNetwork, adversarial_weight, attribute_maps, face_box, paste_edit
 from vqtool.hub import load, read_metadata
@@ -101,6 +101,14 @@ def test_held_out_faces_are_never_trained_on(tiny_fader, face_folder):
     provenance = read_metadata(tiny_fader)["provenance"]
     assert provenance["train_items"] == 96 and provenance["eval_split"] == "test.txt"
     assert provenance["attributes"] == {"smile": "smile"}
+
+
+def test_a_validation_list_never_lets_the_test_split_into_training(face_folder, tmp_path):
+    validation = tmp_path / "val.txt"
+    validation.write_text("smile/001.png\nneutral/001.png\n")  # not in test.txt (every fifth face)
+    train, held_out, info = attribute_splits(face_folder, ["smile"], holdout=validation)
+    assert len(held_out) == 2 and len(train) == 120 - 24 - 2
+    assert info["train_split"] == "all but test.txt and val.txt" and info["eval_split"] == "val.txt"
 
 
 def test_tiny_fader_card_has_swap_accuracy_and_psnr(tiny_fader):

@@ -213,7 +213,8 @@ def train_classifier(
                                                   "fader`): the judge of Fader Network edits."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="With --attributes: CSV table with a 'file' column."),
     holdout: Optional[Path] = typer.Option(None, "--holdout", help="With --attributes: held-out image list "
-                                                                   "(default: test.txt beside --data)."),
+                                                                   "(default: test.txt beside --data, never trained on "
+                                                                   "either way)."),
     limit: Optional[int] = LimitOpt,
     time_limit: Optional[float] = TimeLimitOpt,
     quiet: bool = typer.Option(False, "--quiet", "-q"),

@@ -17,7 +17,8 @@ AttributesOpt = typer.Option(..., "--attributes", "-a",
                                   "column of --labels), NAME=COLUMN:VALUE or NAME=COLUMN<NUMBER (also <=, >, >=).")
 LabelsOpt = typer.Option(None, "--labels", help="CSV table with a 'file' column naming each image as inside --data.")
 HoldoutOpt = typer.Option(None, "--holdout", help="File listing held-out images, one per line: never trained on, "
-                                                  "used for the final metrics (default: test.txt beside --data).")
+                                                  "used for the final metrics (default: test.txt beside --data, "
+                                                  "which is never trained on either way).")
 
 
 def split_specs(attributes: str) -> list[str]:
@@ -50,6 +51,8 @@ def train_fader(
     guidance: float = typer.Option(0.02, "--guidance", help="Weight of the reader's loss on faces decoded at random "
                                                             "attributes (ramped like lambda; 0: the paper's model)."),
     disc_lr_scale: float = typer.Option(4.0, "--disc-lr-scale", help="Discriminator learning rate / the others'."),
+    reader_pool: int = typer.Option(2, "--reader-pool", min=1, help="The attribute reader sees faces average-pooled "
+                                    "by this factor (coarser: the guidance cannot be met by pixel texture)."),
     gray: Optional[bool] = typer.Option(None, "--gray/--colour", help="Model channels (default: as the first image)."),
     flip: bool = typer.Option(True, "--flip/--no-flip", help="Random horizontal flips."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use a random subset of this many training images."),
@@ -81,7 +84,7 @@ def train_fader(
     config = FaderConfig(attributes=train.classes, rules=list(info["attributes"].values()),
                          channels=train.images.shape[-1], image_size=image_size, widths=sizes,
                          adversarial_weight=adversarial_weight, ramp_steps=ramp_steps, guidance_weight=guidance,
-                         discriminator_lr_scale=disc_lr_scale)
+                         discriminator_lr_scale=disc_lr_scale, reader_pool=reader_pool)
     task = FaderTask(config, train, held_out, judge, flip, info)
     fit(task, train_options(name, out, steps, batch_size, lr, seed, device, resume, quiet, time_limit, checkpoint_every))
 

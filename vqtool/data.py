@@ -212,7 +212,8 @@ def attribute_splits(path: str | Path, specs: list[str], labels: str | Path | No
                      holdout: str | Path | None = None, size: int | None = None, mode: str | None = None,
                      limit: int | None = None, eval_limit: int | None = None):
     """(train, held_out or None, provenance) for attribute data. The held-out names come from `holdout`,
-    by default a test.txt beside the data; they are never in the training set."""
+    by default a test.txt beside the data; they are never in the training set, and neither is that
+    test.txt when `holdout` names another list (a validation list must not let the test split in)."""
     path = Path(path)
     refuse_test_split(path)
     if not path.exists():
@@ -220,15 +221,17 @@ def attribute_splits(path: str | Path, specs: list[str], labels: str | Path | No
     attributes = [Attribute.parse(spec) for spec in specs]
     if len({a.name for a in attributes}) != len(attributes):
         raise VqtoolError(f"attribute names repeat in {', '.join(specs)}")
-    if holdout is None and (path.parent / "test.txt").is_file():
-        holdout = path.parent / "test.txt"
+    test_list = path.parent / "test.txt"
+    test_names = read_name_list(test_list) if test_list.is_file() else set()
+    holdout = holdout or (test_list if test_names else None)
     held_names = read_name_list(holdout) if holdout else set()
     mode = mode or image_mode(path)
-    train = load_attribute_set(path, attributes, labels, mode, size, exclude=held_names, limit=limit)
+    train = load_attribute_set(path, attributes, labels, mode, size, exclude=held_names | test_names, limit=limit)
+    kept_out = sorted({Path(holdout).name, test_list.name} if test_names else {Path(holdout).name}) if holdout else []
     held_out = None
     if held_names:
         held_out = load_attribute_set(path, attributes, labels, mode, size, select=held_names, limit=eval_limit)
-    info = {"train_data": str(path), "train_split": f"all but {Path(holdout).name}" if holdout else "all",
+    info = {"train_data": str(path), "train_split": f"all but {' and '.join(kept_out)}" if kept_out else "all",
             "train_items": len(train), "train_sha256": fingerprint(path),
             "labels": str(labels) if labels else "parent folder names",
             "labels_sha256": sha256_file(Path(labels)) if labels else None,
