@@ -32,7 +32,7 @@ def main() -> None:
     import vqtool
     from PIL import Image
 
-    from vqtool.fader import face_box, frame, paste_edit
+    from vqtool.fader import edit_photo, face_box
     from vqtool.media import decode_image, encode_image
 
     peak = matmul_peak(args.threads)
@@ -61,9 +61,7 @@ def main() -> None:
     def paste_path():
         image = decode_image(data, "photo.jpg")
         box = face_box(image.width, image.height, None)
-        face = net.from_uint8(frame(image, box, size, channels)[None])
-        edited, kept = (net.to_uint8(net.edit(face, s))[0] for s in ({name: 1.0}, None))
-        return encode_image(paste_edit(image, box, edited, kept), "JPEG")
+        return encode_image(edit_photo(net, image, box, {name: 1.0}, paste=True)[0], "JPEG")  # as `fade --paste`
 
     seconds = timed(paste_path, 5.0)
     rows.append({"op": "fade --paste 12MP", "batch": 1, "per_s": 1 / seconds, "ms_per_call": seconds * 1e3,

@@ -64,7 +64,22 @@ SeedOpt = typer.Option(0, "--seed")
 ResumeOpt = typer.Option(False, "--resume", help="Continue from RUN/state.safetensors.")
 LimitOpt = typer.Option(None, "--limit", help="Use a random subset of this many training images.")
 TimeLimitOpt = typer.Option(None, "--time-limit", help="Minutes; stop (and export) when reached.")
+AttributesOpt = typer.Option(..., "--attributes", "-a",
+                             help="Comma-separated binary attributes: NAME (parent folder named NAME, or a 0/1 "
+                                  "column of --labels), NAME=COLUMN:VALUE or NAME=COLUMN<NUMBER (also <=, >, >=).")
+LabelsOpt = typer.Option(None, "--labels", help="CSV table with a 'file' column naming each image as inside --data.")
+HoldoutOpt = typer.Option(None, "--holdout", help="File listing held-out images, one per line: never trained on, "
+                                                  "used for the final metrics (default: test.txt beside --data, "
+                                                  "which is never trained on either way).")
 CheckpointOpt = typer.Option(500, "--checkpoint-every", help="Save resumable state every N steps.")
+
+
+def split_specs(attributes: str) -> list[str]:
+    """`--attributes` -> one rule per comma-separated item."""
+    specs = [s.strip() for s in attributes.split(",") if s.strip()]
+    if not specs:
+        raise usage("name at least one attribute", "--attributes")
+    return specs
 
 
 def train_options(name: str, out: Optional[Path], steps: int, batch_size: int, lr: float, seed: int, device: str,
@@ -211,10 +226,8 @@ def train_classifier(
     attributes: Optional[str] = typer.Option(None, "--attributes", "-a",
                                              help="Classify binary attributes instead of folders (as in `train "
                                                   "fader`): the judge of Fader Network edits."),
-    labels: Optional[Path] = typer.Option(None, "--labels", help="With --attributes: CSV table with a 'file' column."),
-    holdout: Optional[Path] = typer.Option(None, "--holdout", help="With --attributes: held-out image list "
-                                                                   "(default: test.txt beside --data, never trained on "
-                                                                   "either way)."),
+    labels: Optional[Path] = LabelsOpt,  # these two with --attributes only
+    holdout: Optional[Path] = HoldoutOpt,
     limit: Optional[int] = LimitOpt,
     time_limit: Optional[float] = TimeLimitOpt,
     quiet: bool = typer.Option(False, "--quiet", "-q"),
@@ -231,8 +244,6 @@ def train_classifier(
 
     refuse_test_split(data)
     if attributes:
-        from .cli_fader import split_specs
-
         train, held_out, info = attribute_splits(data, split_specs(attributes), labels, holdout, limit=limit)
         config = ClassifierConfig(channels=train.images.shape[-1], width=width, classes=train.classes, multilabel=True)
         task = ClassifierTask(config, train, None, info, eval_set=held_out)

@@ -8,24 +8,10 @@ from typing import List, Optional
 
 import typer
 
-from .cli import (CheckpointOpt, DeviceOpt, ModelsDirOpt, OutOpt, Outputs, ResumeOpt, SeedOpt, TimeLimitOpt, _report,
-                  app, console, emit_json, train_app, train_options, usage)
+from .cli import (AttributesOpt, CheckpointOpt, DeviceOpt, HoldoutOpt, LabelsOpt, ModelsDirOpt, OutOpt, Outputs,
+                  ResumeOpt, SeedOpt, TimeLimitOpt, _report, app, console, emit_json, split_specs, train_app,
+                  train_options, usage)
 from .errors import VqtoolError
-
-AttributesOpt = typer.Option(..., "--attributes", "-a",
-                             help="Comma-separated binary attributes: NAME (parent folder named NAME, or a 0/1 "
-                                  "column of --labels), NAME=COLUMN:VALUE or NAME=COLUMN<NUMBER (also <=, >, >=).")
-LabelsOpt = typer.Option(None, "--labels", help="CSV table with a 'file' column naming each image as inside --data.")
-HoldoutOpt = typer.Option(None, "--holdout", help="File listing held-out images, one per line: never trained on, "
-                                                  "used for the final metrics (default: test.txt beside --data, "
-                                                  "which is never trained on either way).")
-
-
-def split_specs(attributes: str) -> list[str]:
-    specs = [s.strip() for s in attributes.split(",") if s.strip()]
-    if not specs:
-        raise usage("name at least one attribute", "--attributes")
-    return specs
 
 
 @train_app.command("fader")
@@ -192,9 +178,9 @@ def fade(
 
     `vqtool fade a.jpg b.jpg --grid smile=0:1:8 -o sweep.png`
     """
-    import numpy as np
+    import torch
 
-    from .fader import face_box, frame, paste_edit
+    from .fader import edit_photo, face_box, frame
     from .hub import load
     from .media import IMAGE_SUFFIXES, encode_image, expand_inputs, image_format_for, read_image, tile, write_bytes
 
@@ -207,20 +193,13 @@ def fade(
     if as_json and output == "-":
         raise usage("--json prints records on stdout, so it needs -o to a file or folder", "--json")
     box = parse_crop(crop) if crop else None
-    named = list(sliders) + ([sweep[0]] if sweep else [])
-    name = model or pick_model(named, models_dir)
-    net = load(name, device, models_dir, expect="fader")
+    wanted = [{**sliders, sweep[0]: value} for value in sweep[1]] if sweep else [sliders]  # each names them all
+    net = load(model or pick_model(list(wanted[0]), models_dir), device, models_dir, expect="fader")
     try:
-        for attribute, value in sliders.items():
-            net.attribute_index(attribute)
-            net.check_alpha(attribute, value)
-        if sweep:
-            net.attribute_index(sweep[0])
-            for value in sweep[1]:
-                net.check_alpha(sweep[0], value)
+        for settings in wanted:  # unknown attributes and alphas out of range are usage errors, up front
+            net.with_settings(torch.zeros(1, len(net.attributes)), settings)
     except VqtoolError as exc:
         raise usage(str(exc)) from None
-    size, channels = net.config.image_size, net.config.channels
     if output not in (None, "-") and Path(output).suffix:
         try:
             image_format_for(output)  # a bad suffix is a usage error now, not a failure after the work
@@ -234,25 +213,17 @@ def fade(
         try:
             photo = read_image(source)
             region = face_box(photo.width, photo.height, box, source)
-            face = net.from_uint8(frame(photo, region, size, channels)[None])
-            read = net.read(face)[0].tolist()
-            if sweep:
-                frames = net.sweep(face, sweep[0], sweep[1], sliders)[:, 0]
-                recon = net.edit(face, sliders)
-                rows += [net.to_uint8(face)[0], net.to_uint8(recon)[0], *net.to_uint8(frames)]
+            if sweep:  # the row: original, reconstruction (at the sliders), then the steps
+                face = net.from_uint8(frame(photo, region, net.config.image_size, net.config.channels)[None])
+                rows += [net.to_uint8(face)[0], *net.to_uint8(torch.cat(net.variants(face, [sliders] + wanted)[1]))]
                 continue
-            edited = net.to_uint8(net.edit(face, sliders))[0]
-            if paste:
-                kept = net.to_uint8(net.edit(face))[0]
-                pixels = paste_edit(photo, region, edited, kept)
-            else:
-                pixels = edited
+            pixels, read = edit_photo(net, photo, region, sliders, paste)
             target = outputs.path_for(source)
             data = encode_image(pixels, image_format_for(target))
             write_bytes(target, data)
             if as_json:
                 emit_json({"input": source, "output": target, "model": net.name, "crop": list(region),
-                           "read": dict(zip(net.attributes, np.round(read, 4).tolist())), "set": sliders,
+                           "read": {a: round(v, 4) for a, v in zip(net.attributes, read.tolist())}, "set": sliders,
                            "pasted": paste, "width": pixels.shape[1], "height": pixels.shape[0], "bytes": len(data)})
         except VqtoolError as exc:
             _report(failures, source, exc)

@@ -227,11 +227,11 @@ def attribute_splits(path: str | Path, specs: list[str], labels: str | Path | No
     held_names = read_name_list(holdout) if holdout else set()
     mode = mode or image_mode(path)
     train = load_attribute_set(path, attributes, labels, mode, size, exclude=held_names | test_names, limit=limit)
-    kept_out = sorted({Path(holdout).name, test_list.name} if test_names else {Path(holdout).name}) if holdout else []
     held_out = None
     if held_names:
         held_out = load_attribute_set(path, attributes, labels, mode, size, select=held_names, limit=eval_limit)
-    info = {"train_data": str(path), "train_split": f"all but {' and '.join(kept_out)}" if kept_out else "all",
+    left_out = sorted({Path(p).name for p in (holdout, test_list if test_names else None) if p})
+    info = {"train_data": str(path), "train_split": "all but " + " and ".join(left_out) if left_out else "all",
             "train_items": len(train), "train_sha256": fingerprint(path),
             "labels": str(labels) if labels else "parent folder names",
             "labels_sha256": sha256_file(Path(labels)) if labels else None,

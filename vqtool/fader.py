@@ -164,32 +164,29 @@ class FaderNetwork(nn.Module):
             raise VqtoolError(f"--{name} {value} is outside the model's range {low}..{high} "
                               "(0 = without, 1 = with; beyond that exaggerates)")
 
-    def alphas(self, images: torch.Tensor, settings: dict[str, float] | None = None) -> torch.Tensor:
-        """(N, A) attribute values: what the reader sees in each image, overridden by `settings`."""
-        values = self.read(images)
+    def with_settings(self, read: torch.Tensor, settings: dict[str, float] | None = None) -> torch.Tensor:
+        """(N, A) attribute values: `read` (what the reader saw), overridden by `settings` (checked)."""
+        values = read.clone()
         for name, value in (settings or {}).items():
             self.check_alpha(name, value)
             values[:, self.attribute_index(name)] = value
         return values
 
     @torch.no_grad()
+    def variants(self, images: torch.Tensor, settings_list: list[dict]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """What the reader sees in `images`, and the faces decoded at each settings dict: one encode and
+        one read for all of them (a sweep, or an edit and the reconstruction that `--paste` subtracts)."""
+        images = images.to(self.device)
+        latent, read = self.encode(images), self.read(images)
+        return read, [self.decode(latent, self.with_settings(read, settings)) for settings in settings_list]
+
     def edit(self, images: torch.Tensor, settings: dict[str, float] | None = None) -> torch.Tensor:
         """Faces with the named attributes set to the given alphas, the others kept as read."""
-        images = images.to(self.device)
-        return self.decode(self.encode(images), self.alphas(images, settings))
+        return self.variants(images, [settings or {}])[1][0]
 
-    @torch.no_grad()
     def sweep(self, images: torch.Tensor, name: str, values, settings: dict[str, float] | None = None) -> torch.Tensor:
         """(len(values), N, C, S, S): the faces as `name` moves through `values` (others as `settings`/read)."""
-        images = images.to(self.device)
-        latent, base, index = self.encode(images), self.alphas(images, settings), self.attribute_index(name)
-        frames = []
-        for value in values:
-            self.check_alpha(name, float(value))
-            alphas = base.clone()
-            alphas[:, index] = float(value)
-            frames.append(self.decode(latent, alphas))
-        return torch.stack(frames)
+        return torch.stack(self.variants(images, [{**(settings or {}), name: float(v)} for v in values])[1])
 
     @staticmethod
     def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -225,6 +222,15 @@ def frame(photo, box, size: int, channels: int) -> np.ndarray:
     face = photo.crop((x, y, x + w, y + h)).convert("L" if channels == 1 else "RGB")
     array = np.array(face.resize((size, size), Image.BICUBIC), dtype=np.uint8)  # writable, for torch
     return array[:, :, None] if array.ndim == 2 else array
+
+
+def edit_photo(net: FaderNetwork, photo, box, settings: dict[str, float], paste: bool = False):
+    """(pixels, what the reader saw) for a PIL photo: the edited face at the model's size, or with
+    `paste` the whole photo with the change pasted into `box` (see paste_edit)."""
+    face = net.from_uint8(frame(photo, box, net.config.image_size, net.config.channels)[None])
+    read, faces = net.variants(face, [settings, {}] if paste else [settings])
+    edited = net.to_uint8(faces[0])[0]
+    return (paste_edit(photo, box, edited, net.to_uint8(faces[1])[0]) if paste else edited), read[0]
 
 
 def paste_edit(photo, box, edited: np.ndarray, reconstructed: np.ndarray, feather: float = 0.12) -> np.ndarray:

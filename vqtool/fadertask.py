@@ -81,8 +81,7 @@ class FaderTask:
                 f"extrapolation allowed in {c.alpha_range[0]}..{c.alpha_range[1]}."}
 
 
-def _in_batches(fn, images: torch.Tensor, batch: int = 250) -> np.ndarray:
-    return np.concatenate([fn(images[i:i + batch]) for i in range(0, len(images), batch)])
+EVAL_BATCH = 250  # held-out faces per forward pass
 
 
 @torch.no_grad()
@@ -93,18 +92,20 @@ def evaluate_fader(model: FaderNetwork, held_out, judge=None) -> dict:
     """
     images, labels = held_out.images, held_out.labels.float()
     originals = images.numpy().astype(np.float64) / 255
+    latents, read = [], []  # each face encoded and read once: every metric below decodes these latents
+    for start in range(0, len(images), EVAL_BATCH):
+        part = model.from_uint8(images[start:start + EVAL_BATCH])
+        latents.append(model.encode(part))
+        read.append(model.read(part).cpu())
+    read = torch.cat(read).numpy()
 
     def decoded(alphas: torch.Tensor) -> np.ndarray:
-        def part(start: int, end: int) -> np.ndarray:
-            x = model.from_uint8(images[start:end])
-            return model.to_uint8(model.decode(model.encode(x), alphas[start:end].to(model.device)))
-        return np.concatenate([part(i, i + 250) for i in range(0, len(images), 250)])
+        return np.concatenate([model.to_uint8(model.decode(latent, part.to(model.device)))
+                               for latent, part in zip(latents, alphas.split(EVAL_BATCH))])
 
     recon = decoded(labels)
     mse = ((recon.astype(np.float64) / 255 - originals) ** 2).reshape(len(images), -1).mean(1)
-    read = _in_batches(lambda part: model.read(model.from_uint8(part)).cpu().numpy(), images)
-    read_alphas = torch.from_numpy(read).float()
-    recon_read = decoded(read_alphas)
+    recon_read = decoded(torch.from_numpy(read))
     mse_read = ((recon_read.astype(np.float64) / 255 - originals) ** 2).mean()
     truth = labels.numpy() > 0.5
     metrics = {"psnr_db": round(float(-10 * np.log10(mse.mean())), 3),
