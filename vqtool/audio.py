@@ -22,26 +22,39 @@ import soxr
 import torch
 
 from .errors import VqtoolError
-from .media import STDIO, atomic_path, read_bytes
+from .media import STDIO, atomic_path, read_bytes, write_stdout
 
 SAMPLE_RATE = 16_000
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga"}
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3"}  # libsndfile >= 1.1 reads MP3
 OUTPUT_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
 MIN_RATE, MAX_RATE = 4_000, 192_000
-_MAGIC = (b"RIFF", b"fLaC", b"OggS", b"RF64")
+SNIFF_BYTES = 12
+
+
+def audio_magic(head: bytes) -> bool:
+    """WAV/RF64 (RIFF....WAVE: WebP is RIFF....WEBP), FLAC, Ogg, MP3 (ID3 tag or an MPEG frame sync)."""
+    if head[:4] in (b"RIFF", b"RF64"):
+        return head[8:12] == b"WAVE"
+    return head[:4] in (b"fLaC", b"OggS") or head[:3] == b"ID3" or (
+        len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE6 in (0xE2, 0xE4, 0xE6))
 
 
 def looks_like_audio(source: str, head: bytes | None = None) -> bool:
-    """By suffix for files, by magic bytes for stdin or an unknown suffix."""
-    if source != STDIO and Path(source).suffix.lower() in AUDIO_SUFFIXES:
+    """By suffix for files (an image suffix is an image), by content for stdin or other suffixes."""
+    from .media import IMAGE_SUFFIXES
+
+    suffix = Path(source).suffix.lower() if source != STDIO else ""
+    if suffix in AUDIO_SUFFIXES:
         return True
+    if suffix in IMAGE_SUFFIXES:
+        return False
     if head is None and source != STDIO:
         try:
             with open(source, "rb") as handle:
-                head = handle.read(4)
+                head = handle.read(SNIFF_BYTES)
         except OSError:
             return False
-    return bool(head) and head[:4] in _MAGIC
+    return bool(head) and audio_magic(head)
 
 
 @dataclass
@@ -102,6 +115,8 @@ def stream_audio(source: str, block_seconds: float = 10.0,
                 except (sf.LibsndfileError, RuntimeError) as exc:
                     raise VqtoolError(f"corrupt audio data ({exc})", source) from None
                 last = len(block) < size
+                if not np.isfinite(block).all():
+                    raise VqtoolError("audio has NaN or infinite samples", source)
                 mono = np.ascontiguousarray(block.mean(axis=1), dtype=np.float32)
                 if resampler is not None:
                     mono = resampler.resample_chunk(mono, last=last)
@@ -180,8 +195,7 @@ class AudioWriter:
                 self.write(np.zeros(0, np.float32), last=True)
             self._file.close()
             if kind is None and self.target == STDIO:
-                sys.stdout.buffer.write(self._buffer.getvalue())
-                sys.stdout.buffer.flush()
+                write_stdout(self._buffer.getvalue())
         finally:
             self._stack.__exit__(kind, value, traceback)  # renames the file only on success
         return False

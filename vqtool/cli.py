@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from . import __version__
-from .errors import VqtoolError
+from .errors import StdoutClosed, VqtoolError
 
 console = Console(stderr=True)
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -52,8 +52,9 @@ def usage(message: str, param: str | None = None) -> typer.BadParameter:
 
 
 def emit_json(record: dict) -> None:
-    sys.stdout.write(json.dumps(record) + "\n")
-    sys.stdout.flush()
+    from .media import write_stdout
+
+    write_stdout((json.dumps(record) + "\n").encode())
 
 
 # --- training ------------------------------------------------------------------------------------
@@ -256,23 +257,64 @@ def train_classifier(
 
 # --- codes -------------------------------------------------------------------------------------------
 class Outputs:
-    """Where each result goes: next to its input (default), into a folder, one file, or stdout."""
+    """Where each result goes: next to its input (default), into a folder, one file, or stdout.
 
-    def __init__(self, target: Optional[str], count: int, suffix: str):
-        self.target, self.suffix = target, suffix
-        self.to_dir = target not in (None, "-") and (count > 1 or Path(target).is_dir() or target.endswith("/"))
+    Outputs of one call never overwrite each other: a name already taken gets -2, -3, ... (in input
+    order, with a note), and an output that is an input of the call is refused before anything is
+    written (docs/outputs.md). Several outputs need a folder: `-o x.png` never becomes a directory."""
+
+    def __init__(self, target: Optional[str], count: int, suffix: str, inputs: list[str] = (), quiet: bool = False):
+        from .media import path_key
+
+        self.target, self.suffix, self.quiet = target, suffix, quiet
+        named = target not in (None, "-")
+        self.to_dir = named and (Path(target).is_dir() or target.endswith(("/", os.sep))
+                                 or (count > 1 and not Path(target).suffix))
+        if named and count > 1 and not self.to_dir:
+            raise usage(f"'{target}' names one file, but this call makes {count} outputs; give a folder "
+                        f"(-o {Path(target).with_suffix('')}/)", "--output")
+        self.inputs = {path_key(s) for s in inputs if s != "-"}
+        self.claimed: set[str] = set()
+        if named and not self.to_dir and path_key(target) in self.inputs:
+            raise usage(f"'{target}' is also an input; refusing to overwrite it", "--output")
 
     def path_for(self, source: str, stem: Optional[str] = None) -> str:
+        """The output of one input (or record); claims the name for this call."""
+        from .media import path_key
+
+        if self.target == "-" or (self.target is None and source == "-"):
+            return "-"
         stem = stem or (Path(source).stem if source != "-" else "stdin")
-        if self.target == "-":
-            return "-"
-        if self.to_dir:
-            return str(Path(self.target) / f"{stem}{self.suffix}")
-        if self.target is not None:
+        if self.target is not None and not self.to_dir:
             return self.target
-        if source == "-":
-            return "-"
-        return str(Path(source).with_name(f"{stem}{self.suffix}"))
+        folder = Path(self.target) if self.to_dir else Path(source).parent
+        path, number = folder / f"{stem}{self.suffix}", 1
+        while path_key(path) in self.claimed:
+            number += 1
+            path = folder / f"{stem}-{number}{self.suffix}"
+        if path_key(path) in self.inputs:
+            raise usage(f"the output for {source} would be {path}, which is an input; choose another -o", "--output")
+        if number > 1 and not self.quiet:
+            console.print(f"vqtool: note: {source} -> {path} ({stem}{self.suffix} is another output of this call)",
+                          markup=False, highlight=False, soft_wrap=True)
+        self.claimed.add(path_key(path))
+        return str(path)
+
+    def plan(self, sources: list[str]) -> list[str]:
+        """Every output path up front, so that a refusal comes before anything is written."""
+        return [self.path_for(source) for source in sources]
+
+
+def record_stem(source: str, index: int, record, records_in_source: int) -> str:
+    """The output name of a decoded record: the file's own name when it holds one record, else the
+    name in the header (made safe) or FILE-N."""
+    from .media import safe_name
+
+    own = Path(source).stem if source != "-" else "stdin"
+    if records_in_source == 1 and source != "-":
+        return own
+    fallback = f"{own}-{index + 1}" if index else own
+    return safe_name(record.media["name"], fallback) if record.media.get("name") else fallback
 
 
 def print_error(message: str) -> None:
@@ -289,11 +331,12 @@ PIXELS_PER_CALL = 1 << 22  # about 4 megapixels per model call: bounds memory fo
 
 
 def _image_batches(sources: list[str], batch_size: int, mode: str, failures: list[str]):
-    """Decoded images in batches of at most `batch_size` images and PIXELS_PER_CALL pixels."""
+    """(index, source, array) of the decoded images in batches of at most `batch_size` images and
+    PIXELS_PER_CALL pixels."""
     from .media import image_to_array, read_image
 
     batch, pixels = [], 0
-    for source in sources:
+    for index, source in enumerate(sources):
         try:
             array = image_to_array(read_image(source, mode))
         except VqtoolError as exc:
@@ -303,10 +346,36 @@ def _image_batches(sources: list[str], batch_size: int, mode: str, failures: lis
         if batch and (len(batch) == batch_size or pixels + size > PIXELS_PER_CALL):
             yield batch
             batch, pixels = [], 0
-        batch.append((source, array))
+        batch.append((index, source, array))
         pixels += size
     if batch:
         yield batch
+
+
+def _split_media(items: list[str], quiet: bool) -> tuple[list[str], bool]:
+    """`encode`'s inputs and whether they are audio. Files named on the command line must be of one
+    kind; files of the other kind found inside folders are skipped with a note."""
+    from .audio import AUDIO_SUFFIXES, SNIFF_BYTES, looks_like_audio
+    from .media import IMAGE_SUFFIXES, expand_inputs, read_bytes
+
+    if items.count("-") > 1:
+        raise usage("stdin ('-') can be read only once")
+    tagged = []  # (source, is audio, from a folder)
+    for item in items:
+        folder = item != "-" and Path(item).is_dir()
+        for source in expand_inputs([item], IMAGE_SUFFIXES | AUDIO_SUFFIXES):
+            head = read_bytes(source)[:SNIFF_BYTES] if source == "-" else None
+            tagged.append((source, looks_like_audio(source, head), folder))
+    named = {audio for _, audio, folder in tagged if not folder}
+    if len(named) > 1:
+        raise usage("encode images and audio in separate calls")
+    audio = named.pop() if named else sum(a for _, a, _ in tagged) * 2 > len(tagged)
+    skipped = [s for s, a, _ in tagged if a != audio]
+    if skipped and not quiet:
+        console.print(f"vqtool: note: skipping {len(skipped)} {'image' if audio else 'audio'} file(s) found in "
+                      f"folders (first: {skipped[0]}); encode them in a separate call",
+                      markup=False, highlight=False, soft_wrap=True)
+    return [s for s, a, _ in tagged if a == audio], audio
 
 
 @app.command()
@@ -349,21 +418,15 @@ def encode(
     """
     import numpy as np
 
-    from .audio import AUDIO_SUFFIXES, looks_like_audio
     from .codes import CodeFile
     from .compress import compress as range_code
     from .hub import load
-    from .media import IMAGE_SUFFIXES, expand_inputs, read_bytes, write_bytes
+    from .media import write_bytes
 
     if as_json and output == "-":
         raise usage("--json prints records on stdout, so it needs -o to a file or folder", "--json")
-    sources = expand_inputs(inputs, IMAGE_SUFFIXES | AUDIO_SUFFIXES)
-    if sources.count("-") > 1:
-        raise usage("stdin ('-') can be read only once")
-    audio = [s for s in sources if looks_like_audio(s, read_bytes(s)[:4] if s == "-" else None)]
+    sources, audio = _split_media(inputs, quiet)
     if audio:
-        if len(audio) != len(sources):
-            raise usage("encode images and audio in separate calls")
         if compress:
             raise usage("--compress needs a learned prior, which only the image models have", "--compress")
         from .cli_speech import encode_audio
@@ -374,45 +437,55 @@ def encode(
         net.require_prior()
     # several inputs into one NAME.vqc file: the format holds many records back to back
     collect = output not in (None, "-") and output.endswith(".vqc") and not Path(output).is_dir()
-    outputs = Outputs(output, 1 if collect else len(sources), ".vqc")
+    outputs = Outputs(output, 1 if collect else len(sources), ".vqc", sources, quiet)
+    targets = dict(zip(range(len(sources)), [output] * len(sources) if collect else outputs.plan(sources)))
     failures: list[str] = []
     collected: list[bytes] = []
     written = 0
     mode = "RGB" if net.config.channels == 3 else "L"
     for chunk in _image_batches(sources, batch_size, mode, failures):
         results = {}
-        for shape in {array.shape for _, array in chunk}:
-            group = [(source, array) for source, array in chunk if array.shape == shape]
-            codes = net.encode(np.stack([array for _, array in group])).cpu()
+        for shape in {array.shape for _, _, array in chunk}:
+            group = [(index, source, array) for index, source, array in chunk if array.shape == shape]
+            codes = net.encode(np.stack([array for _, _, array in group])).cpu()
             try:
                 payloads = range_code(net.prior, codes) if compress else [None] * len(group)
             except VqtoolError as exc:  # too large to range-code: every image of this size fails
-                for source, _ in group:
+                for _, source, _ in group:
                     _report(failures, source, VqtoolError(str(exc), source))
                 continue
-            for (source, array), grid, payload in zip(group, codes.numpy(), payloads):
-                results[source] = (array, grid, payload)
-        for source, _ in chunk:
-            if source not in results:
+            for (index, source, array), grid, payload in zip(group, codes.numpy(), payloads):
+                results[index] = (array, grid, payload)
+        for index, source, _ in chunk:
+            if index not in results:
                 continue
-            array, grid, payload = results[source]
-            stem = Path(source).stem if source != "-" else None
+            array, grid, payload = results[index]
+            target = targets[index]
+            # a record in a stream keeps its input's name; a file of its own is named by the file
+            named = source != "-" and ((collect and len(sources) > 1) or target == "-")
             record = CodeFile(grid, net.name, net.sha256, net.config.num_codes,
                               {"kind": "image", "height": array.shape[0], "width": array.shape[1],
-                               "channels": array.shape[2], **({"name": stem} if stem else {})})
-            data = record.to_bytes(payload)
-            target = outputs.path_for(source)
-            if collect:
-                collected.append(data)
-            else:
-                write_bytes(target, data)
+                               "channels": array.shape[2], **({"name": Path(source).stem} if named else {})})
+            try:
+                data = record.to_bytes(payload)
+                if collect:
+                    collected.append(data)
+                else:
+                    write_bytes(target, data)
+            except VqtoolError as exc:
+                _report(failures, source, exc)
+                continue
             written += 1
             if as_json:
                 emit_json({"input": source, "output": target, "model": net.name, "grid": list(grid.shape),
                            "width": array.shape[1], "height": array.shape[0], "bytes": len(data),
                            "coding": "range-prior" if compress else "packed"})
     if collected:
-        write_bytes(output, b"".join(collected))
+        try:
+            write_bytes(output, b"".join(collected))
+        except VqtoolError as exc:
+            _report(failures, output, exc)
+            written = 0
     if not quiet:
         console.print(f"encoded {written} image(s) with {net.name}" + (f", {len(failures)} failed" if failures else ""))
     if failures:
@@ -446,11 +519,22 @@ class ModelCache:
         net = self.loaded[name]
         # packed codes depend only on the VQ-VAE, which a checkpoint with a prior added keeps unchanged
         codec = net.metadata.get("extra", {}).get("codec_sha256") if record.coding == "packed" else None
-        if record.checkpoint_sha256 not in (net.sha256, codec):
+        if not (record.made_by(net.sha256) or (codec and record.made_by(codec))):
             raise VqtoolError(f"codes were made by checkpoint {record.checkpoint_sha256[:12]}… of model "
                               f"'{record.model}', but '{name}' is {net.sha256[:12]}…; decode them with that model",
                               source)
         return net
+
+
+def check_image_grid(net, record, source: str) -> tuple[int, int]:
+    """The image size of a record, which must match its grid at the model's stride (a header that
+    claims a small image over a huge grid, or the reverse, is corrupt)."""
+    height, width = record.media["height"], record.media["width"]
+    expected = (-(-height // net.stride), -(-width // net.stride))
+    if tuple(record.grid) != expected:
+        raise VqtoolError(f"corrupt .vqc header (a {width}x{height} image has a {expected[0]}x{expected[1]} grid at "
+                          f"stride {net.stride}, not {'x'.join(map(str, record.grid))})", source)
+    return height, width
 
 
 @app.command()
@@ -513,29 +597,34 @@ def decode(
             pending.extend(_records(source))
         except VqtoolError as exc:
             _report(failures, source, exc)
-    sounds = [p for p in pending if p[2].media.get("kind") == "audio"]
-    pending = [p for p in pending if p[2].media.get("kind") != "audio"]
+    counts = {}
+    for source, _, _ in pending:
+        counts[source] = counts.get(source, 0) + 1
+    named = [(source, index, record, record_stem(source, index, record, counts[source]))
+             for source, index, record in pending]
+    sounds = [p for p in named if p[2].media["kind"] == "audio"]
+    images = [p for p in named if p[2].media["kind"] == "image"]
+    if (to or to_voice) and not sounds:
+        raise usage("--to and --to-voice choose the voice of audio records; these codes hold none", "--to")
+    if (to or to_voice) and images and not quiet:
+        console.print("vqtool: note: --to/--to-voice apply to the audio records only", markup=False, highlight=False)
     if sounds:
-        written += decode_audio(sounds, output, cache, to, to_voice, fmt, as_json, failures)
+        written += decode_audio(sounds, output, cache, to, to_voice, fmt, as_json, failures, sources, quiet)
     # several records into one image file (or stdout) make one grid, as `vqtool sample` writes them
-    as_grid = len(pending) > 1 and output is not None and (output == "-" or (
+    as_grid = len(images) > 1 and output is not None and (output == "-" or (
         Path(output).suffix.lower() in IMAGE_FORMATS and not Path(output).is_dir()))
-    outputs = Outputs(output, 1 if as_grid else len(pending), suffix)
+    outputs = Outputs(output, 1 if as_grid else len(images), suffix, sources, quiet)
+    targets = [None if as_grid else outputs.path_for(source, stem) for source, _, _, stem in images]
     cells = []
-    for source, index, record in pending:
+    for (source, index, record, _), target in zip(images, targets):
         try:
             net = cache.for_record(record, source)
-            media = record.media
-            size = (media["height"], media["width"]) if "height" in media else None
+            size = check_image_grid(net, record, source)
             codes = restore(net.prior, record, source)
             pixels = net.to_uint8(net.decode(codes, size))[0]
             if as_grid:
                 cells.append(pixels)
                 continue
-            stem = media.get("name") or (Path(source).stem if source != "-" else "stdin")
-            if index and "name" not in media:
-                stem = f"{stem}-{index + 1}"
-            target = outputs.path_for(source, stem)
             data = encode_image(pixels, image_format_for(target, default_format))
             write_bytes(target, data)
             written += 1
@@ -543,13 +632,17 @@ def decode(
                 emit_json({"input": source, "record": index, "output": target, "model": net.name,
                            "width": pixels.shape[1], "height": pixels.shape[0], "bytes": len(data)})
         except VqtoolError as exc:
-            _report(failures, source, exc)
+            _report(failures, source if not index else f"{source} (record {index + 1})", exc)
     if cells:
-        sheet = tile(cells, columns or math.ceil(math.sqrt(len(cells))))
-        data = encode_image(sheet, image_format_for(output, default_format))
-        write_bytes(output, data)
+        try:
+            sheet = tile(cells, columns or math.ceil(math.sqrt(len(cells))))
+            data = encode_image(sheet, image_format_for(output, default_format))
+            write_bytes(output, data)
+        except VqtoolError as exc:
+            _report(failures, output, exc)
+            cells = []
         written += len(cells)
-        if as_json:
+        if as_json and cells:
             emit_json({"output": output, "records": len(cells), "width": sheet.shape[1], "height": sheet.shape[0],
                        "bytes": len(data)})
     if not quiet:
@@ -675,6 +768,7 @@ def inspect(
     import numpy as np
 
     from .codes import bits_per_code, entropy_bits
+    from .media import write_stdout
 
     failures: list[str] = []
     for source in inputs:
@@ -709,7 +803,7 @@ def inspect(
                     lines += [f"  histogram    {info['distinct_codes']} distinct codes, entropy "
                               f"{info['entropy_bits_per_code']} bits/code",
                               "  most used    " + ", ".join(f"{c}×{n}" for c, n in frequent)]
-                sys.stdout.write("\n".join(lines) + "\n")
+                write_stdout(("\n".join(lines) + "\n").encode())
         except VqtoolError as exc:
             _report(failures, source, exc)
     if failures:
@@ -791,8 +885,17 @@ def models_info(name: str = typer.Argument(..., help="Checkpoint name or path.")
     sys.stdout.write("\n".join(lines) + "\n")
 
 
+def _terminate(signum, frame):
+    """SIGTERM unwinds (exit 143), so that temporary outputs are removed on the way out."""
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
-    """Entry point: user errors are one line on stderr with exit 1; usage errors exit 2."""
+    """Entry point: user errors are one line on stderr with exit 1; usage errors exit 2; a closed
+    stdout (`vqtool ... | head`) ends quietly with exit 0."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app()
     except VqtoolError as exc:
@@ -800,7 +903,7 @@ def main() -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
-    except BrokenPipeError:
+    except (StdoutClosed, BrokenPipeError):
         _quiet_stdout()
         sys.exit(0)
     except Exception as exc:  # a bug: still one line, the traceback only on request

@@ -208,8 +208,9 @@ def fade(
     sources = expand_inputs(inputs, IMAGE_SUFFIXES)
     failures: list[str] = []
     rows = []
-    outputs = Outputs(output, len(sources), ".faded.png")
-    for source in sources:
+    outputs = Outputs(output, 1 if sweep else len(sources), ".faded.png", sources, quiet)
+    targets = [None] * len(sources) if sweep else outputs.plan(sources)
+    for source, target in zip(sources, targets):
         try:
             photo = read_image(source)
             region = face_box(photo.width, photo.height, box, source)
@@ -218,7 +219,6 @@ def fade(
                 rows += [net.to_uint8(face)[0], *net.to_uint8(torch.cat(net.variants(face, [sliders] + wanted)[1]))]
                 continue
             pixels, read = edit_photo(net, photo, region, sliders, paste)
-            target = outputs.path_for(source)
             data = encode_image(pixels, image_format_for(target))
             write_bytes(target, data)
             if as_json:
@@ -231,8 +231,12 @@ def fade(
         columns = len(sweep[1]) + 2
         target = output or (str(Path(sources[0]).with_name(Path(sources[0]).stem + ".grid.png"))
                             if sources[0] != "-" else "-")
-        data = encode_image(tile(rows, columns), image_format_for(target))
-        write_bytes(target, data)
+        try:
+            data = encode_image(tile(rows, columns), image_format_for(target))
+            write_bytes(target, data)
+        except VqtoolError as exc:
+            _report(failures, target, exc)
+            as_json = False
         if as_json:
             emit_json({"output": target, "model": net.name, "inputs": len(rows) // columns, "attribute": sweep[0],
                        "alphas": sweep[1], "set": sliders, "bytes": len(data)})

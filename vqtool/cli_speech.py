@@ -176,10 +176,11 @@ def encode_audio(sources: list[str], model: str, output: Optional[str], device: 
 
     net = _load_speech(model, device, models_dir)
     collect = output not in (None, "-") and output.endswith(".vqc") and not Path(output).is_dir()
-    outputs = Outputs(output, 1 if collect else len(sources), ".vqc")
+    outputs = Outputs(output, 1 if collect else len(sources), ".vqc", sources, quiet)
+    targets = [output] * len(sources) if collect else outputs.plan(sources)
     failures: list[str] = []
     collected: list[bytes] = []
-    for source in sources:
+    for source, target in zip(sources, targets):
         try:
             info, open_blocks = audio_source(source)
             codes = np.concatenate(list(net.encode_stream(open_blocks))).astype(np.int64)
@@ -197,23 +198,25 @@ def encode_audio(sources: list[str], model: str, output: Optional[str], device: 
                 voice = net.speaker_encoder.embed([start])[0]
                 media["speaker"] = net.nearest_speaker(voice)
                 extra["voice"] = voice_to_text(voice)
-            if source != "-":
+            if source != "-" and ((collect and len(sources) > 1) or target == "-"):  # a lone file is named by the file
                 media["name"] = Path(source).stem
             data = CodeFile(codes, net.name, net.sha256, net.config.num_codes, media, extra).to_bytes()
+            if collect:
+                collected.append(data)
+            else:
+                write_bytes(target, data)
         except VqtoolError as exc:
             _report(failures, source, exc)
             continue
-        target = outputs.path_for(source)
-        if collect:
-            collected.append(data)
-        else:
-            write_bytes(target, data)
         if as_json:
             emit_json({"input": source, "output": target, "model": net.name, "codes": int(codes.size),
                        "seconds": round(info.seconds, 3), "sample_rate": info.sample_rate,
                        "speaker": media.get("speaker"), "bytes": len(data)})
     if collected:
-        write_bytes(output, b"".join(collected))
+        try:
+            write_bytes(output, b"".join(collected))
+        except VqtoolError as exc:
+            _report(failures, output, exc)
     if not quiet:
         console.print(f"encoded {len(sources) - len(failures)} audio file(s) with {net.name}"
                       + (f", {len(failures)} failed" if failures else ""))
@@ -222,25 +225,24 @@ def encode_audio(sources: list[str], model: str, output: Optional[str], device: 
 
 
 def decode_audio(pending, output: Optional[str], cache, to: Optional[str], to_voice: Optional[str], fmt: str,
-                 as_json: bool, failures: list[str]) -> int:
-    """`vqtool decode` for audio records; several records into one audio file are joined."""
+                 as_json: bool, failures: list[str], inputs: list[str], quiet: bool) -> int:
+    """`vqtool decode` for audio records (source, index, record, stem); several into one audio file are joined."""
     import numpy as np
 
-    from .audio import MAX_RATE, MIN_RATE, OUTPUT_FORMATS, SAMPLE_RATE, AudioWriter
+    from .audio import OUTPUT_FORMATS, SAMPLE_RATE, AudioWriter
     from .cli import Outputs, _report
     from .media import STDIO
     from .speech import voice_from_text
 
     fmt = fmt.lower() if "." + fmt.lower() in OUTPUT_FORMATS else "wav"
     join = len(pending) > 1 and output is not None and (output == STDIO or Path(output).suffix.lower() in OUTPUT_FORMATS)
-    outputs = Outputs(output, 1 if join else len(pending), f".{fmt}" if output is not None else f".decoded.{fmt}")
+    outputs = Outputs(output, 1 if join else len(pending), f".{fmt}" if output is not None else f".decoded.{fmt}",
+                      inputs, quiet)
     jobs, voices = [], {}
-    for source, index, record in pending:
+    for source, index, record, stem in pending:
         try:
             net = cache.for_record(record, source)
-            rate, samples = record.media.get("sample_rate", SAMPLE_RATE), record.media.get("samples", 0)
-            if not (isinstance(rate, int) and MIN_RATE <= rate <= MAX_RATE and isinstance(samples, int) and samples >= 0):
-                raise VqtoolError("corrupt .vqc header (audio sample_rate or samples)", source)
+            check_audio_grid(net, record, source)
             if id(net) not in voices:  # a reference clip is read once, not once per record
                 voices[id(net)] = resolve_voice(net, to, to_voice)
             voice = voices[id(net)]
@@ -248,17 +250,14 @@ def decode_audio(pending, output: Optional[str], cache, to: Optional[str], to_vo
                 if "voice" not in record.extra:
                     raise VqtoolError("record carries no voice (silent input?); pass --to or --to-voice", source)
                 voice = voice_from_text(record.extra["voice"], net.speaker_table.shape[1], source)
-            jobs.append((source, index, record, net, voice))
+            target = output if join else outputs.path_for(source, stem)
+            jobs.append((source, index, record, net, voice, target))
         except VqtoolError as exc:
             _report(failures, source, exc)
 
-    def stem_of(source, index, record):
-        stem = record.media.get("name") or (Path(source).stem if source != STDIO else "stdin")
-        return f"{stem}-{index + 1}" if index and "name" not in record.media else stem
-
     def write(writer, net, record, voice):
-        rate = int(record.media.get("sample_rate", SAMPLE_RATE))
-        left = int(record.media.get("samples", 0)) * SAMPLE_RATE // rate or None  # at 16 kHz, before resampling
+        rate = record.media["sample_rate"]
+        left = record.media["samples"] * SAMPLE_RATE // rate or None  # at 16 kHz, before resampling
         for block in net.decode_stream(iter([np.asarray(record.codes, np.float32)]), voice):
             block = block[:left] if left is not None else block
             if left is not None:
@@ -267,18 +266,21 @@ def decode_audio(pending, output: Optional[str], cache, to: Optional[str], to_vo
 
     written = 0
     if join and jobs:
-        rate = int(jobs[0][2].media.get("sample_rate", SAMPLE_RATE))
-        with AudioWriter(output, rate, OUTPUT_FORMATS["." + fmt]) as writer:
-            for _, _, record, net, voice in jobs:
-                write(writer, net, record, voice)
+        rate = jobs[0][2].media["sample_rate"]
+        try:
+            with AudioWriter(output, rate, OUTPUT_FORMATS["." + fmt]) as writer:
+                for _, _, record, net, voice, _ in jobs:
+                    write(writer, net, record, voice)
+        except VqtoolError as exc:
+            _report(failures, output, exc)
+            return 0
         written = len(jobs)
         if as_json:
             emit_json({"output": output, "records": written, "sample_rate": rate, "samples": writer.written})
         return written
-    for source, index, record, net, voice in jobs:
-        target = outputs.path_for(source, stem_of(source, index, record))
+    for source, index, record, net, voice, target in jobs:
         try:
-            rate = int(record.media.get("sample_rate", SAMPLE_RATE))
+            rate = record.media["sample_rate"]
             with AudioWriter(target, rate, OUTPUT_FORMATS["." + fmt]) as writer:
                 write(writer, net, record, voice)
         except VqtoolError as exc:
@@ -289,6 +291,18 @@ def decode_audio(pending, output: Optional[str], cache, to: Optional[str], to_vo
             emit_json({"input": source, "record": index, "output": target, "model": net.name,
                        "sample_rate": rate, "samples": writer.written})
     return written
+
+
+def check_audio_grid(net, record, source: str) -> None:
+    """The code count must fit the recorded length (a header claiming hours over a few codes, or the
+    reverse, is corrupt)."""
+    from .audio import SAMPLE_RATE
+
+    samples_16k = -(-record.media["samples"] * SAMPLE_RATE // record.media["sample_rate"])
+    expected = -(-samples_16k // net.config.samples_per_code)
+    if abs(record.grid[0] - expected) > 2:
+        raise VqtoolError(f"corrupt .vqc header ({record.media['samples']} samples at {record.media['sample_rate']} Hz "
+                          f"need about {expected} codes, not {record.grid[0]})", source)
 
 
 @app.command("convert-voice")
@@ -328,10 +342,9 @@ def convert_voice(
     sources = expand_inputs(inputs, AUDIO_SUFFIXES)
     net = _load_speech(model, device, models_dir)
     voice = resolve_voice(net, to, to_voice)
-    outputs = Outputs(output, len(sources), ".wav" if output is not None else ".converted.wav")
+    outputs = Outputs(output, len(sources), ".wav" if output is not None else ".converted.wav", sources, quiet)
     failures: list[str] = []
-    for source in sources:
-        target = outputs.path_for(source)
+    for source, target in zip(sources, outputs.plan(sources)):
         try:
             info, open_blocks = audio_source(source)
             with AudioWriter(target, info.sample_rate) as writer:

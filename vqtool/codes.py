@@ -1,12 +1,9 @@
 """The ``.vqc`` code file: discrete codes plus everything needed to decode them (see docs/vqc-format.md).
 
-A file is one or more records back to back, so that a pipe can carry several encoded inputs::
-
-    magic   4 bytes  b"VQC\\x89"
-    version 1 byte   FORMAT_VERSION
-    hlen    4 bytes  little-endian length of the JSON header
-    header  hlen bytes of UTF-8 JSON
-    payload header["payload_bytes"] bytes, coded as header["coding"] says
+A file is one or more records back to back, so that a pipe can carry several encoded inputs. Format 2
+(written since vqtool 0.2) is a compact binary header with its own CRC-32; format 1 (a JSON header)
+is still read. Both go through one validation layer (`validate`), so a hostile or corrupt file is
+refused with one clear error, before anything is allocated for it.
 """
 
 from __future__ import annotations
@@ -14,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -24,10 +22,29 @@ import numpy as np
 from .errors import VqtoolError
 
 MAGIC = b"VQC\x89"
-FORMAT_VERSION = 1
-MAX_HEADER_BYTES = 1 << 20
+FORMAT_VERSION = 2
+READ_VERSIONS = (1, 2)
 CODINGS = ("packed", "range-prior")  # bit-packed, or range-coded under the checkpoint's learned prior
-_PREFIX = struct.Struct("<4sBI")
+KINDS = ("image", "audio")
+
+# --- limits: checked on the header, before any allocation --------------------------------------------
+MAX_HEADER_BYTES = 1 << 20  # format 1 (JSON)
+MAX_HEADER_V2 = 0xFFFF  # format 2: the length field is 16 bits
+MAX_META_BYTES = 1 << 14  # format 2's JSON part (name, speaker, voice, ...)
+MAX_JSON_DEPTH = 6
+MAX_MODEL_NAME = 1024  # bytes; a checkpoint loaded by path is named by its absolute path
+MAX_CODEBOOK = 1 << 20
+MAX_CODES = 1 << 22  # per record: 4.2 M codes (a 50-megapixel image at stride 4 has 3.1 M)
+MAX_RANGE_CODES = 1 << 14  # range-coded records decode one code at a time (about 1 ms each on a CPU core)
+MAX_PIXELS = 50_000_000  # decoded images, as for input images (media.MAX_IMAGE_PIXELS)
+MAX_AUDIO_SECONDS = 4 * 3600  # decoded audio
+MIN_RATE, MAX_RATE = 4_000, 192_000
+MAX_RECORDS = 1_000_000  # per stream
+CHECKPOINT_ID_BYTES = 8  # format 2 keeps the first 8 bytes (16 hex digits) of the checkpoint's SHA-256
+
+_PREFIX_V1 = struct.Struct("<4sBI")
+_PREFIX_V2 = struct.Struct("<4sBH")
+_CRC = struct.Struct("<I")
 
 
 def bits_per_code(codebook_size: int) -> int:
@@ -53,10 +70,14 @@ def pack_codes(codes: np.ndarray, codebook_size: int) -> bytes:
     return np.packbits(bitplane.ravel()).tobytes()
 
 
+def packed_size(count: int, codebook_size: int) -> int:
+    return math.ceil(count * bits_per_code(codebook_size) / 8)
+
+
 def unpack_codes(payload: bytes, count: int, codebook_size: int) -> np.ndarray:
     bits = bits_per_code(codebook_size)
-    if len(payload) != math.ceil(count * bits / 8):
-        raise ValueError(f"payload has {len(payload)} bytes, expected {math.ceil(count * bits / 8)}")
+    if len(payload) != packed_size(count, codebook_size):
+        raise ValueError(f"payload has {len(payload)} bytes, expected {packed_size(count, codebook_size)}")
     bitplane = np.unpackbits(np.frombuffer(payload, dtype=np.uint8))[: count * bits]
     weights = (1 << np.arange(bits - 1, -1, -1, dtype=np.int64))
     codes = bitplane.reshape(count, bits).astype(np.int64) @ weights
@@ -65,13 +86,17 @@ def unpack_codes(payload: bytes, count: int, codebook_size: int) -> np.ndarray:
     return codes
 
 
+def codes_crc32(codes: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(codes, dtype="<i4").tobytes())
+
+
 @dataclass
 class CodeFile:
     """One record: a grid of codes and the metadata that ties it to a checkpoint and a medium."""
 
     codes: np.ndarray | None  # integer array shaped like the code grid; None until a range-coded payload is decoded
     model: str  # checkpoint name as resolved by the hub
-    checkpoint_sha256: str
+    checkpoint_sha256: str  # hex; format 2 keeps its first 16 digits, enough to tell checkpoints apart
     codebook_size: int
     media: dict = field(default_factory=dict)  # e.g. {"kind": "image", "width": .., "height": ..}
     extra: dict = field(default_factory=dict)  # room for later families; kept verbatim
@@ -84,35 +109,235 @@ class CodeFile:
     def grid(self) -> tuple[int, ...]:
         return tuple(int(s) for s in self.codes.shape) if self.codes is not None else tuple(self.shape)
 
-    def header(self, payload: bytes, coding: str = "packed") -> dict:
-        # a range-coded record checks the decoded codes instead of the payload: that covers the payload
-        # too, and the header (which dominates a small image's record) stays no larger than a packed one's
-        integrity = ({"bits_per_code": bits_per_code(self.codebook_size), "payload_crc32": zlib.crc32(payload)}
-                     if coding == "packed" else {"codes_crc32": codes_crc32(self.codes)})
-        return {
-            "model": self.model,
-            "checkpoint_sha256": self.checkpoint_sha256,
-            "codebook_size": int(self.codebook_size),
-            "grid": list(self.grid),
-            "coding": coding,
-            "payload_bytes": len(payload),
-            **integrity,
-            "media": self.media,
-            **({"extra": self.extra} if self.extra else {}),
-        }
+    def made_by(self, sha256: str) -> bool:
+        """Whether a checkpoint with this SHA-256 made the codes (format 2 stores a 16-digit prefix)."""
+        return len(self.checkpoint_sha256) >= 2 * CHECKPOINT_ID_BYTES and sha256.startswith(self.checkpoint_sha256)
 
     def to_bytes(self, compressed: bytes | None = None) -> bytes:
-        """The record, bit-packed, or with `compressed` (range-coded under the prior) as its payload."""
+        """The record in format 2, bit-packed, or with `compressed` (range-coded under the prior) as its payload."""
         payload = pack_codes(self.codes, self.codebook_size) if compressed is None else compressed
         coding = "packed" if compressed is None else "range-prior"
-        header = json.dumps(self.header(payload, coding), separators=(",", ":"), sort_keys=True).encode()
-        return _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header)) + header + payload
+        check = zlib.crc32(payload) if coding == "packed" else codes_crc32(self.codes)
+        validate({"model": self.model, "checkpoint_sha256": self.checkpoint_sha256, "codebook_size": self.codebook_size,
+                  "grid": list(self.grid), "coding": coding, "payload_bytes": len(payload),
+                  ("payload_crc32" if coding == "packed" else "codes_crc32"): check,
+                  "media": self.media, "extra": self.extra})  # never write what a reader would refuse
+        header = _header_v2(self, coding, len(payload), check)
+        prefix = _PREFIX_V2.pack(MAGIC, FORMAT_VERSION, len(header))
+        return prefix + header + _CRC.pack(zlib.crc32(prefix[4:] + header)) + payload
 
 
-def codes_crc32(codes: np.ndarray) -> int:
-    return zlib.crc32(np.ascontiguousarray(codes, dtype="<i4").tobytes())
+# --- format 2: binary header ---------------------------------------------------------------------------
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
 
 
+def _header_v2(record: CodeFile, coding: str, payload_bytes: int, check: int) -> bytes:
+    media = dict(record.media)
+    kind = media.pop("kind", None)
+    kind_id = KINDS.index(kind) if kind in KINDS else 3
+    model = record.model.encode()
+    out = bytearray([CODINGS.index(coding) | kind_id << 1])
+    out += _varint(len(model)) + model
+    out += bytes.fromhex(record.checkpoint_sha256[: 2 * CHECKPOINT_ID_BYTES])
+    out += _varint(int(record.codebook_size)) + bytes([len(record.grid)])
+    for size in record.grid:
+        out += _varint(size)
+    out += _varint(payload_bytes) + _CRC.pack(check)
+    if kind == "image":
+        out += _varint(media.pop("width")) + _varint(media.pop("height")) + bytes([media.pop("channels")])
+    elif kind == "audio":
+        out += _varint(media.pop("sample_rate")) + _varint(media.pop("samples"))
+    name = str(media.pop("name", "")).encode()
+    out += _varint(len(name)) + name
+    if kind_id == 3 and kind is not None:
+        media["kind"] = kind
+    meta = {**({"media": media} if media else {}), **({"extra": record.extra} if record.extra else {})}
+    if meta:
+        out += json.dumps(meta, separators=(",", ":"), sort_keys=True, allow_nan=False).encode()
+    if len(out) > MAX_HEADER_V2:
+        raise VqtoolError(f"record header would be {len(out)} bytes (at most {MAX_HEADER_V2})")
+    return bytes(out)
+
+
+class _Reader:
+    """Cursor over a format-2 header; running off its end is a corrupt header."""
+
+    def __init__(self, data: bytes):
+        self.data, self.at = data, 0
+
+    def take(self, n: int) -> bytes:
+        if self.at + n > len(self.data):
+            raise ValueError("header ends early")
+        chunk = self.data[self.at:self.at + n]
+        self.at += n
+        return chunk
+
+    def byte(self) -> int:
+        return self.take(1)[0]
+
+    def varint(self) -> int:
+        value = 0
+        for shift in range(0, 63, 7):
+            byte = self.byte()
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return value
+        raise ValueError("over-long number")
+
+    def rest(self) -> bytes:
+        return self.take(len(self.data) - self.at)
+
+
+def _parse_v2(header: bytes) -> dict:
+    """A format-2 header as the fields format 1 spells out (so both meet one validation)."""
+    cursor = _Reader(header)
+    flags = cursor.byte()
+    if flags >> 3:
+        raise ValueError(f"unknown flags {flags:#x}")
+    coding, kind_id = flags & 1, flags >> 1
+    model = cursor.take(min(cursor.varint(), MAX_MODEL_NAME + 1)).decode("utf-8")
+    sha = cursor.take(CHECKPOINT_ID_BYTES).hex()
+    size, rank = cursor.varint(), cursor.byte()
+    if not 1 <= rank <= 3:
+        raise ValueError(f"grid of rank {rank}")
+    grid = [cursor.varint() for _ in range(rank)]
+    fields = {"model": model, "checkpoint_sha256": sha, "codebook_size": size, "grid": grid,
+              "coding": CODINGS[coding], "payload_bytes": cursor.varint()}
+    fields["codes_crc32" if coding else "payload_crc32"] = _CRC.unpack(cursor.take(4))[0]
+    media = {}
+    if kind_id == 0:
+        media = {"kind": "image", "width": cursor.varint(), "height": cursor.varint(), "channels": cursor.byte()}
+    elif kind_id == 1:
+        media = {"kind": "audio", "sample_rate": cursor.varint(), "samples": cursor.varint()}
+    elif kind_id == 2:
+        raise ValueError("unknown media kind")
+    name = cursor.take(min(cursor.varint(), MAX_MODEL_NAME + 1)).decode("utf-8")
+    if name:
+        media["name"] = name
+    meta = cursor.rest()
+    if len(meta) > MAX_META_BYTES:
+        raise ValueError(f"metadata of {len(meta)} bytes")
+    meta = _json(meta) if meta else {}
+    if not isinstance(meta, dict) or set(meta) - {"media", "extra"}:
+        raise ValueError("metadata is not an object of media and extra")
+    if not isinstance(meta.get("media", {}), dict):
+        raise ValueError("media is not an object")
+    fields["media"] = {**meta.get("media", {}), **media}
+    if "extra" in meta:
+        fields["extra"] = meta["extra"]
+    return fields
+
+
+def _json(raw: bytes):
+    """Strict JSON: no NaN or Infinity, bounded nesting."""
+    def refuse(constant):
+        raise ValueError(f"{constant} is not a number here")
+
+    try:
+        value = json.loads(raw, parse_constant=refuse)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise ValueError("nested too deeply")
+    return value
+
+
+def _depth(value, level: int = 0) -> int:
+    if level > MAX_JSON_DEPTH:
+        return level
+    if isinstance(value, dict):
+        return max([_depth(v, level + 1) for v in value.values()] or [level + 1])
+    if isinstance(value, list):
+        return max([_depth(v, level + 1) for v in value] or [level + 1])
+    return level
+
+
+# --- one validation layer for both formats --------------------------------------------------------------
+def _int(value, name: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise VqtoolError(f"corrupt .vqc header ({name} {value!r} is not an integer in {low}..{high})")
+    return value
+
+
+def _finite(value, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise VqtoolError(f"corrupt .vqc header ({name} {value!r} is not a finite number)")
+
+
+_HEX = re.compile(r"[0-9a-f]{16,64}")
+
+
+def validate(fields: dict) -> dict:
+    """Types, ranges and limits of a record's header fields; returns the media and extra objects.
+    Raises VqtoolError without a source (the caller names the file and record)."""
+    model, sha = fields.get("model"), fields.get("checkpoint_sha256")
+    if not isinstance(model, str) or not 0 < len(model.encode()) <= MAX_MODEL_NAME or "\0" in model:
+        raise VqtoolError("corrupt .vqc header (model name)")
+    if not isinstance(sha, str) or not _HEX.fullmatch(sha):
+        raise VqtoolError("corrupt .vqc header (checkpoint_sha256)")
+    size = _int(fields.get("codebook_size"), "codebook_size", 2, MAX_CODEBOOK)
+    grid = fields.get("grid")
+    if not isinstance(grid, list) or not 1 <= len(grid) <= 3:
+        raise VqtoolError(f"corrupt .vqc header (grid {grid!r} is not a list of 1 to 3 sizes)")
+    for s in grid:
+        _int(s, "grid size", 1, MAX_CODES)
+    count = math.prod(grid)
+    if count > MAX_CODES:
+        raise VqtoolError(f"a {'x'.join(map(str, grid))} grid has {count:,} codes; a record holds at most "
+                          f"{MAX_CODES:,}")
+    coding = fields.get("coding")
+    if coding not in CODINGS:
+        raise VqtoolError(f"unsupported payload coding {coding!r}")
+    nbytes = _int(fields.get("payload_bytes"), "payload_bytes", 0, MAX_CODES * 3)
+    if coding == "packed" and nbytes != packed_size(count, size):
+        raise VqtoolError(f"payload size {nbytes} does not match a {tuple(grid)} grid "
+                          f"({packed_size(count, size)} bytes)")
+    check = "payload_crc32" if coding == "packed" else "codes_crc32"
+    _int(fields.get(check), check, 0, 0xFFFFFFFF)
+    media, extra = fields.get("media", {}), fields.get("extra", {})
+    if not isinstance(media, dict) or not isinstance(extra, dict):
+        raise VqtoolError("corrupt .vqc header (media and extra must be objects)")
+    if _depth(media) > MAX_JSON_DEPTH or _depth(extra) > MAX_JSON_DEPTH:
+        raise VqtoolError("corrupt .vqc header (nested too deeply)")
+    _validate_media(media, grid, coding)
+    return {"media": media, "extra": extra}
+
+
+def _validate_media(media: dict, grid: list[int], coding: str) -> None:
+    kind = media.get("kind")
+    if "name" in media and not isinstance(media["name"], str):
+        raise VqtoolError("corrupt .vqc header (media name is not a string)")
+    if kind == "image":
+        width = _int(media.get("width"), "image width", 1, MAX_PIXELS)
+        height = _int(media.get("height"), "image height", 1, MAX_PIXELS)
+        _int(media.get("channels", 3), "image channels", 1, 4)
+        if width * height > MAX_PIXELS:
+            raise VqtoolError(f"image of {width}x{height} pixels is over the {MAX_PIXELS:,}-pixel limit")
+        if len(grid) != 2:
+            raise VqtoolError(f"an image record needs a 2-D grid, not {tuple(grid)}")
+        if coding == "range-prior" and math.prod(grid) > MAX_RANGE_CODES:
+            raise VqtoolError(f"a range-coded {'x'.join(map(str, grid))} grid is over the limit of "
+                              f"{MAX_RANGE_CODES:,} codes (decoding is sequential)")
+    elif kind == "audio":
+        rate = _int(media.get("sample_rate"), "sample_rate", MIN_RATE, MAX_RATE)
+        _int(media.get("samples"), "samples", 1, rate * MAX_AUDIO_SECONDS)
+        if "code_rate" in media:
+            _finite(media["code_rate"], "code_rate")
+        if len(grid) != 1:
+            raise VqtoolError(f"an audio record needs a 1-D grid, not {tuple(grid)}")
+        if coding != "packed":
+            raise VqtoolError("audio records are bit-packed only (no prior to range-code them)")
+    else:
+        raise VqtoolError(f"corrupt .vqc header (unknown media kind {kind!r})")
+
+
+# --- reading ------------------------------------------------------------------------------------------
 def _read_exact(stream: BinaryIO, n: int) -> bytes:
     chunks, left = [], n
     while left:
@@ -124,59 +349,71 @@ def _read_exact(stream: BinaryIO, n: int) -> bytes:
     return b"".join(chunks)
 
 
-def read_record(stream: BinaryIO, source: str = "<stream>") -> CodeFile | None:
-    """Read one record; None at a clean end of stream. Every malformation is a VqtoolError."""
-    prefix = _read_exact(stream, _PREFIX.size)
-    if not prefix:
-        return None
-    if len(prefix) < _PREFIX.size or prefix[:4] != MAGIC:
-        raise VqtoolError("not a .vqc code file (bad magic)", source)
-    _, version, hlen = _PREFIX.unpack(prefix)
-    if version != FORMAT_VERSION:
-        raise VqtoolError(f"unsupported .vqc format version {version} (this vqtool reads {FORMAT_VERSION})", source)
+def _read_header(stream: BinaryIO, prefix: bytes, source: str) -> dict:
+    """The header fields of a record whose first 5 bytes (magic, version) are `prefix`."""
+    version = prefix[4]
+    if version not in READ_VERSIONS:
+        raise VqtoolError(f"unsupported .vqc format version {version} (this vqtool reads "
+                          f"{', '.join(map(str, READ_VERSIONS))})", source)
+    layout = _PREFIX_V1 if version == 1 else _PREFIX_V2
+    rest = _read_exact(stream, layout.size - 5)
+    if len(rest) < layout.size - 5:
+        raise VqtoolError("truncated .vqc file (header cut short)", source)
+    hlen = layout.unpack(prefix + rest)[2]
     if hlen > MAX_HEADER_BYTES:
         raise VqtoolError(f"corrupt .vqc header (length {hlen})", source)
-    raw = _read_exact(stream, hlen)
-    if len(raw) < hlen:
+    raw = _read_exact(stream, hlen + (4 if version == 2 else 0))
+    if len(raw) < hlen + (4 if version == 2 else 0):
         raise VqtoolError("truncated .vqc file (header cut short)", source)
     try:
-        header = json.loads(raw)
-        grid = tuple(int(s) for s in header["grid"])
-        size = int(header["codebook_size"])
-        nbytes = int(header["payload_bytes"])
-        coding = header["coding"]
-        model, sha = str(header["model"]), str(header["checkpoint_sha256"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise VqtoolError(f"corrupt .vqc header ({exc.__class__.__name__}: {exc})", source) from None
-    if coding not in CODINGS:
-        raise VqtoolError(f"unsupported payload coding '{coding}'", source)
-    if size < 2 or any(s < 0 for s in grid):
-        raise VqtoolError("corrupt .vqc header (codebook size or grid)", source)
-    count = math.prod(grid)
-    expected = math.ceil(count * bits_per_code(size) / 8)
-    if coding == "packed" and nbytes != expected:
-        raise VqtoolError(f"payload size {nbytes} does not match a {grid} grid ({expected} bytes)", source)
+        if version == 1:
+            fields = _json(raw)
+            if not isinstance(fields, dict):
+                raise ValueError("header is not an object")
+            return fields
+        header, (crc,) = raw[:hlen], _CRC.unpack(raw[hlen:])
+        if zlib.crc32(prefix[4:] + rest + header) != crc:
+            raise VqtoolError("corrupt .vqc header (checksum mismatch)", source)
+        return _parse_v2(header)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise VqtoolError(f"corrupt .vqc header ({exc})", source) from None
+
+
+def read_record(stream: BinaryIO, source: str = "<stream>") -> CodeFile | None:
+    """Read one record; None at a clean end of stream. Every malformation is a VqtoolError."""
+    prefix = _read_exact(stream, 5)
+    if not prefix:
+        return None
+    if len(prefix) < 5 or prefix[:4] != MAGIC:
+        raise VqtoolError("not a .vqc code file (bad magic)", source)
+    fields = _read_header(stream, prefix, source)
+    try:
+        objects = validate(fields)
+    except VqtoolError as exc:
+        raise VqtoolError(str(exc), source) from None
+    grid, size, nbytes = tuple(fields["grid"]), fields["codebook_size"], fields["payload_bytes"]
     payload = _read_exact(stream, nbytes)
     if len(payload) < nbytes:
         raise VqtoolError(f"truncated .vqc file (payload has {len(payload)} of {nbytes} bytes)", source)
-    if (coding == "packed" or "payload_crc32" in header) and zlib.crc32(payload) != header.get("payload_crc32"):
+    if "payload_crc32" in fields and zlib.crc32(payload) != fields["payload_crc32"]:
         raise VqtoolError("corrupt .vqc payload (checksum mismatch)", source)
-    media, extra = dict(header.get("media", {})), dict(header.get("extra", {}))
-    if coding == "range-prior":
-        if not isinstance(header.get("codes_crc32"), int):
-            raise VqtoolError("corrupt .vqc header (range-coded record without codes_crc32)", source)
-        return CodeFile(None, model, sha, size, media, extra, coding, payload, grid, header["codes_crc32"])
+    common = (fields["model"], fields["checkpoint_sha256"], size, objects["media"], objects["extra"],
+              fields["coding"], payload)
+    if fields["coding"] == "range-prior":
+        return CodeFile(None, *common, grid, fields["codes_crc32"])
     try:
-        codes = unpack_codes(payload, count, size).reshape(grid)
+        codes = unpack_codes(payload, math.prod(grid), size).reshape(grid)
     except ValueError as exc:
         raise VqtoolError(f"corrupt .vqc payload ({exc})", source) from None
-    return CodeFile(codes, model, sha, size, media, extra, coding, payload)
+    return CodeFile(codes, *common)
 
 
 def iter_records(stream: BinaryIO, source: str = "<stream>") -> Iterator[CodeFile]:
     """All records of a stream; a stream with none is an error."""
     index = 0
     while True:
+        if index >= MAX_RECORDS:
+            raise VqtoolError(f"more than {MAX_RECORDS:,} records in one stream", source)
         record = read_record(stream, source if index == 0 else f"{source} (record {index + 1})")
         if record is None:
             break

@@ -11,11 +11,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .codes import MAX_RANGE_CODES as MAX_CODES  # decoding is sequential, about 1 ms per code on a CPU core
 from .codes import codes_crc32
 from .errors import VqtoolError
 from .prior import PixelCNNPrior, autoregress
-
-MAX_CODES = 1 << 14  # per record: decoding is sequential, about 1 ms per code position on a CPU core
 
 
 def _categorical():
@@ -96,7 +95,7 @@ def restore(prior: PixelCNNPrior | None, record, source: str) -> np.ndarray:
         raise VqtoolError(f"a range-coded record needs a 2-D grid, not {record.grid}", source)
     try:
         codes = decompress(prior, [record.payload], record.grid)[0]
-    except (ValueError, RuntimeError) as exc:  # the coder's own complaint about an impossible stream
+    except (ValueError, RuntimeError, AssertionError) as exc:  # the coder's own complaint about an impossible stream
         raise VqtoolError(f"corrupt range-coded payload ({exc})", source) from None
     if codes_crc32(codes) != record.codes_crc32:
         raise VqtoolError("range-coded payload does not decode to the recorded codes (corrupt, or made by "

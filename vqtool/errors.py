@@ -14,3 +14,8 @@ class VqtoolError(Exception):
     def __str__(self) -> str:
         message = super().__str__()
         return f"{self.source}: {message}" if self.source else message
+
+
+class StdoutClosed(Exception):
+    """The reader of our stdout went away (`vqtool ... | head`): stop quietly, exit 0.
+    Not an OSError, so that the CLI framework does not turn it into a silent exit 1."""

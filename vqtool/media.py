@@ -6,16 +6,18 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import sys
 import tempfile
+import unicodedata
 import warnings
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from .errors import VqtoolError
+from .errors import StdoutClosed, VqtoolError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 MAX_IMAGE_PIXELS = 50_000_000  # larger images are refused as possible decompression bombs
@@ -24,32 +26,86 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 STDIO = "-"
 
 
+PART_SUFFIX = ".part"
+_checked_folders: set[str] = set()
+
+
+def warn_stale_parts(folder: Path) -> None:
+    """Name (once per folder and run) the temporaries that a killed earlier run left behind."""
+    key = os.path.realpath(folder)
+    if key in _checked_folders:
+        return
+    _checked_folders.add(key)
+    with contextlib.suppress(OSError):
+        stale = sorted(p.name for p in Path(folder).glob(f".*{PART_SUFFIX}") if p.is_file())
+        if stale:
+            shown = ", ".join(stale[:3]) + (f" and {len(stale) - 3} more" if len(stale) > 3 else "")
+            print(f"vqtool: note: {folder} holds {len(stale)} partial file(s) left by an interrupted run "
+                  f"({shown}); they are not outputs and can be deleted", file=sys.stderr)
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds.
+    The temporary is removed on any failure (SIGTERM and Ctrl-C included: the CLI turns them into
+    exceptions); a failed write is one VqtoolError naming the file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        warn_stale_parts(path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:200]}.", suffix=PART_SUFFIX, dir=path.parent)
+        os.close(fd)
+        umask = os.umask(0)
+        os.umask(umask)
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the usual permissions
         os.replace(tmp, path)
+    except OSError as exc:
+        if isinstance(exc, BrokenPipeError):
+            raise
+        raise VqtoolError(f"cannot write ({exc.strerror or exc})", str(path)) from None
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def write_stdout(data: bytes) -> None:
+    try:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:
+        raise StdoutClosed from None
 
 
 def write_bytes(target: str | Path, data: bytes) -> None:
     """Write to a file atomically, or to stdout for '-'."""
     if str(target) == STDIO:
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
+        write_stdout(data)
         return
     with atomic_path(Path(target)) as tmp:
         tmp.write_bytes(data)
+
+
+MAX_NAME_BYTES = 100
+
+
+def safe_name(name: str, fallback: str) -> str:
+    """A name from a file header reduced to a plain file stem (docs/outputs.md): letters, digits and
+    `_ . - space` kept, anything else (separators, NUL, control characters) becomes `_`, leading and
+    trailing dots and spaces go (no `..`, no hidden files), at most 100 UTF-8 bytes; `fallback` if
+    nothing is left."""
+    name = unicodedata.normalize("NFC", str(name))
+    cleaned = re.sub(r"[^\w.\- ]", "_", name, flags=re.UNICODE).strip(" .")
+    cleaned = cleaned.encode()[:MAX_NAME_BYTES].decode(errors="ignore").strip(" .")
+    return cleaned or fallback
+
+
+def path_key(path: str | Path) -> str:
+    """One spelling per file, to tell whether two paths name the same file."""
+    return os.path.normcase(os.path.realpath(path))
 
 
 _stdin: bytes | None = None
@@ -105,10 +161,30 @@ def decode_image(data: bytes, source: str, mode: str = "RGB") -> Image.Image:
         raise VqtoolError(f"truncated or corrupt image ({exc})", source) from None
     if image.width == 0 or image.height == 0:
         raise VqtoolError("image has no pixels", source)
+    try:
+        image = ImageOps.exif_transpose(image)  # phone photos are stored sideways with an orientation tag
+    except (OSError, SyntaxError, ValueError, KeyError, TypeError, ZeroDivisionError):
+        pass  # a broken EXIF block: the pixels as stored
+    image = _eight_bit(image, source)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, image.convert("RGBA"))
     return image.convert(mode)
+
+
+def _eight_bit(image: Image.Image, source: str) -> Image.Image:
+    """16-bit and 32-bit integer images scaled from 0..65535, float images from 0..1, to 8 bits
+    (Pillow's own conversion clips them: 16-bit photos came back white, float ones black)."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        array = np.asarray(image, dtype=np.float64) / 257.0
+    elif image.mode == "F":
+        array = np.asarray(image, dtype=np.float64)
+        if not np.isfinite(array).all():
+            raise VqtoolError("image has NaN or infinite pixel values", source)
+        array = array * 255.0
+    else:
+        return image
+    return Image.fromarray(np.clip(np.rint(array), 0, 255).astype(np.uint8), "L")
 
 
 def read_image(source: str, mode: str = "RGB") -> Image.Image:
