@@ -156,3 +156,12 @@ def tiny_fader(tmp_path_factory, face_folder) -> Path:
                      "--judge", out / "judge" / "judge.safetensors", "--quiet")
     assert result.returncode == 0, result.stderr.decode()
     return out / "fader" / "tinyface.safetensors"
+
+
+def pytest_terminal_summary(terminalreporter):
+    """What each fuzz family tried (tests/test_fuzz.py): inputs, clean rejections, valid results."""
+    tally = getattr(sys.modules.get("test_fuzz"), "TALLY", None)
+    if tally:
+        terminalreporter.write_sep("-", "fuzz: inputs tried / rejected cleanly / accepted; nothing else escaped")
+        for family, counts in sorted(tally.items()):
+            terminalreporter.write_line(f"{family:26} {counts['tried']:7d} {counts['rejected']:7d} {counts['accepted']:7d}")

@@ -213,7 +213,7 @@ def test_corrupt_audio_header_is_one_clear_error(tmp_path, tiny_speech, voice_fo
 
     assert run_cli("encode", voice_folder / "low" / "0.wav", "-m", tiny_speech, "-o", tmp_path / "a.vqc").returncode == 0
     record = read_codes((tmp_path / "a.vqc").read_bytes())[0]
-    record.media["sample_rate"] = "fast"
+    record.media["samples"] *= 100  # claims far more audio than its codes hold
     (tmp_path / "bad.vqc").write_bytes(record.to_bytes())
     result = run_cli("decode", tmp_path / "bad.vqc", "-o", tmp_path / "bad.wav")
-    assert result.returncode == 1 and "sample_rate" in result.stderr.decode() and not (tmp_path / "bad.wav").exists()
+    assert result.returncode == 1 and "samples at" in result.stderr.decode() and not (tmp_path / "bad.wav").exists()

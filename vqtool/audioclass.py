@@ -21,6 +21,7 @@ from .audio import Spectral
 from .speechdata import crop_batch, log_mels
 
 MIN_REFERENCE_SECONDS = 0.5  # shorter clips give unreliable voice embeddings
+MIN_EMBED_SAMPLES = 512  # 32 ms: shorter clips are padded with silence before embedding
 
 
 @dataclass
@@ -73,7 +74,9 @@ class AudioClassifier(nn.Module):
 
     @torch.no_grad()
     def embed(self, waves: list[np.ndarray]) -> torch.Tensor:
-        """16 kHz waveforms -> (N, E) unit embeddings, one clip at a time (lengths differ)."""
+        """16 kHz waveforms -> (N, E) unit embeddings, one clip at a time (lengths differ). Clips under
+        MIN_EMBED_SAMPLES are padded with silence: the convolutions need a few frames."""
+        waves = [np.pad(w, (0, max(0, MIN_EMBED_SAMPLES - len(w)))) for w in waves]
         return torch.cat([self.embed_features(f[None]) for f in log_mels(waves, self.spectral)]).cpu()
 
     @torch.no_grad()

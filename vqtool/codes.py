@@ -65,8 +65,9 @@ def pack_codes(codes: np.ndarray, codebook_size: int) -> bytes:
     if flat.size and (flat.min() < 0 or flat.max() >= codebook_size):
         raise ValueError(f"codes must lie in [0, {codebook_size})")
     bits = bits_per_code(codebook_size)
-    shifts = np.arange(bits - 1, -1, -1, dtype=np.int64)
-    bitplane = ((flat[:, None] >> shifts) & 1).astype(np.uint8)
+    bitplane = np.empty((flat.size, bits), dtype=np.uint8)  # one byte per bit: 8x less than int64 columns
+    for column in range(bits):
+        bitplane[:, column] = (flat >> (bits - 1 - column)) & 1
     return np.packbits(bitplane.ravel()).tobytes()
 
 
@@ -78,9 +79,11 @@ def unpack_codes(payload: bytes, count: int, codebook_size: int) -> np.ndarray:
     bits = bits_per_code(codebook_size)
     if len(payload) != packed_size(count, codebook_size):
         raise ValueError(f"payload has {len(payload)} bytes, expected {packed_size(count, codebook_size)}")
-    bitplane = np.unpackbits(np.frombuffer(payload, dtype=np.uint8))[: count * bits]
-    weights = (1 << np.arange(bits - 1, -1, -1, dtype=np.int64))
-    codes = bitplane.reshape(count, bits).astype(np.int64) @ weights
+    bitplane = np.unpackbits(np.frombuffer(payload, dtype=np.uint8))[: count * bits].reshape(count, bits)
+    codes = np.zeros(count, dtype=np.int64)
+    for column in range(bits):  # column by column: memory stays at a byte per bit
+        codes <<= 1
+        codes |= bitplane[:, column]
     if codes.size and codes.max() >= codebook_size:
         raise ValueError(f"code {int(codes.max())} is out of range for a codebook of {codebook_size}")
     return codes

@@ -48,10 +48,29 @@ def _entries(path: Path) -> list[tuple[str, callable]]:
         files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         return [(str(p.relative_to(path)), p.read_bytes) for p in files]
     if zipfile.is_zipfile(path):
-        archive = zipfile.ZipFile(path)
-        names = sorted(n for n in archive.namelist() if Path(n).suffix.lower() in IMAGE_SUFFIXES)
-        return [(n, (lambda n=n: archive.read(n))) for n in names]
+        try:
+            archive = zipfile.ZipFile(path)
+            members = [i for i in archive.infolist() if Path(i.filename).suffix.lower() in IMAGE_SUFFIXES]
+        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+            raise VqtoolError(f"unreadable zip ({exc})", str(path)) from None
+        total = sum(i.file_size for i in members)  # as declared; zipfile stops a member at its declared size
+        if total > MAX_ZIP_BYTES:
+            raise VqtoolError(f"zip would unpack to {total / 2**30:.1f} GiB of images (limit "
+                              f"{MAX_ZIP_BYTES // 2**30} GiB; a zip bomb?)", str(path))
+        return [(i.filename, (lambda n=i.filename: _member(archive, n, path))) for i in sorted(members,
+                                                                                              key=lambda i: i.filename)]
     raise VqtoolError("training data must be a folder or a .zip of images", str(path))
+
+
+MAX_ZIP_BYTES = 4 << 30  # uncompressed images in one training zip (CIFAR-10's train.zip: 43 MiB)
+MAX_DECODED_BYTES = 8 << 30  # decoded pixels held for training (CIFAR-10's training set: 154 MB)
+
+
+def _member(archive, name: str, path: Path) -> bytes:
+    try:
+        return archive.read(name)
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError) as exc:
+        raise VqtoolError(f"corrupt zip member ({exc})", f"{path}:{name}") from None
 
 
 def load_images(path: str | Path, size: int | None = None, mode: str = "RGB",
@@ -74,9 +93,14 @@ def load_images(path: str | Path, size: int | None = None, mode: str = "RGB",
         raise VqtoolError("no images found", str(path))
     classes = sorted({Path(name).parent.name for name, _ in entries})
     arrays, labels = [], []
+    held = 0
     for name, read in entries:
         image = _fit(decode_image(read(), f"{path}:{name}", mode), size)
         arrays.append(image_to_array(image))
+        held += arrays[-1].nbytes
+        if held > MAX_DECODED_BYTES:
+            raise VqtoolError(f"images decode to over {MAX_DECODED_BYTES // 2**30} GiB (use --limit or "
+                              "--image-size)", str(path))
         labels.append(classes.index(Path(name).parent.name))
     if len({a.shape for a in arrays}) > 1:
         raise VqtoolError("images differ in size; pass --image-size to crop and resize them", str(path))

@@ -11,6 +11,7 @@ import hashlib
 import importlib
 import json
 import os
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -49,19 +50,37 @@ def user_dir(models_dir: str | os.PathLike | None = None) -> Path:
     return Path(home) / "models" if home else Path.home() / ".vqtool" / "models"
 
 
-def _registry(folder: Path) -> dict:
+_warned_registries: set[str] = set()
+
+
+def _registry(folder: Path, bundled: bool) -> dict:
+    """name -> entry. A malformed registry in the user's folder is named in a warning and ignored
+    (its checkpoints still resolve by file name), so it cannot break the bundled models."""
     path = folder / REGISTRY
     if not path.is_file():
         return {}
     try:
-        return json.loads(path.read_text())["models"]
-    except (ValueError, KeyError) as exc:
-        raise VqtoolError(f"unreadable model registry ({exc})", str(path)) from None
+        models = json.loads(path.read_text())["models"]
+        if not isinstance(models, dict):
+            raise ValueError("'models' is not an object")
+        for name, entry in models.items():
+            if not (isinstance(entry, dict) and isinstance(entry.get("file"), str)
+                    and Path(entry["file"]).name == entry["file"] and entry["file"] not in ("", ".", "..")
+                    and isinstance(entry.get("sha256", ""), str)):
+                raise ValueError(f"entry '{name}' needs a plain 'file' name in this folder")
+        return models
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        if bundled:
+            raise VqtoolError(f"unreadable model registry ({exc})", str(path)) from None
+        if str(path) not in _warned_registries:
+            _warned_registries.add(str(path))
+            print(f"vqtool: warning: {path}: ignored, unreadable model registry ({exc})", file=sys.stderr)
+        return {}
 
 
 def _folder_models(folder: Path, bundled: bool) -> dict[str, Resolved]:
     found = {}
-    registry = _registry(folder)
+    registry = _registry(folder, bundled)
     if folder.is_dir() and not bundled:
         for path in sorted(folder.glob("*.safetensors")):
             found[path.stem] = Resolved(path.stem, path, None, False)
@@ -111,8 +130,66 @@ def read_metadata(path: Path) -> dict:
         raise VqtoolError(f"not a vqtool checkpoint (format {raw.get('format')!r})", str(path))
     meta = dict(raw)
     for key in ("config", "provenance", "metrics", "extra"):
-        meta[key] = json.loads(raw.get(key, "{}"))
+        try:
+            meta[key] = json.loads(raw.get(key, "{}"), parse_constant=_no_constant)
+        except (ValueError, RecursionError) as exc:
+            raise VqtoolError(f"corrupt checkpoint metadata ({key}: {exc})", str(path)) from None
+        if not isinstance(meta[key], dict):
+            raise VqtoolError(f"corrupt checkpoint metadata ({key} is not an object)", str(path))
+    if not isinstance(meta.get("architecture"), str):
+        raise VqtoolError("corrupt checkpoint metadata (no architecture)", str(path))
     return meta
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number here")
+
+
+MAX_CONFIG_INT = 1 << 16  # sizes, counts and layer numbers in a config: a bound on what a network may claim
+MAX_CONFIG_LIST = 4096
+
+
+def check_config(cls, config: dict, source: str):
+    """The architecture's Config from checkpoint metadata: unknown keys, wrong types and absurd sizes
+    refused before any network is built."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(cls.Config)
+    names = {f.name for f in dataclasses.fields(cls.Config)}
+    unknown = sorted(set(config) - names)
+    if unknown:
+        raise VqtoolError(f"corrupt checkpoint config (unknown keys: {', '.join(unknown)})", source)
+    for key, value in config.items():
+        if not _conforms(value, hints[key]):
+            raise VqtoolError(f"corrupt checkpoint config ({key} = {str(value)[:60]} is not {hints[key]})", source)
+    return cls.Config(**config)
+
+
+def _conforms(value, hint) -> bool:
+    import math
+    import types
+    import typing
+
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_conforms(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool) and abs(value) <= MAX_CONFIG_INT
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (list, tuple) or hint in (list, tuple):
+        return (isinstance(value, list) and len(value) <= MAX_CONFIG_LIST
+                and all(_conforms(v, args[0]) for v in value) if args else isinstance(value, list))
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    return True
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -147,14 +224,29 @@ def load(name_or_path: str, device: str = "auto", models_dir=None, expect: str |
     if expect and meta["architecture"] != expect:
         raise VqtoolError(f"is a {meta['architecture']} checkpoint; this needs a {expect} one", name_or_path)
     cls = architecture_class(meta["architecture"])
-    model = cls(cls.Config(**meta["config"]))
-    state = {}
+    config = check_config(cls, meta["config"], name_or_path)
     with safe_open(str(resolved.path), framework="pt") as handle:
-        for key in handle.keys():
-            state[key] = handle.get_tensor(key)
+        shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+        _check_shapes(cls, config, shapes, name_or_path)  # before the real network is allocated
+        state = {key: handle.get_tensor(key) for key in handle.keys()}
+    model = cls(config)
     model.load_state_dict(state)
     model.name, model.sha256, model.metadata, model.path = resolved.name, sha, meta, resolved.path
     return model.eval().to(resolve_device(device))
+
+
+def _check_shapes(cls, config, shapes: dict, source: str) -> None:
+    """Build the network on the meta device (no memory) and compare its tensors with the file's, so a
+    config that claims a bigger network than the file holds is refused before anything is allocated."""
+    try:
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in cls(config).state_dict().items()}
+    except (TypeError, ValueError, KeyError, IndexError, RuntimeError, ZeroDivisionError, VqtoolError) as exc:
+        raise VqtoolError(f"corrupt checkpoint config (it builds no network: {exc})", source) from None
+    if expected != shapes:
+        missing = sorted(set(expected) - set(shapes)) or sorted(k for k in expected if expected[k] != shapes.get(k))
+        raise VqtoolError(f"checkpoint tensors do not match its config ({len(expected)} expected, "
+                          f"{len(shapes)} in the file; first difference: {(missing or sorted(shapes))[0]})", source)
 
 
 def save_checkpoint(path: Path, model: torch.nn.Module, architecture: str, config, name: str,

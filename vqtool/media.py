@@ -149,6 +149,7 @@ def decode_image(data: bytes, source: str, mode: str = "RGB") -> Image.Image:
         raise VqtoolError("empty file", source)
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's notes on odd but readable files are not the user's business
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
             image.load()
@@ -162,7 +163,9 @@ def decode_image(data: bytes, source: str, mode: str = "RGB") -> Image.Image:
     if image.width == 0 or image.height == 0:
         raise VqtoolError("image has no pixels", source)
     try:
-        image = ImageOps.exif_transpose(image)  # phone photos are stored sideways with an orientation tag
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image = ImageOps.exif_transpose(image)  # phone photos are stored sideways with an orientation tag
     except (OSError, SyntaxError, ValueError, KeyError, TypeError, ZeroDivisionError):
         pass  # a broken EXIF block: the pixels as stored
     image = _eight_bit(image, source)
