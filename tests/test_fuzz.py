@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from vqtool.codes import MAGIC, CodeFile, read_codes, validate
+from vqtool.codes import MAGIC, CodeFile, read_codes
 from vqtool.errors import VqtoolError
 
 EXAMPLES = int(os.environ.get("VQTOOL_FUZZ_EXAMPLES", "150"))

@@ -1,5 +1,4 @@
 """The learned prior: causality, cached = naive sampling, exact range coding, and the CLI around them."""
-import zlib
 
 import numpy as np
 import pytest

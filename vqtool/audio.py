@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator

@@ -263,13 +263,14 @@ class Outputs:
     order, with a note), and an output that is an input of the call is refused before anything is
     written (docs/outputs.md). Several outputs need a folder: `-o x.png` never becomes a directory."""
 
-    def __init__(self, target: Optional[str], count: int, suffix: str, inputs: list[str] = (), quiet: bool = False):
+    def __init__(self, target: Optional[str], count: int, suffix: str, inputs: list[str] = (), quiet: bool = False,
+                 from_folder: bool = False):
         from .media import path_key
 
         self.target, self.suffix, self.quiet = target, suffix, quiet
         named = target not in (None, "-")
         self.to_dir = named and (Path(target).is_dir() or target.endswith(("/", os.sep))
-                                 or (count > 1 and not Path(target).suffix))
+                                 or ((count > 1 or from_folder) and not Path(target).suffix))
         if named and count > 1 and not self.to_dir:
             raise usage(f"'{target}' names one file, but this call makes {count} outputs; give a folder "
                         f"(-o {Path(target).with_suffix('')}/)", "--output")
@@ -303,6 +304,11 @@ class Outputs:
     def plan(self, sources: list[str]) -> list[str]:
         """Every output path up front, so that a refusal comes before anything is written."""
         return [self.path_for(source) for source in sources]
+
+
+def any_folder(items: list[str]) -> bool:
+    """Whether an input names a folder: then `-o NAME` (no suffix) is a folder too, however many files."""
+    return any(item != "-" and Path(item).is_dir() for item in items)
 
 
 def record_stem(source: str, index: int, record, records_in_source: int) -> str:
@@ -431,13 +437,13 @@ def encode(
             raise usage("--compress needs a learned prior, which only the image models have", "--compress")
         from .cli_speech import encode_audio
 
-        return encode_audio(sources, model or "speech", output, device, models_dir, as_json, quiet)
+        return encode_audio(sources, model or "speech", output, device, models_dir, as_json, quiet, any_folder(inputs))
     net = load(model or "cifar10", device, models_dir, expect="vqvae-image")
     if compress:
         net.require_prior()
     # several inputs into one NAME.vqc file: the format holds many records back to back
     collect = output not in (None, "-") and output.endswith(".vqc") and not Path(output).is_dir()
-    outputs = Outputs(output, 1 if collect else len(sources), ".vqc", sources, quiet)
+    outputs = Outputs(output, 1 if collect else len(sources), ".vqc", sources, quiet, any_folder(inputs))
     targets = dict(zip(range(len(sources)), [output] * len(sources) if collect else outputs.plan(sources)))
     failures: list[str] = []
     collected: list[bytes] = []
@@ -609,11 +615,12 @@ def decode(
     if (to or to_voice) and images and not quiet:
         console.print("vqtool: note: --to/--to-voice apply to the audio records only", markup=False, highlight=False)
     if sounds:
-        written += decode_audio(sounds, output, cache, to, to_voice, fmt, as_json, failures, sources, quiet)
+        written += decode_audio(sounds, output, cache, to, to_voice, fmt, as_json, failures, sources, quiet,
+                                any_folder(inputs))
     # several records into one image file (or stdout) make one grid, as `vqtool sample` writes them
     as_grid = len(images) > 1 and output is not None and (output == "-" or (
         Path(output).suffix.lower() in IMAGE_FORMATS and not Path(output).is_dir()))
-    outputs = Outputs(output, 1 if as_grid else len(images), suffix, sources, quiet)
+    outputs = Outputs(output, 1 if as_grid else len(images), suffix, sources, quiet, any_folder(inputs))
     targets = [None if as_grid else outputs.path_for(source, stem) for source, _, _, stem in images]
     cells = []
     for (source, index, record, _), target in zip(images, targets):

@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from .cli import (AttributesOpt, CheckpointOpt, DeviceOpt, HoldoutOpt, LabelsOpt, ModelsDirOpt, OutOpt, Outputs,
-                  ResumeOpt, SeedOpt, TimeLimitOpt, _report, app, console, emit_json, split_specs, train_app,
+                  ResumeOpt, SeedOpt, TimeLimitOpt, _report, any_folder, app, console, emit_json, split_specs, train_app,
                   train_options, usage)
 from .errors import VqtoolError
 
@@ -208,7 +208,7 @@ def fade(
     sources = expand_inputs(inputs, IMAGE_SUFFIXES)
     failures: list[str] = []
     rows = []
-    outputs = Outputs(output, 1 if sweep else len(sources), ".faded.png", sources, quiet)
+    outputs = Outputs(output, 1 if sweep else len(sources), ".faded.png", sources, quiet, any_folder(inputs))
     targets = [None] * len(sources) if sweep else outputs.plan(sources)
     for source, target in zip(sources, targets):
         try:

@@ -164,7 +164,7 @@ def resolve_voice(net, to: Optional[str], to_voice: Optional[str]):
 
 
 def encode_audio(sources: list[str], model: str, output: Optional[str], device: str, models_dir, as_json: bool,
-                 quiet: bool) -> None:
+                 quiet: bool, from_folder: bool = False) -> None:
     """`vqtool encode` for audio: one record per input, codes streamed chunk by chunk."""
     import numpy as np
 
@@ -176,7 +176,7 @@ def encode_audio(sources: list[str], model: str, output: Optional[str], device: 
 
     net = _load_speech(model, device, models_dir)
     collect = output not in (None, "-") and output.endswith(".vqc") and not Path(output).is_dir()
-    outputs = Outputs(output, 1 if collect else len(sources), ".vqc", sources, quiet)
+    outputs = Outputs(output, 1 if collect else len(sources), ".vqc", sources, quiet, from_folder)
     targets = [output] * len(sources) if collect else outputs.plan(sources)
     failures: list[str] = []
     collected: list[bytes] = []
@@ -225,7 +225,7 @@ def encode_audio(sources: list[str], model: str, output: Optional[str], device: 
 
 
 def decode_audio(pending, output: Optional[str], cache, to: Optional[str], to_voice: Optional[str], fmt: str,
-                 as_json: bool, failures: list[str], inputs: list[str], quiet: bool) -> int:
+                 as_json: bool, failures: list[str], inputs: list[str], quiet: bool, from_folder: bool = False) -> int:
     """`vqtool decode` for audio records (source, index, record, stem); several into one audio file are joined."""
     import numpy as np
 
@@ -237,7 +237,7 @@ def decode_audio(pending, output: Optional[str], cache, to: Optional[str], to_vo
     fmt = fmt.lower() if "." + fmt.lower() in OUTPUT_FORMATS else "wav"
     join = len(pending) > 1 and output is not None and (output == STDIO or Path(output).suffix.lower() in OUTPUT_FORMATS)
     outputs = Outputs(output, 1 if join else len(pending), f".{fmt}" if output is not None else f".decoded.{fmt}",
-                      inputs, quiet)
+                      inputs, quiet, from_folder)
     jobs, voices = [], {}
     for source, index, record, stem in pending:
         try:
@@ -332,7 +332,7 @@ def convert_voice(
     `cat a.wav | vqtool convert-voice - --to george -o - > b.wav`
     """
     from .audio import AUDIO_SUFFIXES, AudioWriter, audio_source
-    from .cli import Outputs, _report
+    from .cli import Outputs, _report, any_folder
     from .media import expand_inputs
 
     if not to and not to_voice:
@@ -342,7 +342,8 @@ def convert_voice(
     sources = expand_inputs(inputs, AUDIO_SUFFIXES)
     net = _load_speech(model, device, models_dir)
     voice = resolve_voice(net, to, to_voice)
-    outputs = Outputs(output, len(sources), ".wav" if output is not None else ".converted.wav", sources, quiet)
+    outputs = Outputs(output, len(sources), ".wav" if output is not None else ".converted.wav", sources, quiet,
+                      any_folder(inputs))
     failures: list[str] = []
     for source, target in zip(sources, outputs.plan(sources)):
         try:
