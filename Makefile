@@ -4,7 +4,7 @@ DATA ?= ../shared/data
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test bench speech-models face-models clean
+.PHONY: install demo test fuzz bench speech-models face-models clean
 
 $(BIN)/vqtool: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,9 +39,13 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
+fuzz: install  # the fuzz suite at 20,000 inputs per family (make test runs 150), about 15 minutes
+	VQTOOL_FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest -q tests/test_fuzz.py
+
 bench: install
 	$(BIN)/python bench/bench_vqvae.py
 	$(BIN)/python bench/bench_prior.py
+	$(BIN)/python bench/bench_vqc_size.py
 	$(BIN)/python bench/bench_speech.py --hour
 	$(BIN)/python bench/bench_fader.py
 	$(BIN)/python bench/bench_units.py  # needs Debian's espeak-ng (apt-get install espeak-ng)

@@ -1,0 +1,72 @@
+"""Coverage-guided fuzzing of the `.vqc` reader with atheris (optional; not part of CI).
+
+    pip install atheris
+    python bench/fuzz_vqc_atheris.py -atheris_runs=200000      # or -max_total_time=600
+
+Seeds are valid records of both formats (format 2 as written today, format 1 as vqtool 0.1 wrote it).
+Anything but a VqtoolError or a valid list of records is a finding: atheris stops and writes the input.
+Half of the inputs get their format-2 header CRC recomputed, so that mutations reach the header parser.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import sys
+import zlib
+
+import atheris
+
+with atheris.instrument_imports():
+    import numpy as np
+
+    from vqtool.codes import MAGIC, CodeFile, pack_codes, read_codes
+    from vqtool.errors import VqtoolError
+
+
+def seeds() -> list[bytes]:
+    image = {"kind": "image", "width": 16, "height": 16, "channels": 3, "name": "x"}
+    audio = {"kind": "audio", "sample_rate": 16000, "samples": 8 * 320, "code_rate": 50.0}
+    codes = np.arange(16).reshape(4, 4)
+    out = [CodeFile(codes, "cifar10", "ab" * 32, 512, image).to_bytes(),
+           CodeFile(codes, "cifar10", "ab" * 32, 512, image).to_bytes(b"\x12\x34\x56"),
+           CodeFile(np.arange(8), "speech", "cd" * 32, 512, audio, {"voice": "AAAA"}).to_bytes()]
+    payload = pack_codes(codes, 512)
+    header = json.dumps({"model": "m", "checkpoint_sha256": "0" * 64, "codebook_size": 512, "grid": [4, 4],
+                         "coding": "packed", "payload_bytes": len(payload), "payload_crc32": zlib.crc32(payload),
+                         "media": image}).encode()
+    out.append(MAGIC + b"\x01" + struct.pack("<I", len(header)) + header + payload)
+    return out
+
+
+def fix_crc(data: bytes) -> bytes:
+    if len(data) < 7 or data[:4] != MAGIC or data[4] != 2:
+        return data
+    hlen = struct.unpack("<H", data[5:7])[0]
+    if len(data) < 11 + hlen:
+        return data
+    return data[:7 + hlen] + struct.pack("<I", zlib.crc32(data[4:7 + hlen])) + data[11 + hlen:]
+
+
+def test_one_input(data: bytes) -> None:
+    if data and data[0] & 1:
+        data = fix_crc(data[1:])
+    try:
+        for record in read_codes(data, "fuzz.vqc"):
+            if record.codes is not None:
+                assert (record.codes < record.codebook_size).all() and record.codes.shape == record.grid
+    except VqtoolError:
+        pass
+
+
+if __name__ == "__main__":
+    import os
+    import tempfile
+
+    corpus = tempfile.mkdtemp(prefix="vqc-corpus-")
+    for i, seed in enumerate(seeds()):
+        for prefix in (b"\x00", b"\x01"):
+            with open(os.path.join(corpus, f"seed{i}-{prefix[0]}"), "wb") as handle:
+                handle.write(prefix + seed)
+    atheris.Setup(sys.argv + [corpus], test_one_input)
+    atheris.Fuzz()
