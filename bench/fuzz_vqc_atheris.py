@@ -14,14 +14,17 @@ import json
 import struct
 import sys
 import zlib
+from pathlib import Path
 
 import atheris
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 with atheris.instrument_imports():
     import numpy as np
 
     from vqtool.codes import MAGIC, CodeFile, pack_codes, read_codes
     from vqtool.errors import VqtoolError
+from test_fuzz import refresh_header_crc  # noqa: E402  (the fuzz suite's helper)
 
 
 def seeds() -> list[bytes]:
@@ -39,18 +42,9 @@ def seeds() -> list[bytes]:
     return out
 
 
-def fix_crc(data: bytes) -> bytes:
-    if len(data) < 7 or data[:4] != MAGIC or data[4] != 2:
-        return data
-    hlen = struct.unpack("<H", data[5:7])[0]
-    if len(data) < 11 + hlen:
-        return data
-    return data[:7 + hlen] + struct.pack("<I", zlib.crc32(data[4:7 + hlen])) + data[11 + hlen:]
-
-
 def test_one_input(data: bytes) -> None:
     if data and data[0] & 1:
-        data = fix_crc(data[1:])
+        data = refresh_header_crc(data[1:])
     try:
         for record in read_codes(data, "fuzz.vqc"):
             if record.codes is not None:

@@ -1,7 +1,6 @@
 """The command line as a user meets it: files, folders, pipes, JSON, and every kind of bad input."""
 import io
 import json
-import os
 import struct
 import subprocess
 import sys

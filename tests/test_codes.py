@@ -13,9 +13,9 @@ from vqtool.errors import VqtoolError
 
 
 @st.composite
-def grids(draw):
+def grids(draw, smallest_side: int = 0, most_dims: int = 3):
     size = draw(st.integers(2, 70000))
-    shape = draw(st.lists(st.integers(0, 12), min_size=1, max_size=3))
+    shape = draw(st.lists(st.integers(smallest_side, 12), min_size=1, max_size=most_dims))
     count = int(np.prod(shape))
     values = draw(st.lists(st.integers(0, size - 1), min_size=count, max_size=count))
     return size, np.array(values, dtype=np.int64).reshape(shape)
@@ -40,16 +40,7 @@ def media_for(grid: np.ndarray, data) -> dict:
     return {**media, **({"name": name} if name else {})}
 
 
-@st.composite
-def valid_grids(draw):
-    size = draw(st.integers(2, 70000))
-    shape = draw(st.lists(st.integers(1, 12), min_size=1, max_size=2))
-    count = int(np.prod(shape))
-    values = draw(st.lists(st.integers(0, size - 1), min_size=count, max_size=count))
-    return size, np.array(values, dtype=np.int64).reshape(shape)
-
-
-@given(valid_grids(), st.data())
+@given(grids(smallest_side=1, most_dims=2), st.data())
 @settings(max_examples=100, deadline=None)
 def test_record_round_trip(grid, data):
     size, codes = grid

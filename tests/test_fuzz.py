@@ -99,6 +99,20 @@ def check_records(data: bytes):
     return True
 
 
+def mutate(data: bytes, mutation) -> bytes:
+    """Apply one drawn mutation; header bit flips and insertions get the header CRC made right again."""
+    kind, arg = mutation
+    if kind == "flip":
+        return flip_bits(data, arg)
+    if kind == "flip-parsed":
+        return refresh_header_crc(flip_bits(data, [32 + p for p in arg]))
+    if kind == "truncate":
+        return data[:arg % (len(data) + 1)]
+    at, chunk = arg
+    at %= len(data) + 1
+    return refresh_header_crc(data[:at] + chunk + data[at:])
+
+
 mutations = st.one_of(
     st.tuples(st.just("flip"), st.lists(st.integers(0, 1 << 20), min_size=1, max_size=8)),
     st.tuples(st.just("flip-parsed"), st.lists(st.integers(0, 8 * 60), min_size=1, max_size=4)),
@@ -110,18 +124,8 @@ mutations = st.one_of(
 @FUZZ
 @given(records(), mutations)
 def test_fuzz_vqc_mutations(data, mutation):
-    kind, arg = mutation
-    if kind == "flip":
-        data = flip_bits(data, arg)
-    elif kind == "flip-parsed":  # inside the header, with its CRC made right again
-        data = refresh_header_crc(flip_bits(data, [32 + p for p in arg]))
-    elif kind == "truncate":
-        data = data[:arg % (len(data) + 1)]
-    else:
-        at, chunk = arg
-        at %= len(data) + 1
-        data = refresh_header_crc(data[:at] + chunk + data[at:])
-    attempt(f"vqc-{kind}", lambda: check_records(data), len(data))
+    data = mutate(data, mutation)
+    attempt(f"vqc-{mutation[0]}", lambda: check_records(data), len(data))
 
 
 json_values = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=8),
@@ -205,11 +209,7 @@ def test_fuzz_decode_mutated_records(runner, tiny_checkpoint, tmp_path_factory, 
     folder = tmp_path_factory.mktemp("decode")
     good = CodeFile(np.arange(16).reshape(4, 4) % 32, str(tiny_checkpoint), sha256_file(tiny_checkpoint), 32,
                     {"kind": "image", "width": 13, "height": 15, "channels": 3, "name": "x"}).to_bytes()
-    kind, arg = mutation
-    data = {"flip": lambda: flip_bits(good, arg),
-            "flip-parsed": lambda: refresh_header_crc(flip_bits(good, [32 + p for p in arg])),
-            "truncate": lambda: good[:arg % (len(good) + 1)],
-            "insert": lambda: refresh_header_crc(good[:arg[0] % len(good)] + arg[1] + good[arg[0] % len(good):])}[kind]()
+    data = mutate(good, mutation)
     (folder / "in.vqc").write_bytes(data)
 
     def decode():
@@ -222,7 +222,7 @@ def test_fuzz_decode_mutated_records(runner, tiny_checkpoint, tmp_path_factory, 
             raise VqtoolError("decode failed cleanly")
         return result.exit_code
 
-    attempt(f"decode-{kind}", decode, len(data), budget=256 << 20)
+    attempt(f"decode-{mutation[0]}", decode, len(data), budget=256 << 20)
     assert {p.parent for p in folder.rglob("*") if p.is_file()} <= {folder, folder / "out"}
 
 
@@ -241,26 +241,6 @@ def _image_seeds() -> dict[str, bytes]:
     return seeds
 
 
-IMAGE_SEEDS = _image_seeds()
-
-
-@FUZZ
-@given(st.sampled_from(sorted(IMAGE_SEEDS)), mutations)
-def test_fuzz_images(seed, mutation):
-    from vqtool.media import decode_image, image_to_array
-
-    data = IMAGE_SEEDS[seed]
-    kind, arg = mutation
-    if kind in ("flip", "flip-parsed"):
-        data = flip_bits(data, arg)
-    elif kind == "truncate":
-        data = data[:arg % (len(data) + 1)]
-    else:
-        data = data[:arg[0] % len(data)] + arg[1] + data[arg[0] % len(data):]
-    # a mutated header may claim up to the 50-megapixel limit: allow that decode, no more
-    attempt("image", lambda: image_to_array(decode_image(data, "fuzz.img")), len(data), budget=400 << 20)
-
-
 def _audio_seeds() -> dict[str, bytes]:
     wave = (np.sin(np.arange(1600) / 5) * 0.3).astype(np.float32)
     seeds = {}
@@ -271,24 +251,31 @@ def _audio_seeds() -> dict[str, bytes]:
     return seeds
 
 
-AUDIO_SEEDS = _audio_seeds()
+def _read_image(data: bytes):
+    from vqtool.media import decode_image, image_to_array
+
+    return image_to_array(decode_image(data, "fuzz.img"))
+
+
+def _read_audio(data: bytes):
+    from vqtool.audio import read_audio
+
+    return read_audio("fuzz.wav", data)
+
+
+# family -> (seed files, reader, memory budget): a mutated header may claim up to the 50-megapixel limit
+# or hours of audio; reading what is there stays within these bounds
+MEDIA = {"image": (_image_seeds(), _read_image, 400 << 20), "audio": (_audio_seeds(), _read_audio, 256 << 20)}
 
 
 @FUZZ
-@given(st.sampled_from(sorted(AUDIO_SEEDS)), mutations)
-def test_fuzz_audio(seed, mutation):
-    from vqtool.audio import read_audio
-
-    data = AUDIO_SEEDS[seed]
-    kind, arg = mutation
-    if kind in ("flip", "flip-parsed"):
-        data = flip_bits(data, arg)
-    elif kind == "truncate":
-        data = data[:arg % (len(data) + 1)]
-    else:
-        data = data[:arg[0] % len(data)] + arg[1] + data[arg[0] % len(data):]
-    # a mutated header may claim hours of audio; reading what is there stays within a bounded budget
-    attempt("audio", lambda: read_audio("fuzz.wav", data), len(data), budget=256 << 20)
+@given(st.sampled_from([(family, seed) for family, (seeds, _, _) in MEDIA.items() for seed in sorted(seeds)]),
+       mutations)
+def test_fuzz_images_and_audio(seed, mutation):
+    family, name = seed
+    seeds, read, budget = MEDIA[family]
+    data = mutate(seeds[name], mutation)  # (the header-CRC step leaves non-.vqc data alone)
+    attempt(family, lambda: read(data), len(data), budget=budget)
 
 
 # --- checkpoint metadata ----------------------------------------------------------------------------------
@@ -312,4 +299,5 @@ def test_fuzz_checkpoint_metadata(tiny_checkpoint, tmp_path_factory, key, value)
         meta[key] = value if isinstance(value, str) else json.dumps(value)
     path = tmp_path_factory.mktemp("ckpt") / "bad.safetensors"
     save_file(tensors, str(path), metadata=meta)
+    load(str(tiny_checkpoint), "cpu")  # warm: the first load imports modules, which is not the input's cost
     attempt("checkpoint-metadata", lambda: load(str(path), "cpu"), path.stat().st_size, budget=64 << 20)

@@ -306,6 +306,41 @@ class Outputs:
         return [self.path_for(source) for source in sources]
 
 
+class RecordSink:
+    """Where `encode` puts its records: a file each, all in one `.vqc` file (`-o all.vqc`), or stdout."""
+
+    def __init__(self, output: Optional[str], sources: list[str], quiet: bool, from_folder: bool):
+        self.output, self.sources, self.collected = output, sources, []
+        self.collect = output not in (None, "-") and output.endswith(".vqc") and not Path(output).is_dir()
+        outputs = Outputs(output, 1 if self.collect else len(sources), ".vqc", sources, quiet, from_folder)
+        self.targets = [output] * len(sources) if self.collect else outputs.plan(sources)
+
+    def keeps_name(self, index: int) -> bool:
+        """A record in a stream keeps its input's name; a file of its own is named by the file."""
+        return self.sources[index] != "-" and ((self.collect and len(self.sources) > 1) or self.targets[index] == "-")
+
+    def put(self, index: int, data: bytes) -> None:
+        from .media import write_bytes
+
+        if self.collect:
+            self.collected.append(data)
+        else:
+            write_bytes(self.targets[index], data)
+
+    def close(self, failures: list[str]) -> bool:
+        """Write the collected records, if any; False when that failed (reported)."""
+        from .media import write_bytes
+
+        if not self.collected:
+            return True
+        try:
+            write_bytes(self.output, b"".join(self.collected))
+            return True
+        except VqtoolError as exc:
+            _report(failures, self.output, exc)
+            return False
+
+
 def any_folder(items: list[str]) -> bool:
     """Whether an input names a folder: then `-o NAME` (no suffix) is a folder too, however many files."""
     return any(item != "-" and Path(item).is_dir() for item in items)
@@ -427,7 +462,6 @@ def encode(
     from .codes import CodeFile
     from .compress import compress as range_code
     from .hub import load
-    from .media import write_bytes
 
     if as_json and output == "-":
         raise usage("--json prints records on stdout, so it needs -o to a file or folder", "--json")
@@ -441,12 +475,8 @@ def encode(
     net = load(model or "cifar10", device, models_dir, expect="vqvae-image")
     if compress:
         net.require_prior()
-    # several inputs into one NAME.vqc file: the format holds many records back to back
-    collect = output not in (None, "-") and output.endswith(".vqc") and not Path(output).is_dir()
-    outputs = Outputs(output, 1 if collect else len(sources), ".vqc", sources, quiet, any_folder(inputs))
-    targets = dict(zip(range(len(sources)), [output] * len(sources) if collect else outputs.plan(sources)))
+    sink = RecordSink(output, sources, quiet, any_folder(inputs))
     failures: list[str] = []
-    collected: list[bytes] = []
     written = 0
     mode = "RGB" if net.config.channels == 3 else "L"
     for chunk in _image_batches(sources, batch_size, mode, failures):
@@ -466,32 +496,22 @@ def encode(
             if index not in results:
                 continue
             array, grid, payload = results[index]
-            target = targets[index]
-            # a record in a stream keeps its input's name; a file of its own is named by the file
-            named = source != "-" and ((collect and len(sources) > 1) or target == "-")
             record = CodeFile(grid, net.name, net.sha256, net.config.num_codes,
-                              {"kind": "image", "height": array.shape[0], "width": array.shape[1],
-                               "channels": array.shape[2], **({"name": Path(source).stem} if named else {})})
+                              {"kind": "image", "height": array.shape[0], "width": array.shape[1], "channels":
+                               array.shape[2], **({"name": Path(source).stem} if sink.keeps_name(index) else {})})
             try:
                 data = record.to_bytes(payload)
-                if collect:
-                    collected.append(data)
-                else:
-                    write_bytes(target, data)
+                sink.put(index, data)
             except VqtoolError as exc:
                 _report(failures, source, exc)
                 continue
             written += 1
             if as_json:
-                emit_json({"input": source, "output": target, "model": net.name, "grid": list(grid.shape),
+                emit_json({"input": source, "output": sink.targets[index], "model": net.name, "grid": list(grid.shape),
                            "width": array.shape[1], "height": array.shape[0], "bytes": len(data),
                            "coding": "range-prior" if compress else "packed"})
-    if collected:
-        try:
-            write_bytes(output, b"".join(collected))
-        except VqtoolError as exc:
-            _report(failures, output, exc)
-            written = 0
+    if not sink.close(failures):
+        written = 0
     if not quiet:
         console.print(f"encoded {written} image(s) with {net.name}" + (f", {len(failures)} failed" if failures else ""))
     if failures:

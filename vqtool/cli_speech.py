@@ -169,18 +169,14 @@ def encode_audio(sources: list[str], model: str, output: Optional[str], device: 
     import numpy as np
 
     from .audio import SAMPLE_RATE, audio_source
-    from .cli import Outputs, _report
+    from .cli import RecordSink, _report
     from .codes import CodeFile
-    from .media import write_bytes
     from .speech import SILENCE_RMS, voice_to_text
 
     net = _load_speech(model, device, models_dir)
-    collect = output not in (None, "-") and output.endswith(".vqc") and not Path(output).is_dir()
-    outputs = Outputs(output, 1 if collect else len(sources), ".vqc", sources, quiet, from_folder)
-    targets = [output] * len(sources) if collect else outputs.plan(sources)
+    sink = RecordSink(output, sources, quiet, from_folder)
     failures: list[str] = []
-    collected: list[bytes] = []
-    for source, target in zip(sources, targets):
+    for index, source in enumerate(sources):
         try:
             info, open_blocks = audio_source(source)
             codes = np.concatenate(list(net.encode_stream(open_blocks))).astype(np.int64)
@@ -198,25 +194,18 @@ def encode_audio(sources: list[str], model: str, output: Optional[str], device: 
                 voice = net.speaker_encoder.embed([start])[0]
                 media["speaker"] = net.nearest_speaker(voice)
                 extra["voice"] = voice_to_text(voice)
-            if source != "-" and ((collect and len(sources) > 1) or target == "-"):  # a lone file is named by the file
+            if sink.keeps_name(index):
                 media["name"] = Path(source).stem
             data = CodeFile(codes, net.name, net.sha256, net.config.num_codes, media, extra).to_bytes()
-            if collect:
-                collected.append(data)
-            else:
-                write_bytes(target, data)
+            sink.put(index, data)
         except VqtoolError as exc:
             _report(failures, source, exc)
             continue
         if as_json:
-            emit_json({"input": source, "output": target, "model": net.name, "codes": int(codes.size),
+            emit_json({"input": source, "output": sink.targets[index], "model": net.name, "codes": int(codes.size),
                        "seconds": round(info.seconds, 3), "sample_rate": info.sample_rate,
                        "speaker": media.get("speaker"), "bytes": len(data)})
-    if collected:
-        try:
-            write_bytes(output, b"".join(collected))
-        except VqtoolError as exc:
-            _report(failures, output, exc)
+    sink.close(failures)
     if not quiet:
         console.print(f"encoded {len(sources) - len(failures)} audio file(s) with {net.name}"
                       + (f", {len(failures)} failed" if failures else ""))
