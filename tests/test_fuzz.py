@@ -16,7 +16,7 @@ from collections import Counter
 import numpy as np
 import pytest
 import soundfile as sf
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -271,6 +271,7 @@ MEDIA = {"image": (_image_seeds(), _read_image, 400 << 20), "audio": (_audio_see
 @FUZZ
 @given(st.sampled_from([(family, seed) for family, (seeds, _, _) in MEDIA.items() for seed in sorted(seeds)]),
        mutations)
+@example(("image", "TIFF-RGB"), ("flip", [1048576]))  # found by `make fuzz`: Pillow raised TypeError
 def test_fuzz_images_and_audio(seed, mutation):
     family, name = seed
     seeds, read, budget = MEDIA[family]
@@ -282,6 +283,8 @@ def test_fuzz_images_and_audio(seed, mutation):
 @FUZZ
 @given(st.sampled_from(["config", "format", "architecture", "provenance", "metrics", "extra", "config.*"]),
        st.one_of(json_values, st.text(max_size=20)))
+@example("architecture", "\n")  # found by `make fuzz`: a newline from the file broke the one-line error
+@example("config.*", "\x1b[31m")
 def test_fuzz_checkpoint_metadata(tiny_checkpoint, tmp_path_factory, key, value):
     from safetensors import safe_open
     from safetensors.torch import save_file

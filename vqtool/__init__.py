@@ -11,7 +11,7 @@ Library use::
     edited = faces.edit(images, {"male": 0.1, "young": 0.9})   # (N, 3, 64, 64) floats in [0, 1]
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from .errors import VqtoolError  # noqa: E402
 from .hub import available_models, load  # noqa: E402

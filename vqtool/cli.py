@@ -315,9 +315,13 @@ class RecordSink:
         outputs = Outputs(output, 1 if self.collect else len(sources), ".vqc", sources, quiet, from_folder)
         self.targets = [output] * len(sources) if self.collect else outputs.plan(sources)
 
-    def keeps_name(self, index: int) -> bool:
-        """A record in a stream keeps its input's name; a file of its own is named by the file."""
-        return self.sources[index] != "-" and ((self.collect and len(self.sources) > 1) or self.targets[index] == "-")
+    def name_of(self, index: int) -> dict:
+        """`{"name": stem}` for a record in a stream (it keeps its input's name), else `{}` (a file of
+        its own is named by the file). Bytes that are not UTF-8 in a file name become U+FFFD."""
+        source = self.sources[index]
+        if source == "-" or not ((self.collect and len(self.sources) > 1) or self.targets[index] == "-"):
+            return {}
+        return {"name": Path(source).stem.encode("utf-8", "surrogateescape").decode("utf-8", "replace")}
 
     def put(self, index: int, data: bytes) -> None:
         from .media import write_bytes
@@ -360,7 +364,9 @@ def record_stem(source: str, index: int, record, records_in_source: int) -> str:
 
 def print_error(message: str) -> None:
     """The one-line error format of every command."""
-    console.print(f"vqtool: error: {message}", markup=False, highlight=False, soft_wrap=True)
+    from .errors import one_line
+
+    console.print(f"vqtool: error: {one_line(message)}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _report(failures: list[str], source: str, exc: VqtoolError) -> None:
@@ -497,8 +503,8 @@ def encode(
                 continue
             array, grid, payload = results[index]
             record = CodeFile(grid, net.name, net.sha256, net.config.num_codes,
-                              {"kind": "image", "height": array.shape[0], "width": array.shape[1], "channels":
-                               array.shape[2], **({"name": Path(source).stem} if sink.keeps_name(index) else {})})
+                              {"kind": "image", "height": array.shape[0], "width": array.shape[1],
+                               "channels": array.shape[2], **sink.name_of(index)})
             try:
                 data = record.to_bytes(payload)
                 sink.put(index, data)

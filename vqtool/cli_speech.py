@@ -170,7 +170,7 @@ def encode_audio(sources: list[str], model: str, output: Optional[str], device: 
 
     from .audio import SAMPLE_RATE, audio_source
     from .cli import RecordSink, _report
-    from .codes import CodeFile
+    from .codes import MAX_AUDIO_SECONDS, CodeFile
     from .speech import SILENCE_RMS, voice_to_text
 
     net = _load_speech(model, device, models_dir)
@@ -179,6 +179,10 @@ def encode_audio(sources: list[str], model: str, output: Optional[str], device: 
     for index, source in enumerate(sources):
         try:
             info, open_blocks = audio_source(source)
+            if info.seconds > MAX_AUDIO_SECONDS:  # its record could not be read back
+                raise VqtoolError(f"{info.seconds / 3600:.1f} hours of audio; a .vqc record holds at most "
+                                  f"{MAX_AUDIO_SECONDS // 3600} (split the file, or use convert-voice, which streams)",
+                                  source)
             codes = np.concatenate(list(net.encode_stream(open_blocks))).astype(np.int64)
             head, kept = [], 0  # the first 30 s, for the voice embedding
             for block in open_blocks():
@@ -194,8 +198,7 @@ def encode_audio(sources: list[str], model: str, output: Optional[str], device: 
                 voice = net.speaker_encoder.embed([start])[0]
                 media["speaker"] = net.nearest_speaker(voice)
                 extra["voice"] = voice_to_text(voice)
-            if sink.keeps_name(index):
-                media["name"] = Path(source).stem
+            media.update(sink.name_of(index))
             data = CodeFile(codes, net.name, net.sha256, net.config.num_codes, media, extra).to_bytes()
             sink.put(index, data)
         except VqtoolError as exc:

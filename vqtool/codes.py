@@ -32,7 +32,7 @@ MAX_HEADER_BYTES = 1 << 20  # format 1 (JSON)
 MAX_HEADER_V2 = 0xFFFF  # format 2: the length field is 16 bits
 MAX_META_BYTES = 1 << 14  # format 2's JSON part (name, speaker, voice, ...)
 MAX_JSON_DEPTH = 6
-MAX_MODEL_NAME = 1024  # bytes; a checkpoint loaded by path is named by its absolute path
+MAX_MODEL_NAME = 1024  # bytes, for model and media names; a checkpoint loaded by path is named by its absolute path
 MAX_CODEBOOK = 1 << 20
 MAX_CODES = 1 << 22  # per record: 4.2 M codes (a 50-megapixel image at stride 4 has 3.1 M)
 MAX_RANGE_CODES = 1 << 14  # range-coded records decode one code at a time (about 1 ms each on a CPU core)
@@ -193,6 +193,13 @@ class _Reader:
                 return value
         raise ValueError("over-long number")
 
+    def text(self) -> str:
+        """A varint length and that many bytes of UTF-8, at most MAX_MODEL_NAME bytes."""
+        length = self.varint()
+        if length > MAX_MODEL_NAME:
+            raise ValueError(f"a {length}-byte name")
+        return self.take(length).decode("utf-8")
+
     def rest(self) -> bytes:
         return self.take(len(self.data) - self.at)
 
@@ -204,7 +211,7 @@ def _parse_v2(header: bytes) -> dict:
     if flags >> 3:
         raise ValueError(f"unknown flags {flags:#x}")
     coding, kind_id = flags & 1, flags >> 1
-    model = cursor.take(min(cursor.varint(), MAX_MODEL_NAME + 1)).decode("utf-8")
+    model = cursor.text()
     sha = cursor.take(CHECKPOINT_ID_BYTES).hex()
     size, rank = cursor.varint(), cursor.byte()
     if not 1 <= rank <= 3:
@@ -220,7 +227,7 @@ def _parse_v2(header: bytes) -> dict:
         media = {"kind": "audio", "sample_rate": cursor.varint(), "samples": cursor.varint()}
     elif kind_id == 2:
         raise ValueError("unknown media kind")
-    name = cursor.take(min(cursor.varint(), MAX_MODEL_NAME + 1)).decode("utf-8")
+    name = cursor.text()
     if name:
         media["name"] = name
     meta = cursor.rest()
@@ -268,6 +275,14 @@ def _int(value, name: str, low: int, high: int) -> int:
     return value
 
 
+def _utf8_length(text: str) -> int:
+    """Bytes of `text` in UTF-8; -1 for text that has no UTF-8 form (lone surrogates)."""
+    try:
+        return len(text.encode())
+    except UnicodeEncodeError:
+        return -1
+
+
 def _finite(value, name: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise VqtoolError(f"corrupt .vqc header ({name} {value!r} is not a finite number)")
@@ -280,7 +295,7 @@ def validate(fields: dict) -> dict:
     """Types, ranges and limits of a record's header fields; returns the media and extra objects.
     Raises VqtoolError without a source (the caller names the file and record)."""
     model, sha = fields.get("model"), fields.get("checkpoint_sha256")
-    if not isinstance(model, str) or not 0 < len(model.encode()) <= MAX_MODEL_NAME or "\0" in model:
+    if not isinstance(model, str) or not 0 < _utf8_length(model) <= MAX_MODEL_NAME or "\0" in model:
         raise VqtoolError("corrupt .vqc header (model name)")
     if not isinstance(sha, str) or not _HEX.fullmatch(sha):
         raise VqtoolError("corrupt .vqc header (checkpoint_sha256)")
@@ -314,8 +329,8 @@ def validate(fields: dict) -> dict:
 
 def _validate_media(media: dict, grid: list[int], coding: str) -> None:
     kind = media.get("kind")
-    if "name" in media and not isinstance(media["name"], str):
-        raise VqtoolError("corrupt .vqc header (media name is not a string)")
+    if "name" in media and not (isinstance(media["name"], str) and 0 <= _utf8_length(media["name"]) <= MAX_MODEL_NAME):
+        raise VqtoolError("corrupt .vqc header (media name is not a string of at most 1,024 bytes)")
     if kind == "image":
         width = _int(media.get("width"), "image width", 1, MAX_PIXELS)
         height = _int(media.get("height"), "image height", 1, MAX_PIXELS)

@@ -4,6 +4,16 @@ The CLI prints such errors as one line and exits 1; anything else is a bug and i
 """
 
 
+import re
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def one_line(text: str) -> str:
+    """Control characters (newlines, terminal escapes) from file names or headers shown as \\xNN."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 class VqtoolError(Exception):
     """A problem with the user's input, reported as one line: ``SOURCE: cause``."""
 
@@ -13,7 +23,7 @@ class VqtoolError(Exception):
 
     def __str__(self) -> str:
         message = super().__str__()
-        return f"{self.source}: {message}" if self.source else message
+        return one_line(f"{self.source}: {message}" if self.source else message)
 
 
 class StdoutClosed(Exception):

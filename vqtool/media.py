@@ -158,16 +158,26 @@ def decode_image(data: bytes, source: str, mode: str = "RGB") -> Image.Image:
                           source) from None
     except UnidentifiedImageError:
         raise VqtoolError("not an image (unrecognised format)", source) from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise VqtoolError(f"truncated or corrupt image ({exc})", source) from None
+    except Exception as exc:  # noqa: BLE001  Pillow's format plugins raise many types on hostile files
+        raise VqtoolError(f"truncated or corrupt image ({exc.__class__.__name__}: {exc})", source) from None
     if image.width == 0 or image.height == 0:
         raise VqtoolError("image has no pixels", source)
+    try:
+        return _upright_in_mode(image, source, mode)
+    except VqtoolError:
+        raise
+    except Exception as exc:  # noqa: BLE001  an odd mode or metadata Pillow cannot convert
+        raise VqtoolError(f"unsupported image ({exc.__class__.__name__}: {exc})", source) from None
+
+
+def _upright_in_mode(image: Image.Image, source: str, mode: str) -> Image.Image:
+    """EXIF orientation applied, scaled to 8 bits, transparency on white, converted to `mode`."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             image = ImageOps.exif_transpose(image)  # phone photos are stored sideways with an orientation tag
-    except (OSError, SyntaxError, ValueError, KeyError, TypeError, ZeroDivisionError):
-        pass  # a broken EXIF block: the pixels as stored
+    except Exception:  # noqa: BLE001  a broken EXIF block: the pixels as stored
+        pass
     image = _eight_bit(image, source)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
