@@ -310,3 +310,13 @@ def test_bad_records_among_good_ones(tiny_checkpoint, tmp_path, two):
                      "-o", tmp_path / "out")
     assert_one_line_error(result, "bad.vqc")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.png", "good2.png"]
+
+
+def test_errors_name_the_record(tiny_checkpoint, tmp_path):
+    media = {"kind": "image", "width": 16, "height": 16, "channels": 3}
+    good = CodeFile(np.zeros((4, 4), np.int64), str(tiny_checkpoint), sha(tiny_checkpoint), 32, media)
+    other = CodeFile(np.zeros((4, 4), np.int64), str(tiny_checkpoint), "f" * 64, 32, media)
+    (tmp_path / "mixed.vqc").write_bytes(good.to_bytes() + other.to_bytes())
+    result = run_cli("decode", tmp_path / "mixed.vqc", "-o", tmp_path / "out")
+    assert_one_line_error(result, "mixed.vqc (record 2)", "codes were made by checkpoint ffff")
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["mixed.png"]

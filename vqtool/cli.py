@@ -632,7 +632,9 @@ def decode(
     counts = {}
     for source, _, _ in pending:
         counts[source] = counts.get(source, 0) + 1
-    named = [(source, index, record, record_stem(source, index, record, counts[source]))
+    # (source, index, record, output stem, name in messages)
+    named = [(source, index, record, record_stem(source, index, record, counts[source]),
+              source if counts[source] == 1 else f"{source} (record {index + 1})")
              for source, index, record in pending]
     sounds = [p for p in named if p[2].media["kind"] == "audio"]
     images = [p for p in named if p[2].media["kind"] == "image"]
@@ -647,13 +649,13 @@ def decode(
     as_grid = len(images) > 1 and output is not None and (output == "-" or (
         Path(output).suffix.lower() in IMAGE_FORMATS and not Path(output).is_dir()))
     outputs = Outputs(output, 1 if as_grid else len(images), suffix, sources, quiet, any_folder(inputs))
-    targets = [None if as_grid else outputs.path_for(source, stem) for source, _, _, stem in images]
+    targets = [None if as_grid else outputs.path_for(source, stem) for source, _, _, stem, _ in images]
     cells = []
-    for (source, index, record, _), target in zip(images, targets):
+    for (source, index, record, _, label), target in zip(images, targets):
         try:
-            net = cache.for_record(record, source)
-            size = check_image_grid(net, record, source)
-            codes = restore(net.prior, record, source)
+            net = cache.for_record(record, label)
+            size = check_image_grid(net, record, label)
+            codes = restore(net.prior, record, label)
             pixels = net.to_uint8(net.decode(codes, size))[0]
             if as_grid:
                 cells.append(pixels)
@@ -665,7 +667,7 @@ def decode(
                 emit_json({"input": source, "record": index, "output": target, "model": net.name,
                            "width": pixels.shape[1], "height": pixels.shape[0], "bytes": len(data)})
         except VqtoolError as exc:
-            _report(failures, source if not index else f"{source} (record {index + 1})", exc)
+            _report(failures, label, exc)
     if cells:
         try:
             sheet = tile(cells, columns or math.ceil(math.sqrt(len(cells))))

@@ -218,7 +218,8 @@ def encode_audio(sources: list[str], model: str, output: Optional[str], device: 
 
 def decode_audio(pending, output: Optional[str], cache, to: Optional[str], to_voice: Optional[str], fmt: str,
                  as_json: bool, failures: list[str], inputs: list[str], quiet: bool, from_folder: bool = False) -> int:
-    """`vqtool decode` for audio records (source, index, record, stem); several into one audio file are joined."""
+    """`vqtool decode` for audio records (source, index, record, output stem, name in messages); several
+    into one audio file are joined."""
     import numpy as np
 
     from .audio import OUTPUT_FORMATS, SAMPLE_RATE, AudioWriter
@@ -231,21 +232,21 @@ def decode_audio(pending, output: Optional[str], cache, to: Optional[str], to_vo
     outputs = Outputs(output, 1 if join else len(pending), f".{fmt}" if output is not None else f".decoded.{fmt}",
                       inputs, quiet, from_folder)
     jobs, voices = [], {}
-    for source, index, record, stem in pending:
+    for source, index, record, stem, label in pending:
         try:
-            net = cache.for_record(record, source)
-            check_audio_grid(net, record, source)
+            net = cache.for_record(record, label)
+            check_audio_grid(net, record, label)
             if id(net) not in voices:  # a reference clip is read once, not once per record
                 voices[id(net)] = resolve_voice(net, to, to_voice)
             voice = voices[id(net)]
             if voice is None:
                 if "voice" not in record.extra:
-                    raise VqtoolError("record carries no voice (silent input?); pass --to or --to-voice", source)
-                voice = voice_from_text(record.extra["voice"], net.speaker_table.shape[1], source)
+                    raise VqtoolError("record carries no voice (silent input?); pass --to or --to-voice", label)
+                voice = voice_from_text(record.extra["voice"], net.speaker_table.shape[1], label)
             target = output if join else outputs.path_for(source, stem)
             jobs.append((source, index, record, net, voice, target))
         except VqtoolError as exc:
-            _report(failures, source, exc)
+            _report(failures, label, exc)
 
     def write(writer, net, record, voice):
         rate = record.media["sample_rate"]
