@@ -272,6 +272,7 @@ MEDIA = {"image": (_image_seeds(), _read_image, 400 << 20), "audio": (_audio_see
 @given(st.sampled_from([(family, seed) for family, (seeds, _, _) in MEDIA.items() for seed in sorted(seeds)]),
        mutations)
 @example(("image", "TIFF-RGB"), ("flip", [1048576]))  # found by `make fuzz`: Pillow raised TypeError
+@example(("image", "TIFF-F"), ("flip-parsed", [229]))  # found by `make fuzz`: 503 MB for a 614-byte file
 def test_fuzz_images_and_audio(seed, mutation):
     family, name = seed
     seeds, read, budget = MEDIA[family]

@@ -187,17 +187,22 @@ def _upright_in_mode(image: Image.Image, source: str, mode: str) -> Image.Image:
 
 def _eight_bit(image: Image.Image, source: str) -> Image.Image:
     """16-bit and 32-bit integer images scaled from 0..65535, float images from 0..1, to 8 bits
-    (Pillow's own conversion clips them: 16-bit photos came back white, float ones black)."""
+    (Pillow's own conversion clips them: 16-bit photos came back white, float ones black). Done in
+    bands of rows, so a 50-megapixel float image needs no float64 copy of itself."""
     if image.mode.startswith("I;16") or image.mode == "I":
-        array = np.asarray(image, dtype=np.float64) / 257.0
+        scale, check = 1 / 257.0, False
     elif image.mode == "F":
-        array = np.asarray(image, dtype=np.float64)
-        if not np.isfinite(array).all():
-            raise VqtoolError("image has NaN or infinite pixel values", source)
-        array = array * 255.0
+        scale, check = 255.0, True
     else:
         return image
-    return Image.fromarray(np.clip(np.rint(array), 0, 255).astype(np.uint8), "L")
+    out = np.empty((image.height, image.width), dtype=np.uint8)
+    rows = max(1, (1 << 20) // image.width)
+    for top in range(0, image.height, rows):
+        band = np.asarray(image.crop((0, top, image.width, min(top + rows, image.height))), dtype=np.float32)
+        if check and not np.isfinite(band).all():
+            raise VqtoolError("image has NaN or infinite pixel values", source)
+        out[top:top + rows] = np.clip(np.rint(band * scale), 0, 255)
+    return Image.fromarray(out, "L")
 
 
 def read_image(source: str, mode: str = "RGB") -> Image.Image:
