@@ -1,5 +1,5 @@
 """Fuzzing: mutated code files, images, audio and checkpoint metadata must give the project's own error
-(VqtoolError) or a valid result: never another exception, never a hang, never an allocation out of
+(VqtoolError) or a valid result: never another exception or warning, never a hang, never an allocation out of
 proportion to the input, never a file outside the output folder.
 
 `make test` runs a fast subset; `make fuzz` sets VQTOOL_FUZZ_EXAMPLES (and prints what each family tried).
@@ -23,6 +23,7 @@ from PIL import Image
 from vqtool.codes import MAGIC, CodeFile, read_codes
 from vqtool.errors import VqtoolError
 
+pytestmark = pytest.mark.filterwarnings("error")  # a warning would be a multi-line surprise on the user's stderr
 EXAMPLES = int(os.environ.get("VQTOOL_FUZZ_EXAMPLES", "150"))
 TALLY: dict[str, Counter] = {}  # family -> {"tried", "rejected", "accepted"}; printed by conftest
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)

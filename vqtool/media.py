@@ -201,7 +201,8 @@ def _eight_bit(image: Image.Image, source: str) -> Image.Image:
         band = np.asarray(image.crop((0, top, image.width, min(top + rows, image.height))), dtype=np.float32)
         if check and not np.isfinite(band).all():
             raise VqtoolError("image has NaN or infinite pixel values", source)
-        out[top:top + rows] = np.clip(np.rint(band * scale), 0, 255)
+        with np.errstate(over="ignore"):  # values far above the range saturate at 255
+            out[top:top + rows] = np.clip(np.rint(band * scale), 0, 255)
     return Image.fromarray(out, "L")
 
 
