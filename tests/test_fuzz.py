@@ -23,6 +23,8 @@ from PIL import Image
 from vqtool.codes import MAGIC, CodeFile, read_codes
 from vqtool.errors import VqtoolError
 
+from test_codes import v1_record
+
 pytestmark = pytest.mark.filterwarnings("error")  # a warning would be a multi-line surprise on the user's stderr
 EXAMPLES = int(os.environ.get("VQTOOL_FUZZ_EXAMPLES", "150"))
 TALLY: dict[str, Counter] = {}  # family -> {"tried", "rejected", "accepted"}; printed by conftest
@@ -142,18 +144,10 @@ MEDIA_FIELDS = ["kind", "width", "height", "channels", "name", "sample_rate", "s
 def test_fuzz_vqc_header_fields(key, value, audio):
     """Format 1 (JSON) headers with one field replaced by any JSON value (NaN and huge numbers too)."""
     codes = np.arange(8) if audio else np.arange(16).reshape(4, 4)
-    payload = np.packbits(np.zeros(len(codes.ravel()) * 9, np.uint8)).tobytes()
     media = ({"kind": "audio", "sample_rate": 16000, "samples": 8 * 320} if audio
              else {"kind": "image", "width": 16, "height": 16, "channels": 3})
-    header = {"model": "m", "checkpoint_sha256": "0" * 64, "codebook_size": 512, "grid": list(codes.shape),
-              "coding": "packed", "payload_bytes": len(payload), "payload_crc32": zlib.crc32(payload),
-              "media": media}
-    if key.startswith("media."):
-        header["media"][key[6:]] = value
-    else:
-        header[key] = value
-    raw = json.dumps(header).encode()
-    data = MAGIC + b"\x01" + struct.pack("<I", len(raw)) + raw + payload
+    changes = {"media": {**media, key[6:]: value}} if key.startswith("media.") else {"media": media, key: value}
+    data = v1_record(codes, **changes)
     attempt("vqc-header-fields", lambda: check_records(data), len(data))
 
 

@@ -16,6 +16,7 @@ from vqtool.errors import VqtoolError
 
 from conftest import run_cli, synthetic_images, synthetic_voice
 from test_cli import assert_one_line_error
+from test_codes import v1_record
 
 
 def assert_usage_error(result, fragment: str):
@@ -169,17 +170,9 @@ def test_audio_in_an_image_folder_is_skipped_with_a_note(tiny_checkpoint, tmp_pa
 
 # --- resource limits and bad checkpoints --------------------------------------------------------------
 def test_huge_decode_claims_are_refused_before_allocation(tiny_checkpoint, tmp_path):
-    import struct
-    import zlib
-
-    from vqtool.codes import MAGIC
-
-    payload = b"\0" * 72
-    header = json.dumps({"model": str(tiny_checkpoint), "checkpoint_sha256": sha(tiny_checkpoint),
-                         "codebook_size": 512, "grid": [8, 8], "coding": "packed", "payload_bytes": 72,
-                         "payload_crc32": zlib.crc32(payload),
-                         "media": {"kind": "image", "width": 16000, "height": 16000, "channels": 3}}).encode()
-    (tmp_path / "bomb.vqc").write_bytes(MAGIC + b"\x01" + struct.pack("<I", len(header)) + header + payload)
+    bomb = v1_record(np.zeros((8, 8), np.int64), model=str(tiny_checkpoint), checkpoint_sha256=sha(tiny_checkpoint),
+                     media={"kind": "image", "width": 16000, "height": 16000, "channels": 3})
+    (tmp_path / "bomb.vqc").write_bytes(bomb)
     assert_one_line_error(run_cli("decode", tmp_path / "bomb.vqc", "-o", tmp_path / "b.png"), "bomb.vqc", "pixel limit")
     # a grid that does not match the image size at the model's stride
     record = CodeFile(np.zeros((8, 8), np.int64), str(tiny_checkpoint), sha(tiny_checkpoint), 32,

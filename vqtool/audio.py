@@ -20,13 +20,13 @@ import soundfile as sf
 import soxr
 import torch
 
+from .codes import MAX_RATE, MIN_RATE
 from .errors import VqtoolError
 from .media import STDIO, atomic_path, read_bytes, write_stdout
 
 SAMPLE_RATE = 16_000
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3"}  # libsndfile >= 1.1 reads MP3
 OUTPUT_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
-MIN_RATE, MAX_RATE = 4_000, 192_000
 SNIFF_BYTES = 12
 
 

@@ -399,9 +399,9 @@ def _image_batches(sources: list[str], batch_size: int, mode: str, failures: lis
         yield batch
 
 
-def _split_media(items: list[str], quiet: bool) -> tuple[list[str], bool]:
-    """`encode`'s inputs and whether they are audio. Files named on the command line must be of one
-    kind; files of the other kind found inside folders are skipped with a note."""
+def _split_media(items: list[str], quiet: bool) -> tuple[list[str], bool, bool]:
+    """`encode`'s inputs, whether they are audio, and whether a folder was named. Files named on the
+    command line must be of one kind; files of the other kind found inside folders are skipped with a note."""
     from .audio import AUDIO_SUFFIXES, SNIFF_BYTES, looks_like_audio
     from .media import IMAGE_SUFFIXES, expand_inputs, read_bytes
 
@@ -422,7 +422,7 @@ def _split_media(items: list[str], quiet: bool) -> tuple[list[str], bool]:
         console.print(f"vqtool: note: skipping {len(skipped)} {'image' if audio else 'audio'} file(s) found in "
                       f"folders (first: {skipped[0]}); encode them in a separate call",
                       markup=False, highlight=False, soft_wrap=True)
-    return [s for s, a, _ in tagged if a == audio], audio
+    return [s for s, a, _ in tagged if a == audio], audio, any(folder for _, _, folder in tagged)
 
 
 @app.command()
@@ -471,17 +471,17 @@ def encode(
 
     if as_json and output == "-":
         raise usage("--json prints records on stdout, so it needs -o to a file or folder", "--json")
-    sources, audio = _split_media(inputs, quiet)
+    sources, audio, from_folder = _split_media(inputs, quiet)
     if audio:
         if compress:
             raise usage("--compress needs a learned prior, which only the image models have", "--compress")
         from .cli_speech import encode_audio
 
-        return encode_audio(sources, model or "speech", output, device, models_dir, as_json, quiet, any_folder(inputs))
+        return encode_audio(sources, model or "speech", output, device, models_dir, as_json, quiet, from_folder)
     net = load(model or "cifar10", device, models_dir, expect="vqvae-image")
     if compress:
         net.require_prior()
-    sink = RecordSink(output, sources, quiet, any_folder(inputs))
+    sink = RecordSink(output, sources, quiet, from_folder)
     failures: list[str] = []
     written = 0
     mode = "RGB" if net.config.channels == 3 else "L"
@@ -536,7 +536,8 @@ def _records(source: str):
 
 
 class ModelCache:
-    """Load each checkpoint once and check that it is the one the codes were made with."""
+    """Load each checkpoint once and check that it is the one the codes were made with, and that the
+    record's grid fits it."""
 
     def __init__(self, override: Optional[str], device: str, models_dir):
         self.override, self.device, self.models_dir, self.loaded = override, device, models_dir, {}
@@ -555,18 +556,27 @@ class ModelCache:
             raise VqtoolError(f"codes were made by checkpoint {record.checkpoint_sha256[:12]}… of model "
                               f"'{record.model}', but '{name}' is {net.sha256[:12]}…; decode them with that model",
                               source)
+        check_grid(net, record, source)
         return net
 
 
-def check_image_grid(net, record, source: str) -> tuple[int, int]:
-    """The image size of a record, which must match its grid at the model's stride (a header that
-    claims a small image over a huge grid, or the reverse, is corrupt)."""
-    height, width = record.media["height"], record.media["width"]
-    expected = (-(-height // net.stride), -(-width // net.stride))
-    if tuple(record.grid) != expected:
-        raise VqtoolError(f"corrupt .vqc header (a {width}x{height} image has a {expected[0]}x{expected[1]} grid at "
-                          f"stride {net.stride}, not {'x'.join(map(str, record.grid))})", source)
-    return height, width
+def check_grid(net, record, source: str) -> None:
+    """The grid must fit the recorded size at the model's stride (a header that claims a small image
+    over a huge grid, or hours of audio over a few codes, or the reverse, is corrupt). Audio allows
+    two codes of slack: resampling rounds the length."""
+    media = record.media
+    if media["kind"] == "image":
+        expected = (-(-media["height"] // net.stride), -(-media["width"] // net.stride))
+        claim, slack = f"a {media['width']}x{media['height']} image at stride {net.stride}", 0
+    else:
+        from .audio import SAMPLE_RATE
+
+        samples_16k = -(-media["samples"] * SAMPLE_RATE // media["sample_rate"])
+        expected = (-(-samples_16k // net.config.samples_per_code),)
+        claim, slack = f"{media['samples']} samples at {media['sample_rate']} Hz", 2
+    if len(record.grid) != len(expected) or any(abs(g - e) > slack for g, e in zip(record.grid, expected)):
+        raise VqtoolError(f"corrupt .vqc header ({claim} needs a {'x'.join(map(str, expected))} grid, "
+                          f"not {'x'.join(map(str, record.grid))})", source)
 
 
 @app.command()
@@ -606,6 +616,7 @@ def decode(
     `vqtool decode speech.vqc --to spk3 -o other-voice.wav`
     """
     import math
+    from collections import Counter
 
     from .audio import OUTPUT_FORMATS
     from .cli_speech import decode_audio
@@ -629,9 +640,8 @@ def decode(
             pending.extend(_records(source))
         except VqtoolError as exc:
             _report(failures, source, exc)
-    counts = {}
-    for source, _, _ in pending:
-        counts[source] = counts.get(source, 0) + 1
+    counts = Counter(source for source, _, _ in pending)
+    from_folder = any_folder(inputs)
     # (source, index, record, output stem, name in messages)
     named = [(source, index, record, record_stem(source, index, record, counts[source]),
               source if counts[source] == 1 else f"{source} (record {index + 1})")
@@ -644,19 +654,18 @@ def decode(
         console.print("vqtool: note: --to/--to-voice apply to the audio records only", markup=False, highlight=False)
     if sounds:
         written += decode_audio(sounds, output, cache, to, to_voice, fmt, as_json, failures, sources, quiet,
-                                any_folder(inputs))
+                                from_folder)
     # several records into one image file (or stdout) make one grid, as `vqtool sample` writes them
     as_grid = len(images) > 1 and output is not None and (output == "-" or (
         Path(output).suffix.lower() in IMAGE_FORMATS and not Path(output).is_dir()))
-    outputs = Outputs(output, 1 if as_grid else len(images), suffix, sources, quiet, any_folder(inputs))
+    outputs = Outputs(output, 1 if as_grid else len(images), suffix, sources, quiet, from_folder)
     targets = [None if as_grid else outputs.path_for(source, stem) for source, _, _, stem, _ in images]
     cells = []
     for (source, index, record, _, label), target in zip(images, targets):
         try:
             net = cache.for_record(record, label)
-            size = check_image_grid(net, record, label)
             codes = restore(net.prior, record, label)
-            pixels = net.to_uint8(net.decode(codes, size))[0]
+            pixels = net.to_uint8(net.decode(codes, (record.media["height"], record.media["width"])))[0]
             if as_grid:
                 cells.append(pixels)
                 continue

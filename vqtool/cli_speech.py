@@ -235,7 +235,6 @@ def decode_audio(pending, output: Optional[str], cache, to: Optional[str], to_vo
     for source, index, record, stem, label in pending:
         try:
             net = cache.for_record(record, label)
-            check_audio_grid(net, record, label)
             if id(net) not in voices:  # a reference clip is read once, not once per record
                 voices[id(net)] = resolve_voice(net, to, to_voice)
             voice = voices[id(net)]
@@ -284,18 +283,6 @@ def decode_audio(pending, output: Optional[str], cache, to: Optional[str], to_vo
             emit_json({"input": source, "record": index, "output": target, "model": net.name,
                        "sample_rate": rate, "samples": writer.written})
     return written
-
-
-def check_audio_grid(net, record, source: str) -> None:
-    """The code count must fit the recorded length (a header claiming hours over a few codes, or the
-    reverse, is corrupt)."""
-    from .audio import SAMPLE_RATE
-
-    samples_16k = -(-record.media["samples"] * SAMPLE_RATE // record.media["sample_rate"])
-    expected = -(-samples_16k // net.config.samples_per_code)
-    if abs(record.grid[0] - expected) > 2:
-        raise VqtoolError(f"corrupt .vqc header ({record.media['samples']} samples at {record.media['sample_rate']} Hz "
-                          f"need about {expected} codes, not {record.grid[0]})", source)
 
 
 @app.command("convert-voice")

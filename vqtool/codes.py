@@ -19,6 +19,7 @@ from typing import BinaryIO, Iterator
 
 import numpy as np
 
+from . import strictjson
 from .errors import VqtoolError
 
 MAGIC = b"VQC\x89"
@@ -31,14 +32,13 @@ KINDS = ("image", "audio")
 MAX_HEADER_BYTES = 1 << 20  # format 1 (JSON)
 MAX_HEADER_V2 = 0xFFFF  # format 2: the length field is 16 bits
 MAX_META_BYTES = 1 << 14  # format 2's JSON part (name, speaker, voice, ...)
-MAX_JSON_DEPTH = 6
 MAX_MODEL_NAME = 1024  # bytes, for model and media names; a checkpoint loaded by path is named by its absolute path
 MAX_CODEBOOK = 1 << 20
 MAX_CODES = 1 << 22  # per record: 4.2 M codes (a 50-megapixel image at stride 4 has 3.1 M)
 MAX_RANGE_CODES = 1 << 14  # range-coded records decode one code at a time (about 1 ms each on a CPU core)
-MAX_PIXELS = 50_000_000  # decoded images, as for input images (media.MAX_IMAGE_PIXELS)
+MAX_PIXELS = 50_000_000  # images read (media.MAX_IMAGE_PIXELS) and decoded
 MAX_AUDIO_SECONDS = 4 * 3600  # decoded audio
-MIN_RATE, MAX_RATE = 4_000, 192_000
+MIN_RATE, MAX_RATE = 4_000, 192_000  # sample rates read (audio.py) and decoded
 MAX_RECORDS = 1_000_000  # per stream
 CHECKPOINT_ID_BYTES = 8  # format 2 keeps the first 8 bytes (16 hex digits) of the checkpoint's SHA-256
 
@@ -119,13 +119,13 @@ class CodeFile:
     def to_bytes(self, compressed: bytes | None = None) -> bytes:
         """The record in format 2, bit-packed, or with `compressed` (range-coded under the prior) as its payload."""
         payload = pack_codes(self.codes, self.codebook_size) if compressed is None else compressed
-        coding = "packed" if compressed is None else "range-prior"
-        check = zlib.crc32(payload) if coding == "packed" else codes_crc32(self.codes)
-        validate({"model": self.model, "checkpoint_sha256": self.checkpoint_sha256, "codebook_size": self.codebook_size,
-                  "grid": list(self.grid), "coding": coding, "payload_bytes": len(payload),
-                  ("payload_crc32" if coding == "packed" else "codes_crc32"): check,
-                  "media": self.media, "extra": self.extra})  # never write what a reader would refuse
-        header = _header_v2(self, coding, len(payload), check)
+        check = {"payload_crc32": zlib.crc32(payload)} if compressed is None else {"codes_crc32": codes_crc32(self.codes)}
+        fields = {"model": self.model, "checkpoint_sha256": self.checkpoint_sha256,
+                  "codebook_size": self.codebook_size, "grid": list(self.grid),
+                  "coding": "packed" if compressed is None else "range-prior", "payload_bytes": len(payload),
+                  **check, "media": self.media, "extra": self.extra}
+        validate(fields)  # never write what a reader would refuse
+        header = _header_v2(fields)
         prefix = _PREFIX_V2.pack(MAGIC, FORMAT_VERSION, len(header))
         return prefix + header + _CRC.pack(zlib.crc32(prefix[4:] + header)) + payload
 
@@ -140,27 +140,24 @@ def _varint(value: int) -> bytes:
             return bytes(out)
 
 
-def _header_v2(record: CodeFile, coding: str, payload_bytes: int, check: int) -> bytes:
-    media = dict(record.media)
-    kind = media.pop("kind", None)
-    kind_id = KINDS.index(kind) if kind in KINDS else 3
-    model = record.model.encode()
-    out = bytearray([CODINGS.index(coding) | kind_id << 1])
-    out += _varint(len(model)) + model
-    out += bytes.fromhex(record.checkpoint_sha256[: 2 * CHECKPOINT_ID_BYTES])
-    out += _varint(int(record.codebook_size)) + bytes([len(record.grid)])
-    for size in record.grid:
+def _header_v2(fields: dict) -> bytes:
+    """Validated header fields (format 1's names) in format 2's layout: the inverse of `_parse_v2`."""
+    media = dict(fields["media"])
+    kind = media.pop("kind")
+    packed = fields["coding"] == "packed"
+    model, name = fields["model"].encode(), media.pop("name", "").encode()
+    out = bytearray([CODINGS.index(fields["coding"]) | KINDS.index(kind) << 1])
+    out += _varint(len(model)) + model + bytes.fromhex(fields["checkpoint_sha256"][: 2 * CHECKPOINT_ID_BYTES])
+    out += _varint(fields["codebook_size"]) + bytes([len(fields["grid"])])
+    for size in fields["grid"]:
         out += _varint(size)
-    out += _varint(payload_bytes) + _CRC.pack(check)
+    out += _varint(fields["payload_bytes"]) + _CRC.pack(fields["payload_crc32" if packed else "codes_crc32"])
     if kind == "image":
-        out += _varint(media.pop("width")) + _varint(media.pop("height")) + bytes([media.pop("channels")])
-    elif kind == "audio":
+        out += _varint(media.pop("width")) + _varint(media.pop("height")) + bytes([media.pop("channels", 3)])
+    else:
         out += _varint(media.pop("sample_rate")) + _varint(media.pop("samples"))
-    name = str(media.pop("name", "")).encode()
     out += _varint(len(name)) + name
-    if kind_id == 3 and kind is not None:
-        media["kind"] = kind
-    meta = {**({"media": media} if media else {}), **({"extra": record.extra} if record.extra else {})}
+    meta = {**({"media": media} if media else {}), **({"extra": fields["extra"]} if fields["extra"] else {})}
     if meta:
         out += json.dumps(meta, separators=(",", ":"), sort_keys=True, allow_nan=False).encode()
     if len(out) > MAX_HEADER_V2:
@@ -233,7 +230,7 @@ def _parse_v2(header: bytes) -> dict:
     meta = cursor.rest()
     if len(meta) > MAX_META_BYTES:
         raise ValueError(f"metadata of {len(meta)} bytes")
-    meta = _json(meta) if meta else {}
+    meta = strictjson.loads(meta) if meta else {}
     if not isinstance(meta, dict) or set(meta) - {"media", "extra"}:
         raise ValueError("metadata is not an object of media and extra")
     if not isinstance(meta.get("media", {}), dict):
@@ -242,30 +239,6 @@ def _parse_v2(header: bytes) -> dict:
     if "extra" in meta:
         fields["extra"] = meta["extra"]
     return fields
-
-
-def _json(raw: bytes):
-    """Strict JSON: no NaN or Infinity, bounded nesting."""
-    def refuse(constant):
-        raise ValueError(f"{constant} is not a number here")
-
-    try:
-        value = json.loads(raw, parse_constant=refuse)
-    except RecursionError:
-        raise ValueError("nested too deeply") from None
-    if _depth(value) > MAX_JSON_DEPTH:
-        raise ValueError("nested too deeply")
-    return value
-
-
-def _depth(value, level: int = 0) -> int:
-    if level > MAX_JSON_DEPTH:
-        return level
-    if isinstance(value, dict):
-        return max([_depth(v, level + 1) for v in value.values()] or [level + 1])
-    if isinstance(value, list):
-        return max([_depth(v, level + 1) for v in value] or [level + 1])
-    return level
 
 
 # --- one validation layer for both formats --------------------------------------------------------------
@@ -291,9 +264,9 @@ def _finite(value, name: str) -> None:
 _HEX = re.compile(r"[0-9a-f]{16,64}")
 
 
-def validate(fields: dict) -> dict:
-    """Types, ranges and limits of a record's header fields; returns the media and extra objects.
-    Raises VqtoolError without a source (the caller names the file and record)."""
+def validate(fields: dict) -> None:
+    """Types, ranges and limits of a record's header fields (format 1's names, as `_parse_v2` gives
+    them). Raises VqtoolError without a source (the caller names the file and record)."""
     model, sha = fields.get("model"), fields.get("checkpoint_sha256")
     if not isinstance(model, str) or not 0 < _utf8_length(model) <= MAX_MODEL_NAME or "\0" in model:
         raise VqtoolError("corrupt .vqc header (model name)")
@@ -321,10 +294,9 @@ def validate(fields: dict) -> dict:
     media, extra = fields.get("media", {}), fields.get("extra", {})
     if not isinstance(media, dict) or not isinstance(extra, dict):
         raise VqtoolError("corrupt .vqc header (media and extra must be objects)")
-    if _depth(media) > MAX_JSON_DEPTH or _depth(extra) > MAX_JSON_DEPTH:
+    if strictjson.depth(media) > strictjson.MAX_DEPTH or strictjson.depth(extra) > strictjson.MAX_DEPTH:
         raise VqtoolError("corrupt .vqc header (nested too deeply)")
     _validate_media(media, grid, coding)
-    return {"media": media, "extra": extra}
 
 
 def _validate_media(media: dict, grid: list[int], coding: str) -> None:
@@ -385,7 +357,7 @@ def _read_header(stream: BinaryIO, prefix: bytes, source: str) -> dict:
         raise VqtoolError("truncated .vqc file (header cut short)", source)
     try:
         if version == 1:
-            fields = _json(raw)
+            fields = strictjson.loads(raw)
             if not isinstance(fields, dict):
                 raise ValueError("header is not an object")
             return fields
@@ -406,7 +378,7 @@ def read_record(stream: BinaryIO, source: str = "<stream>") -> CodeFile | None:
         raise VqtoolError("not a .vqc code file (bad magic)", source)
     fields = _read_header(stream, prefix, source)
     try:
-        objects = validate(fields)
+        validate(fields)
     except VqtoolError as exc:
         raise VqtoolError(str(exc), source) from None
     grid, size, nbytes = tuple(fields["grid"]), fields["codebook_size"], fields["payload_bytes"]
@@ -415,7 +387,7 @@ def read_record(stream: BinaryIO, source: str = "<stream>") -> CodeFile | None:
         raise VqtoolError(f"truncated .vqc file (payload has {len(payload)} of {nbytes} bytes)", source)
     if "payload_crc32" in fields and zlib.crc32(payload) != fields["payload_crc32"]:
         raise VqtoolError("corrupt .vqc payload (checksum mismatch)", source)
-    common = (fields["model"], fields["checkpoint_sha256"], size, objects["media"], objects["extra"],
+    common = (fields["model"], fields["checkpoint_sha256"], size, fields.get("media", {}), fields.get("extra", {}),
               fields["coding"], payload)
     if fields["coding"] == "range-prior":
         return CodeFile(None, *common, grid, fields["codes_crc32"])

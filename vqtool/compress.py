@@ -11,8 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .codes import MAX_RANGE_CODES as MAX_CODES  # decoding is sequential, about 1 ms per code on a CPU core
-from .codes import codes_crc32
+from .codes import MAX_RANGE_CODES, codes_crc32
 from .errors import VqtoolError
 from .prior import PixelCNNPrior, autoregress
 
@@ -34,9 +33,9 @@ def _probabilities(logits: torch.Tensor) -> np.ndarray:
 
 def check_size(grid) -> None:
     count = int(np.prod(grid))
-    if count > MAX_CODES:
+    if count > MAX_RANGE_CODES:
         raise VqtoolError(f"a {'x'.join(map(str, grid))} grid has {count} codes; range coding under the prior "
-                          f"is limited to {MAX_CODES} codes per image (decoding is sequential); "
+                          f"is limited to {MAX_RANGE_CODES} codes per image (decoding is sequential); "
                           "leave out --compress for large images")
 
 

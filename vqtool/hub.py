@@ -7,11 +7,15 @@ where a registry.json is optional; anything else is taken as a path.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
 import json
+import math
 import os
 import sys
+import types
+import typing
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,6 +23,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from . import strictjson
 from .errors import VqtoolError
 
 FORMAT = "vqtool-checkpoint-1"
@@ -131,18 +136,14 @@ def read_metadata(path: Path) -> dict:
     meta = dict(raw)
     for key in ("config", "provenance", "metrics", "extra"):
         try:
-            meta[key] = json.loads(raw.get(key, "{}"), parse_constant=_no_constant)
-        except (ValueError, RecursionError) as exc:
+            meta[key] = strictjson.loads(raw.get(key, "{}"))
+        except ValueError as exc:
             raise VqtoolError(f"corrupt checkpoint metadata ({key}: {exc})", str(path)) from None
         if not isinstance(meta[key], dict):
             raise VqtoolError(f"corrupt checkpoint metadata ({key} is not an object)", str(path))
     if not isinstance(meta.get("architecture"), str):
         raise VqtoolError("corrupt checkpoint metadata (no architecture)", str(path))
     return meta
-
-
-def _no_constant(name: str):
-    raise ValueError(f"{name} is not a number here")
 
 
 MAX_CONFIG_INT = 1 << 16  # sizes, counts and layer numbers in a config: a bound on what a network may claim
@@ -152,9 +153,6 @@ MAX_CONFIG_LIST = 4096
 def check_config(cls, config: dict, source: str):
     """The architecture's Config from checkpoint metadata: unknown keys, wrong types and absurd sizes
     refused before any network is built."""
-    import dataclasses
-    import typing
-
     hints = typing.get_type_hints(cls.Config)
     names = {f.name for f in dataclasses.fields(cls.Config)}
     unknown = sorted(set(config) - names)
@@ -167,10 +165,6 @@ def check_config(cls, config: dict, source: str):
 
 
 def _conforms(value, hint) -> bool:
-    import math
-    import types
-    import typing
-
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         return any(_conforms(value, a) for a in args)

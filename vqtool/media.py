@@ -17,10 +17,11 @@ from typing import Iterator
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from .codes import MAX_PIXELS
 from .errors import StdoutClosed, VqtoolError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
-MAX_IMAGE_PIXELS = 50_000_000  # larger images are refused as possible decompression bombs
+MAX_IMAGE_PIXELS = MAX_PIXELS  # larger images are refused as possible decompression bombs (and never decoded)
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 STDIO = "-"
@@ -62,8 +63,6 @@ def atomic_path(path: Path) -> Iterator[Path]:
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the usual permissions
         os.replace(tmp, path)
     except OSError as exc:
-        if isinstance(exc, BrokenPipeError):
-            raise
         raise VqtoolError(f"cannot write ({exc.strerror or exc})", str(path)) from None
     finally:
         if tmp is not None:
