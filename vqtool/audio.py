@@ -127,10 +127,10 @@ def stream_audio(source: str, block_seconds: float = 10.0,
     return info, blocks()
 
 
-def audio_source(source: str, block_seconds: float = 10.0):
-    """(info, open_blocks): `open_blocks()` streams the input from its start again, as often as a
-    caller needs (files are re-read; stdin, which cannot be re-read, is kept in memory)."""
-    data = read_bytes(STDIO) if source == STDIO else None
+def audio_source(source: str, block_seconds: float = 10.0, data: bytes | None = None):
+    """(info, open_blocks): `open_blocks()` streams the input (a file, '-', or `data`, its bytes) from
+    its start again, as often as a caller needs (files are re-read; stdin is kept in memory)."""
+    data = read_bytes(STDIO) if source == STDIO and data is None else data
     handle, info = _open(source, data)
     handle.close()
     return info, lambda: stream_audio(source, block_seconds, data)[1]

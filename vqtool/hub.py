@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib
 import json
 import math
 import os
@@ -23,22 +22,12 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from . import strictjson
+from . import registry, strictjson
 from .errors import VqtoolError
 
 FORMAT = "vqtool-checkpoint-1"
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "models"
 REGISTRY = "registry.json"
-
-# architecture name in a checkpoint -> "module:Class"; the class has a Config dataclass
-ARCHITECTURES = {
-    "vqvae-image": "vqtool.vqvae:VQVAE",
-    "classifier-image": "vqtool.classifier:Classifier",
-    "vqvae-speech": "vqtool.speech:SpeechVQVAE",
-    "classifier-audio": "vqtool.audioclass:AudioClassifier",
-    "fader": "vqtool.fader:FaderNetwork",
-}
-
 
 @dataclass
 class Resolved:
@@ -195,13 +184,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return device
 
 
-def architecture_class(name: str):
-    if name not in ARCHITECTURES:
-        raise VqtoolError(f"unknown architecture '{name}' (this vqtool knows {', '.join(ARCHITECTURES)})")
-    module, cls = ARCHITECTURES[name].split(":")
-    return getattr(importlib.import_module(module), cls)
-
-
 def load(name_or_path: str, device: str = "auto", models_dir=None, expect: str | None = None) -> torch.nn.Module:
     """A ready model in eval mode, with `.name`, `.sha256` and `.metadata` attached.
 
@@ -217,7 +199,7 @@ def load(name_or_path: str, device: str = "auto", models_dir=None, expect: str |
     meta = read_metadata(resolved.path)
     if expect and meta["architecture"] != expect:
         raise VqtoolError(f"is a {meta['architecture']} checkpoint; this needs a {expect} one", name_or_path)
-    cls = architecture_class(meta["architecture"])
+    cls = registry.architecture_class(meta["architecture"])
     config = check_config(cls, meta["config"], name_or_path)
     with safe_open(str(resolved.path), framework="pt") as handle:
         shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}

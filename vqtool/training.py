@@ -55,10 +55,42 @@ class Task(Protocol):
     def build(self) -> torch.nn.Module: ...
     def dataset_size(self) -> int: ...
     def batch(self, indices: torch.Tensor, device: torch.device, generator: torch.Generator): ...
-    def loss(self, model: torch.nn.Module, batch) -> tuple[torch.Tensor, dict[str, float]]: ...
+    def loss(self, model: torch.nn.Module, batch, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+        """The training loss and the numbers to log; `generator` is the run's seeded random source."""
+    def optimizer_groups(self, model: torch.nn.Module) -> list[dict]:
+        """Adam parameter groups; a group's `lr_scale` multiplies the scheduled learning rate."""
     def evaluate(self, model: torch.nn.Module, device: torch.device) -> dict[str, float]: ...
     def provenance(self) -> dict: ...
     def card_notes(self) -> dict: ...
+
+
+class TaskBase:
+    """The parts every task repeats: a network built from `model_class(config)`, a training set with a
+    length, data provenance recorded as given, one Adam group, and no evaluation without held-out data."""
+
+    model_class: type
+    config: object
+    train: object
+    data_info: dict
+
+    @property
+    def architecture(self) -> str:
+        return self.model_class.architecture
+
+    def build(self) -> torch.nn.Module:
+        return self.model_class(self.config)
+
+    def dataset_size(self) -> int:
+        return len(self.train)
+
+    def optimizer_groups(self, model: torch.nn.Module) -> list[dict]:
+        return [{"params": list(model.parameters())}]
+
+    def evaluate(self, model: torch.nn.Module, device: torch.device) -> dict:
+        return {}
+
+    def provenance(self) -> dict:
+        return self.data_info
 
 
 @dataclass
@@ -143,9 +175,7 @@ def fit(task: Task, opts: TrainOptions) -> Path | None:
         torch.backends.cudnn.benchmark = True
     torch.manual_seed(opts.seed)  # identical initial weights on every rank
     model = task.build().to(device)
-    # a model may ask for its own Adam groups (e.g. betas, or an `lr_scale` for one player of a game)
-    groups = model.optimizer_groups() if hasattr(model, "optimizer_groups") else model.parameters()
-    optimizer = torch.optim.Adam(groups, lr=opts.lr)
+    optimizer = torch.optim.Adam(task.optimizer_groups(model), lr=opts.lr)
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / STATE_FILE
@@ -172,7 +202,7 @@ def fit(task: Task, opts: TrainOptions) -> Path | None:
             for group in optimizer.param_groups:
                 group["lr"] = lr * group.get("lr_scale", 1.0)
             batch = task.batch(next(order), device, generator)
-            loss, metrics = task.loss(wrapped, batch)
+            loss, metrics = task.loss(wrapped, batch, generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

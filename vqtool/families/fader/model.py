@@ -24,8 +24,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from .classifier import Classifier, ClassifierConfig
-from .errors import VqtoolError
+from vqtool.classifiers import Classifier, ClassifierConfig
+from vqtool.errors import VqtoolError
+from vqtool.evaluation import from_uint8, to_uint8
+
+from . import ARCHITECTURE
 
 
 @dataclass
@@ -64,7 +67,7 @@ def attribute_maps(alphas: torch.Tensor, height: int, width: int) -> torch.Tenso
 
 class FaderNetwork(nn.Module):
     Config = FaderConfig
-    architecture = "fader"
+    architecture = ARCHITECTURE
 
     def __init__(self, config: FaderConfig):
         super().__init__()
@@ -94,14 +97,6 @@ class FaderNetwork(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
-
-    def optimizer_groups(self) -> list[dict]:
-        """Adam with beta1 = 0.5 for both players, as the paper; the discriminator learns faster, so that it
-        keeps up with an encoder that moves its code around to fool it, on a schedule 100x shorter."""
-        theirs = set(map(id, self.discriminator.parameters()))
-        return [{"params": [p for p in self.parameters() if id(p) not in theirs], "betas": (0.5, 0.999)},
-                {"params": list(self.discriminator.parameters()), "betas": (0.5, 0.999),
-                 "lr_scale": self.config.discriminator_lr_scale}]
 
     @property
     def attributes(self) -> list[str]:
@@ -188,13 +183,10 @@ class FaderNetwork(nn.Module):
         """(len(values), N, C, S, S): the faces as `name` moves through `values` (others as `settings`/read)."""
         return torch.stack(self.variants(images, [{**(settings or {}), name: float(v)} for v in values])[1])
 
-    @staticmethod
-    def to_uint8(images: torch.Tensor) -> np.ndarray:
-        """(N, C, H, W) in [0, 1] -> (N, H, W, C) uint8."""
-        return (images * 255).round().clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()
+    to_uint8 = staticmethod(to_uint8)
 
     def from_uint8(self, arrays) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(arrays)).permute(0, 3, 1, 2).float().div(255).to(self.device)
+        return from_uint8(arrays, self.device)
 
 
 # --- the user's own photos ---------------------------------------------------------------------------

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .codes import MAX_RANGE_CODES, codes_crc32
-from .errors import VqtoolError
+from vqtool.codes import MAX_RANGE_CODES, codes_crc32
+from vqtool.errors import VqtoolError
 from .prior import PixelCNNPrior, autoregress
 
 

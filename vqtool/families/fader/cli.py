@@ -1,5 +1,4 @@
-"""Fader Network commands: `fade` and `train fader`; `train classifier --attributes` trains their judge.
-Registered on the one `vqtool` app by cli.py."""
+"""Fader Network commands: `fade` and `train fader`; `train classifier --attributes` trains their judge."""
 
 from __future__ import annotations
 
@@ -8,13 +7,13 @@ from typing import List, Optional
 
 import typer
 
-from .cli import (AttributesOpt, CheckpointOpt, DeviceOpt, HoldoutOpt, LabelsOpt, ModelsDirOpt, OutOpt, Outputs,
-                  ResumeOpt, SeedOpt, TimeLimitOpt, _report, any_folder, app, console, emit_json, split_specs, train_app,
-                  train_options, usage)
-from .errors import VqtoolError
+from vqtool.cli.common import (AttributesOpt, DeviceOpt, HoldoutOpt, LabelsOpt, ModelsDirOpt, Outputs, any_folder,
+                               console, emit_json, json_needs_file, report, split_specs, train_command, usage)
+from vqtool.errors import VqtoolError
+
+from . import ARCHITECTURE
 
 
-@train_app.command("fader")
 def train_fader(
     data: Path = typer.Option(..., "--data", help="Folder or .zip of face images."),
     attributes: str = AttributesOpt,
@@ -22,14 +21,6 @@ def train_fader(
     holdout: Optional[Path] = HoldoutOpt,
     judge: Optional[str] = typer.Option(None, "--judge", help="Attribute classifier (`train classifier --attributes`) "
                                                               "that scores the edits in the final metrics."),
-    name: str = typer.Option("faces", "--name", help="Checkpoint name."),
-    out: Optional[Path] = OutOpt,
-    steps: int = typer.Option(20_000, "--steps", min=1),
-    batch_size: int = typer.Option(64, "--batch-size", min=1),
-    lr: float = typer.Option(2e-4, "--lr"),
-    seed: int = SeedOpt,
-    device: str = DeviceOpt,
-    resume: bool = ResumeOpt,
     image_size: int = typer.Option(64, "--image-size", help="Centre-crop and resize the data to this size."),
     widths: str = typer.Option("32,64,128,256,256", "--widths", help="Encoder channels, one stride-2 layer each."),
     adversarial_weight: float = typer.Option(1e-3, "--lambda", help="Final weight of the encoder's adversarial loss."),
@@ -43,18 +34,19 @@ def train_fader(
     flip: bool = typer.Option(True, "--flip/--no-flip", help="Random horizontal flips."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use a random subset of this many training images."),
     eval_limit: Optional[int] = typer.Option(None, "--eval-limit"),
-    checkpoint_every: int = CheckpointOpt,
-    time_limit: Optional[float] = TimeLimitOpt,
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    models_dir: Optional[Path] = ModelsDirOpt,
+    *, train,
 ):
     """Train a Fader Network: face attributes become sliders.
 
     Example: `vqtool train fader --data ../shared/data/utkface/utkface-64.zip --labels ../shared/data/utkface/labels.csv --attributes "male=gender:male,young=age<30" --name faces-utk`
     """
-    from .data import attribute_splits
-    from .fader import FaderConfig
-    from .fadertask import FaderTask
-    from .training import fit
+    from vqtool.data.attributes import attribute_splits
+    from vqtool.evaluation import load_judge
+    from vqtool.training import fit
+
+    from .model import FaderConfig
+    from .task import FaderTask
 
     try:
         sizes = [int(w) for w in widths.split(",")]
@@ -62,17 +54,18 @@ def train_fader(
         raise usage(f"comma-separated integers, not '{widths}'", "--widths") from None
     if image_size % 2 ** len(sizes):
         raise usage(f"--image-size {image_size} must be divisible by 2**{len(sizes)} (one halving per width)", "--widths")
-    if not quiet:
+    scorer = load_judge(judge, "classifier-image", "cpu", models_dir) if judge else None
+    if not train.quiet:
         console.print(f"loading {data}…")
     mode = None if gray is None else ("L" if gray else "RGB")
-    train, held_out, info = attribute_splits(data, split_specs(attributes), labels, holdout, image_size, mode,
+    faces, held_out, info = attribute_splits(data, split_specs(attributes), labels, holdout, image_size, mode,
                                              limit, eval_limit)
-    config = FaderConfig(attributes=train.classes, rules=list(info["attributes"].values()),
-                         channels=train.images.shape[-1], image_size=image_size, widths=sizes,
+    config = FaderConfig(attributes=faces.classes, rules=list(info["attributes"].values()),
+                         channels=faces.images.shape[-1], image_size=image_size, widths=sizes,
                          adversarial_weight=adversarial_weight, ramp_steps=ramp_steps, guidance_weight=guidance,
                          discriminator_lr_scale=disc_lr_scale, reader_pool=reader_pool)
-    task = FaderTask(config, train, held_out, judge, flip, info)
-    fit(task, train_options(name, out, steps, batch_size, lr, seed, device, resume, quiet, time_limit, checkpoint_every))
+    task = FaderTask(config, faces, held_out, scorer, flip, info)
+    fit(task, train.options())
 
 
 def parse_sliders(tokens: list[str]) -> tuple[list[str], dict[str, float]]:
@@ -126,7 +119,7 @@ def parse_crop(text: str) -> tuple[int, int, int, int]:
 
 def pick_model(names: list[str], models_dir) -> str:
     """The first fader model (faces-smile first) that has every attribute named."""
-    from .hub import catalogue, read_metadata
+    from vqtool.hub import catalogue, read_metadata
 
     found = []
     for name, resolved in sorted(catalogue(models_dir).items(), key=lambda kv: (kv[0] != "faces-smile", kv[0])):
@@ -134,7 +127,7 @@ def pick_model(names: list[str], models_dir) -> str:
             meta = read_metadata(resolved.path)
         except VqtoolError:
             continue
-        if meta["architecture"] == "fader":
+        if meta["architecture"] == ARCHITECTURE:
             found.append((name, meta["config"]["attributes"]))
     for name, attributes in found:
         if set(names) <= set(attributes):
@@ -143,7 +136,6 @@ def pick_model(names: list[str], models_dir) -> str:
     raise usage(f"no model has attribute(s) {', '.join(names)} (models and their attributes: {known})")
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def fade(
     tokens: List[str] = typer.Argument(..., metavar="INPUT... [--ATTRIBUTE ALPHA]...",
                                        help="Images ('-' for stdin) and sliders such as --smile 0.7."),
@@ -180,9 +172,10 @@ def fade(
     """
     import torch
 
-    from .fader import edit_photo, face_box, frame
-    from .hub import load
-    from .media import IMAGE_SUFFIXES, encode_image, expand_inputs, image_format_for, read_image, tile, write_bytes
+    from vqtool.hub import load
+    from vqtool.media import IMAGE_SUFFIXES, encode_image, expand_inputs, image_format_for, read_image, tile, write_bytes
+
+    from .model import edit_photo, face_box, frame
 
     inputs, sliders = parse_sliders(tokens)
     if not inputs:
@@ -190,11 +183,10 @@ def fade(
     sweep = parse_grid(grid) if grid else None
     if sweep and paste:
         raise usage("--grid shows model-sized faces; leave out --paste", "--paste")
-    if as_json and output == "-":
-        raise usage("--json prints records on stdout, so it needs -o to a file or folder", "--json")
+    json_needs_file(as_json, output)
     box = parse_crop(crop) if crop else None
     wanted = [{**sliders, sweep[0]: value} for value in sweep[1]] if sweep else [sliders]  # each names them all
-    net = load(model or pick_model(list(wanted[0]), models_dir), device, models_dir, expect="fader")
+    net = load(model or pick_model(list(wanted[0]), models_dir), device, models_dir, expect=ARCHITECTURE)
     try:
         for settings in wanted:  # unknown attributes and alphas out of range are usage errors, up front
             net.with_settings(torch.zeros(1, len(net.attributes)), settings)
@@ -226,7 +218,7 @@ def fade(
                            "read": {a: round(v, 4) for a, v in zip(net.attributes, read.tolist())}, "set": sliders,
                            "pasted": paste, "width": pixels.shape[1], "height": pixels.shape[0], "bytes": len(data)})
         except VqtoolError as exc:
-            _report(failures, source, exc)
+            report(failures, source, exc)
     if sweep and rows:
         columns = len(sweep[1]) + 2
         target = output or (str(Path(sources[0]).with_name(Path(sources[0]).stem + ".grid.png"))
@@ -235,7 +227,7 @@ def fade(
             data = encode_image(tile(rows, columns), image_format_for(target))
             write_bytes(target, data)
         except VqtoolError as exc:
-            _report(failures, target, exc)
+            report(failures, target, exc)
             as_json = False
         if as_json:
             emit_json({"output": target, "model": net.name, "inputs": len(rows) // columns, "attribute": sweep[0],
@@ -245,3 +237,8 @@ def fade(
         console.print(f"faded {done} image(s) with {net.name}" + (f", {len(failures)} failed" if failures else ""))
     if failures:
         raise typer.Exit(1)
+
+
+def register(app: typer.Typer, train_app: typer.Typer) -> None:
+    app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(fade)
+    train_command(train_app, "fader", name="faces", steps=20_000, lr=2e-4, batch_size=64)(train_fader)

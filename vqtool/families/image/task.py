@@ -1,6 +1,6 @@
-"""Training and held-out evaluation of a PixelCNN prior on top of a trained image VQ-VAE.
+"""Training and held-out evaluation of the image VQ-VAE, and of a PixelCNN prior on top of it.
 
-The training split is encoded once (and its mirror image, which doubles the data at no risk: a
+The prior's training split is encoded once (and its mirror image, which doubles the data at no risk: a
 mirrored photo is still a photo); the prior then trains on code grids with the shared loop. The
 exported checkpoint is the VQ-VAE with the prior inside, so one name gives codes, samples and
 compression, and the VQ-VAE's own metrics and provenance travel with it.
@@ -17,18 +17,15 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from vqtool.codes import entropy_bits
+from vqtool.evaluation import in_batches, judge_record, mse_per_image, psnr_metrics
+from vqtool.training import TaskBase
+
 from .compress import compress, decompress
+from .model import VQVAE, VQVAEConfig
 from .prior import PriorConfig, discretised_logistic_bits, fit_log_scale
-from .vqvae import VQVAE
 
 LN2 = math.log(2)
-
-
-def in_batches(fn, items: torch.Tensor, batch: int = 1000, *more) -> torch.Tensor:
-    """fn over consecutive slices of `items` (and of each tensor in `more`), results on the CPU, joined."""
-    with torch.no_grad():
-        return torch.cat([fn(items[i:i + batch], *(m[i:i + batch] for m in more)).cpu()
-                          for i in range(0, len(items), batch)])
 
 
 def encode_all(model: VQVAE, images: torch.Tensor, flip: bool = False) -> torch.Tensor:
@@ -36,16 +33,70 @@ def encode_all(model: VQVAE, images: torch.Tensor, flip: bool = False) -> torch.
     return in_batches(lambda part: model.encode((part.flip(2) if flip else part).numpy()).short(), images)
 
 
-class PriorTask:
+class VQVAETask(TaskBase):
+    """Training recipe for `fit`: MSE reconstruction + quantiser loss, evaluated on a held-out set."""
+
+    model_class = VQVAE
+
+    def __init__(self, config: VQVAEConfig, train, eval_path: str | None, flip: bool = True,
+                 eval_limit: int | None = None, data_info: dict | None = None):
+        self.config, self.train, self.eval_path = config, train, eval_path
+        self.flip, self.eval_limit, self.data_info = flip, eval_limit, data_info or {}
+
+    def batch(self, indices, device, generator):
+        if self.train.images.device != device:  # the whole set fits on any GPU: move it once
+            self.train.images = self.train.images.to(device)
+        images = self.train.images[indices.to(device)].permute(0, 3, 1, 2).float().div_(255)
+        if self.flip:
+            mirror = (torch.rand(len(indices), generator=generator) < 0.5).to(device)
+            images[mirror] = images[mirror].flip(-1)
+        return images
+
+    def loss(self, model, images, generator):
+        recon, quant = model(images)
+        mse = F.mse_loss(recon, images)
+        return mse + quant.loss, {"mse": mse.item(), "perplexity": quant.perplexity.item(),
+                                  "usage": quant.usage.item()}
+
+    def evaluate(self, model: VQVAE, device) -> dict:
+        from vqtool.data.images import load_images
+
+        if not self.eval_path:
+            return {}
+        held_out = load_images(self.eval_path, limit=self.eval_limit)
+        return evaluate_reconstruction(model, held_out.images) | {"eval_images": len(held_out)}
+
+    def card_notes(self) -> dict:
+        return {"task": "image", "summary": "Encodes RGB images to a grid of discrete codes "
+                f"(one code per {2 ** self.config.downsamples}x{2 ** self.config.downsamples} pixels, "
+                f"K = {self.config.num_codes}) and decodes them back."}
+
+
+def evaluate_reconstruction(model: VQVAE, images: torch.Tensor, batch: int = 500) -> dict:
+    """PSNR and MSE of uint8 reconstructions (as the CLI writes them) and codebook statistics."""
+    errors, histogram = [], torch.zeros(model.config.num_codes)
+    for start in range(0, len(images), batch):
+        originals = images[start:start + batch].numpy()
+        codes = model.encode(originals)
+        histogram += torch.bincount(codes.flatten().cpu(), minlength=model.config.num_codes)
+        errors.append(mse_per_image(originals, model.to_uint8(model.decode(codes, originals.shape[1:3]))))
+    mse = np.concatenate(errors)
+    perplexity = 2 ** entropy_bits(histogram.numpy())
+    return {**psnr_metrics(mse), "mse": round(float(mse.mean()), 6), "perplexity": round(perplexity, 1),
+            "codes_used": round(float((histogram > 0).float().mean()), 4)}
+
+
+class PriorTask(TaskBase):
     """Recipe for `fit`: cross-entropy of the prior on code grids; the VQ-VAE stays frozen."""
 
-    architecture = VQVAE.architecture
+    model_class = VQVAE
 
     def __init__(self, base: VQVAE, prior: PriorConfig, train, eval_path: str | None, flip: bool = True,
-                 eval_limit: int | None = None, judge: str | None = None, data_info: dict | None = None,
-                 name: str = "cifar10"):
+                 eval_limit: int | None = None, judge=None, data_info: dict | None = None, name: str = "cifar10"):
+        """`judge`: a loaded image classifier (`load_judge`) that scores class-conditional samples."""
         self.base, self.eval_path, self.name = base, eval_path, name
-        self.eval_limit, self.judge, self.data_info = eval_limit, judge, data_info or {}
+        self.eval_limit, self.judge = eval_limit, judge
+        self.data_info = {**(data_info or {}), **({"judge": judge_record(judge)} if judge is not None else {})}
         codes = [encode_all(base, train.images)] + ([encode_all(base, train.images, flip=True)] if flip else [])
         self.codes = torch.cat(codes)
         self.prior_config = prior = replace(prior, grid=list(self.codes.shape[1:]))
@@ -75,27 +126,22 @@ class PriorTask:
         labels[torch.rand(len(indices), generator=generator) < self.prior_config.class_dropout] = -1
         return self.codes[indices].long().to(device), labels.to(device)
 
-    def loss(self, model, batch):
+    def loss(self, model, batch, generator):
         codes, labels = batch
         nats = F.cross_entropy(model(codes=codes, labels=labels), codes)
         return nats, {"bits_per_code": nats.item() / LN2}
 
     def evaluate(self, model: VQVAE, device) -> dict:
-        from .data import load_images
+        from vqtool.data.images import load_images
 
         if not self.eval_path:
             return {}
         held_out = load_images(self.eval_path, limit=self.eval_limit)
         metrics = dict(self.base.metadata.get("metrics", {})) if hasattr(self.base, "metadata") else {}
         metrics.update(evaluate_prior(model, held_out, self.name))
-        if self.judge:
-            from .hub import load
-
-            metrics.update(evaluate_samples(model, load(self.judge, str(device)), held_out))
+        if self.judge is not None:
+            metrics.update(evaluate_samples(model, self.judge.to(device), held_out))
         return metrics
-
-    def provenance(self) -> dict:
-        return self.data_info
 
     def card_notes(self) -> dict:
         c = self.base.config

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .audio import AUDIO_SUFFIXES, Spectral, read_audio
-from .errors import VqtoolError
+from ..audio import AUDIO_SUFFIXES, Spectral, read_audio
+from ..errors import VqtoolError
 
 
 @dataclass
@@ -100,3 +100,12 @@ def crop_batch(features: list[torch.Tensor], indices, frames: int, generator: to
         batch[row, :, : crop.shape[1]] = crop
     gain = (torch.rand(len(crops), 1, 1, generator=generator) * 2 - 1) * gain_db / 20 * np.log(10)
     return batch + gain, lengths
+
+
+def provenance(roots: list[Path], clips: list[Clip]) -> dict:
+    """How a checkpoint records its speech training data (several corpora)."""
+    from . import fingerprint
+
+    return {"train_data": ", ".join(map(str, roots)), "train_split": "train", "train_items": len(clips),
+            "train_sha256": ",".join(fingerprint(d)[:16] for d in roots),
+            "eval_split": "test"}

@@ -6,39 +6,45 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .fader import FaderConfig, FaderNetwork
+from vqtool.evaluation import EVAL_BATCH, judge_record, mse_per_image, psnr_db, psnr_metrics
+from vqtool.training import TaskBase
+
+from .model import FaderConfig, FaderNetwork
 
 SLIDER_POINTS = [-0.5, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5]  # alphas at which the card reports the judge
 
 
-class FaderTask:
+class FaderTask(TaskBase):
     """Reconstruction (MSE on [-1, 1] pixels, as in the paper) + lambda_E x the encoder's adversarial loss
     (the discriminator should read the flipped attributes) + the discriminator's and the reader's own
     cross-entropies + the guidance term (ramped like lambda_E; see fader.py). One optimizer: each term
     reaches only its own player's weights."""
 
-    architecture = FaderNetwork.architecture
+    model_class = FaderNetwork
 
-    def __init__(self, config: FaderConfig, train, held_out=None, judge: str | None = None, flip: bool = True,
+    def __init__(self, config: FaderConfig, train, held_out=None, judge=None, flip: bool = True,
                  data_info: dict | None = None):
-        self.config, self.train, self.held_out, self.judge = config, train, held_out, judge
-        self.flip, self.data_info = flip, data_info or {}
+        """`judge`: a loaded attribute classifier (`load_judge`) that scores the edits."""
+        self.config, self.train, self.held_out, self.judge, self.flip = config, train, held_out, judge, flip
+        self.data_info = {**(data_info or {}), **({"judge": judge_record(judge)} if judge is not None else {})}
 
-    def build(self) -> FaderNetwork:
-        return FaderNetwork(self.config)
-
-    def dataset_size(self) -> int:
-        return len(self.train)
+    def optimizer_groups(self, model: FaderNetwork) -> list[dict]:
+        """Adam with beta1 = 0.5 for both players, as the paper; the discriminator learns faster, so that it
+        keeps up with an encoder that moves its code around to fool it, on a schedule 100x shorter."""
+        theirs = set(map(id, model.discriminator.parameters()))
+        return [{"params": [p for p in model.parameters() if id(p) not in theirs], "betas": (0.5, 0.999)},
+                {"params": list(model.discriminator.parameters()), "betas": (0.5, 0.999),
+                 "lr_scale": self.config.discriminator_lr_scale}]
 
     def batch(self, indices, device, generator):
         images = self.train.images[indices].permute(0, 3, 1, 2).float().div_(255)
         if self.flip:
             mirror = torch.rand(len(indices), generator=generator) < 0.5
             images[mirror] = images[mirror].flip(-1)
-        return images.to(device), self.train.labels[indices].to(device), generator
+        return images.to(device), self.train.labels[indices].to(device)
 
-    def loss(self, model, batch):
-        images, labels, generator = batch
+    def loss(self, model, batch, generator):
+        images, labels = batch
         out = model(images, labels, generator)
         weight, judged, read = self.config.adversarial_weight * out["ramp"], out["judged"], out["read"]
         mse = F.mse_loss(out["recon"] * 2 - 1, images * 2 - 1)
@@ -58,19 +64,7 @@ class FaderTask:
     def evaluate(self, model: FaderNetwork, device) -> dict:
         if self.held_out is None:
             return {}
-        judge = None
-        if self.judge:
-            from .hub import load
-
-            judge = load(self.judge, device, expect="classifier-image")
-        metrics = evaluate_fader(model, self.held_out, judge)
-        if judge is not None:
-            self.data_info["judge"] = {"name": judge.name, "sha256": judge.sha256,
-                                       "command": judge.metadata["provenance"].get("command")}
-        return metrics
-
-    def provenance(self) -> dict:
-        return self.data_info
+        return evaluate_fader(model, self.held_out, self.judge.to(device) if self.judge is not None else None)
 
     def card_notes(self) -> dict:
         c = self.config
@@ -81,9 +75,6 @@ class FaderTask:
                 f"extrapolation allowed in {c.alpha_range[0]}..{c.alpha_range[1]}."}
 
 
-EVAL_BATCH = 250  # held-out faces per forward pass
-
-
 @torch.no_grad()
 def evaluate_fader(model: FaderNetwork, held_out, judge=None) -> dict:
     """Reconstruction PSNR at the true attributes; with a judge, swap accuracy and the slider curve.
@@ -91,7 +82,6 @@ def evaluate_fader(model: FaderNetwork, held_out, judge=None) -> dict:
     `held_out`: an ImageSet whose labels are the (N, A) true attributes, columns in the model's order.
     """
     images, labels = held_out.images, held_out.labels.float()
-    originals = images.numpy().astype(np.float64) / 255
     latents, read = [], []  # each face encoded and read once: every metric below decodes these latents
     for start in range(0, len(images), EVAL_BATCH):
         part = model.from_uint8(images[start:start + EVAL_BATCH])
@@ -104,13 +94,10 @@ def evaluate_fader(model: FaderNetwork, held_out, judge=None) -> dict:
                                for latent, part in zip(latents, alphas.split(EVAL_BATCH))])
 
     recon = decoded(labels)
-    mse = ((recon.astype(np.float64) / 255 - originals) ** 2).reshape(len(images), -1).mean(1)
-    recon_read = decoded(torch.from_numpy(read))
-    mse_read = ((recon_read.astype(np.float64) / 255 - originals) ** 2).mean()
+    mse = mse_per_image(images.numpy(), recon)
+    mse_read = mse_per_image(images.numpy(), decoded(torch.from_numpy(read)))
     truth = labels.numpy() > 0.5
-    metrics = {"psnr_db": round(float(-10 * np.log10(mse.mean())), 3),
-               "psnr_per_image_db": round(float(np.mean(-10 * np.log10(np.maximum(mse, 1e-10)))), 3),
-               "psnr_db_read_attributes": round(float(-10 * np.log10(mse_read)), 3)}
+    metrics = {**psnr_metrics(mse), "psnr_db_read_attributes": round(psnr_db(mse_read.mean()), 3)}
     for i, name in enumerate(model.attributes):
         metrics[f"reader_accuracy_{name}"] = round(float(((read[:, i] > 0.5) == truth[:, i]).mean()), 4)
     metrics["eval_images"] = len(images)

@@ -16,11 +16,13 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from .codes import entropy_bits
-from .layers import ResidualBlock, tiled
-from .errors import VqtoolError
+from vqtool.errors import VqtoolError
+from vqtool.evaluation import to_uint8
+from vqtool.layers import ResidualBlock, tiled
+from vqtool.quantize import VectorQuantizer
+
+from . import ARCHITECTURE
 from .prior import PixelCNNPrior, PriorConfig, autoregress, sampler
-from .quantize import VectorQuantizer
 
 TILE_CODES = 64  # tile edge in codes for large images
 HALO_CODES = 8  # context added around each tile, beyond the encoder's receptive field
@@ -44,7 +46,7 @@ class VQVAEConfig:
 
 class VQVAE(nn.Module):
     Config = VQVAEConfig
-    architecture = "vqvae-image"
+    architecture = ARCHITECTURE
 
     def __init__(self, config: VQVAEConfig):
         super().__init__()
@@ -174,74 +176,4 @@ class VQVAE(nn.Module):
                                       sampler(noise[i:i + SAMPLE_CHUNK].to(self.device), temperature, top_k), cached)
                           for i in range(0, len(labels), SAMPLE_CHUNK)])
 
-    @staticmethod
-    def to_uint8(images: torch.Tensor) -> np.ndarray:
-        """(N, C, H, W) floats in [0, 1] -> (N, H, W, C) uint8, rounded as an image file stores them."""
-        return (images * 255).round().clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()
-
-
-class VQVAETask:
-    """Training recipe for `fit`: MSE reconstruction + quantiser loss, evaluated on a held-out set."""
-
-    architecture = VQVAE.architecture
-
-    def __init__(self, config: VQVAEConfig, train, eval_path: str | None, flip: bool = True,
-                 eval_limit: int | None = None, data_info: dict | None = None):
-        self.config, self.train, self.eval_path = config, train, eval_path
-        self.flip, self.eval_limit, self.data_info = flip, eval_limit, data_info or {}
-
-    def build(self) -> VQVAE:
-        return VQVAE(self.config)
-
-    def dataset_size(self) -> int:
-        return len(self.train)
-
-    def batch(self, indices, device, generator):
-        if self.train.images.device != device:  # the whole set fits on any GPU: move it once
-            self.train.images = self.train.images.to(device)
-        images = self.train.images[indices.to(device)].permute(0, 3, 1, 2).float().div_(255)
-        if self.flip:
-            mirror = (torch.rand(len(indices), generator=generator) < 0.5).to(device)
-            images[mirror] = images[mirror].flip(-1)
-        return images
-
-    def loss(self, model, images):
-        recon, quant = model(images)
-        mse = F.mse_loss(recon, images)
-        return mse + quant.loss, {"mse": mse.item(), "perplexity": quant.perplexity.item(),
-                                  "usage": quant.usage.item()}
-
-    def evaluate(self, model: VQVAE, device) -> dict:
-        from .data import load_images
-
-        if not self.eval_path:
-            return {}
-        held_out = load_images(self.eval_path, limit=self.eval_limit)
-        return evaluate_reconstruction(model, held_out.images) | {"eval_images": len(held_out)}
-
-    def provenance(self) -> dict:
-        return self.data_info
-
-    def card_notes(self) -> dict:
-        return {"task": "image", "summary": "Encodes RGB images to a grid of discrete codes "
-                f"(one code per {2 ** self.config.downsamples}x{2 ** self.config.downsamples} pixels, "
-                f"K = {self.config.num_codes}) and decodes them back."}
-
-
-def evaluate_reconstruction(model: VQVAE, images: torch.Tensor, batch: int = 500) -> dict:
-    """PSNR and MSE of uint8 reconstructions (as the CLI writes them) and codebook statistics."""
-    errors, histogram = [], torch.zeros(model.config.num_codes)
-    for start in range(0, len(images), batch):
-        originals = images[start:start + batch].numpy()
-        codes = model.encode(originals)
-        histogram += torch.bincount(codes.flatten().cpu(), minlength=model.config.num_codes)
-        restored = model.to_uint8(model.decode(codes, originals.shape[1:3]))
-        diff = (restored.astype(np.float64) - originals.astype(np.float64)) / 255
-        errors.append((diff**2).reshape(len(diff), -1).mean(1))
-    mse_per_image = np.concatenate(errors)
-    mse = float(mse_per_image.mean())
-    perplexity = 2 ** entropy_bits(histogram.numpy())
-    return {"psnr_db": round(-10 * np.log10(mse), 3),
-            "psnr_per_image_db": round(float(np.mean(-10 * np.log10(np.maximum(mse_per_image, 1e-10)))), 3),
-            "mse": round(mse, 6), "perplexity": round(perplexity, 1),
-            "codes_used": round(float((histogram > 0).float().mean()), 4)}
+    to_uint8 = staticmethod(to_uint8)

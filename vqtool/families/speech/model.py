@@ -28,10 +28,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .audio import SAMPLE_RATE, Spectral
-from .audioclass import MIN_REFERENCE_SECONDS, AudioClassifier, AudioClassifierConfig
-from .errors import VqtoolError
-from .quantize import VectorQuantizer
+from vqtool.audio import SAMPLE_RATE, Spectral
+from vqtool.classifiers import MIN_REFERENCE_SECONDS, AudioClassifier, AudioClassifierConfig
+from vqtool.errors import VqtoolError
+from vqtool.quantize import VectorQuantizer
+
+from . import ARCHITECTURE
 
 CHUNK_CODES = 512  # 10.24 s of audio per chunk
 HALO_CODES = 64  # 1.28 s of context on each side, beyond both networks' receptive fields
@@ -78,7 +80,7 @@ class ConditionedBlock(nn.Module):
 
 class SpeechVQVAE(nn.Module):
     Config = SpeechConfig
-    architecture = "vqvae-speech"
+    architecture = ARCHITECTURE
 
     def __init__(self, config: SpeechConfig):
         super().__init__()

@@ -19,10 +19,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .audio import Spectral
-from .audioclass import AudioClassifier
-from .speech import SpeechConfig, SpeechVQVAE
-from .speechdata import Clip, load_waves, log_mels
+from vqtool.audio import Spectral
+from vqtool.classifiers import AudioClassifier
+from vqtool.data.speech import Clip, load_waves, log_mels
+from vqtool.training import TaskBase
+
+from .model import SpeechConfig, SpeechVQVAE
 
 CROP_SAMPLES = 20_480  # 1.28 s, 64 codes
 
@@ -42,8 +44,8 @@ def cepstral_distance(reference: np.ndarray, other: np.ndarray, spectral: Spectr
     return float((10 / math.log(10) * torch.sqrt(2 * (diff ** 2).sum(0)))[active].mean())
 
 
-class SpeechTask:
-    architecture = SpeechVQVAE.architecture
+class SpeechTask(TaskBase):
+    model_class = SpeechVQVAE
 
     def __init__(self, config: SpeechConfig, clips: list[Clip], waves: list[np.ndarray], encoder: AudioClassifier,
                  evaluation: dict | None = None, data_info: dict | None = None):
@@ -83,7 +85,7 @@ class SpeechTask:
         gain = 10 ** ((torch.rand(len(waves), 1, generator=generator) * 2 - 1) * 6 / 20)
         return (wave * gain).to(device), torch.stack(voices).to(device)
 
-    def loss(self, model, batch):
+    def loss(self, model, batch, generator):
         wave, voice = batch
         predicted, magnitude, quant = model(wave, voice)
         target = torch.log(magnitude.clamp_min(1e-5))
@@ -95,10 +97,10 @@ class SpeechTask:
                       "perplexity": quant.perplexity.item()}
 
     def evaluate(self, model: SpeechVQVAE, device) -> dict:
-        return evaluate_speech(model, **self.evaluation) if self.evaluation else {}
-
-    def provenance(self) -> dict:
-        return self.data_info
+        if not self.evaluation:
+            return {}
+        judges = {k: self.evaluation[k].to(device) for k in ("speaker_judge", "digit_judge") if self.evaluation.get(k)}
+        return evaluate_speech(model, **{**self.evaluation, **judges})
 
     def card_notes(self) -> dict:
         c = self.config

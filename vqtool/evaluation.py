@@ -1,0 +1,68 @@
+"""What every family's held-out evaluation needs: batching, 8-bit images, PSNR, and judges.
+
+A judge is a separately trained checkpoint that scores a model's outputs; it is loaded one way
+(`load_judge`: type-checked, its SHA-256 kept) and recorded one way (`judge_record`) in provenance.
+Importing this module does not import torch (`vqtool compare` uses the PSNR).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+EVAL_BATCH = 500  # items per model call in evaluations: bounds memory on two cores and on a GPU
+
+
+def in_batches(fn, items: torch.Tensor, batch: int = EVAL_BATCH, *more) -> torch.Tensor:
+    """fn over consecutive slices of `items` (and of each tensor in `more`), results on the CPU, joined."""
+    import torch
+
+    with torch.no_grad():
+        return torch.cat([fn(items[i:i + batch], *(m[i:i + batch] for m in more)).cpu()
+                          for i in range(0, len(items), batch)])
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(N, C, H, W) floats in [0, 1] -> (N, H, W, C) uint8, rounded as an image file stores them."""
+    return (images * 255).round().clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+def from_uint8(arrays, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(N, H, W, C) uint8 -> (N, C, H, W) floats in [0, 1] on `device`."""
+    import torch
+
+    return torch.as_tensor(np.asarray(arrays)).permute(0, 3, 1, 2).float().div(255).to(device)
+
+
+def mse_per_image(originals: np.ndarray, restored: np.ndarray) -> np.ndarray:
+    """Mean squared error of each uint8 image pair, pixels in [0, 1] (float64)."""
+    diff = (restored.astype(np.float64) - originals.astype(np.float64)) / 255
+    return (diff ** 2).reshape(len(diff), -1).mean(1)
+
+
+def psnr_db(mse) -> float:
+    """10·log10(1/MSE) for pixels in [0, 1]; an exact match counts as 100 dB."""
+    return float(-10 * np.log10(np.maximum(mse, 1e-10)))
+
+
+def psnr_metrics(mse: np.ndarray) -> dict:
+    """`psnr_db` of the mean error over all images and `psnr_per_image_db`, the mean of each image's."""
+    return {"psnr_db": round(psnr_db(mse.mean()), 3),
+            "psnr_per_image_db": round(float(np.mean(-10 * np.log10(np.maximum(mse, 1e-10)))), 3)}
+
+
+def load_judge(name_or_path: str, architecture: str, device: str | torch.device = "cpu", models_dir=None):
+    """A judge checkpoint, refused unless it has the architecture the evaluation needs."""
+    from .hub import load
+
+    return load(name_or_path, str(device), models_dir, expect=architecture)
+
+
+def judge_record(judge) -> dict:
+    """How provenance names a judge: its name, SHA-256 and the command that trained it."""
+    return {"name": judge.name, "sha256": judge.sha256,
+            "command": judge.metadata.get("provenance", {}).get("command")}

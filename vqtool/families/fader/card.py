@@ -1,0 +1,47 @@
+"""Model-card words of the Fader Networks."""
+
+from __future__ import annotations
+
+from vqtool.cards import CardText
+
+CARDS = {
+    "fader": CardText(
+        intended_use="Research, teaching and creative editing of face attributes with sliders (`vqtool fade`, "
+                     "`vqtool.load(NAME).edit`). Not for deception, and not for decisions about people.",
+        metric_notes=[
+            "All on the held-out faces only (the list the training never saw). `psnr_db`: 10·log10(1/MSE) over "
+            "all of them, pixels in [0, 1], 8-bit outputs, decoded at the faces' **true** attributes "
+            "(`psnr_per_image_db`: per face, then averaged); `psnr_db_read_attributes`: decoded at what the "
+            "model's own reader sees, as `vqtool fade` does for attributes no slider names.",
+            "`reader_accuracy_NAME`: the built-in attribute reader (which fills in unnamed attributes) on the "
+            "held-out faces.",
+            "The judge is a separately trained attribute classifier (named below, trained on the train split "
+            "only, never used to train the fader). `judge_accuracy_NAME_originals` / `_reconstructions`: the judge "
+            "on the real faces and on their reconstructions. `swap_accuracy_NAME`: the attribute's alpha flipped "
+            "(0 ↔ 1, the others at their true values), the share of faces the judge reads with the flipped "
+            "value (target ≥ 0.9); `_adding` / `_removing`: the faces without / with the attribute.",
+            "`slider_NAME_judge_probability`: the judge's mean probability of the attribute as its alpha takes "
+            "the values `slider_NAME_alphas` (others true); `slider_NAME_monotone`: whether that mean curve never "
+            "falls between alpha 0 and 1 (`..._extrapolated`: over the whole range); `slider_NAME_monotone_faces`: share of faces whose own curve never falls by more than 0.02 "
+            "between alpha 0 and 1.",
+        ],
+        limitations=[
+            "Trained on {data} only: faces should be roughly frontal and fill the crop as in that data "
+            "(use `--crop` on larger photos). Any other image still gets an output, but not a meaningful edit.",
+            "At 64x64 pixels the faces are blurry reconstructions: `--paste` adds only the change an edit makes "
+            "to the original photo, so its detail stays, but the edited region is still soft.",
+            "Binary attributes learned from labels that are themselves crude (a folder name, a self-reported "
+            "gender, an age threshold): the sliders move what correlates with those labels in the data, which "
+            "can include make-up, hair, lighting or skin tone, not a property of the person.",
+            "Editing faces of real people can mislead or hurt: do not use edits to deceive, and do not use "
+            "this model or its reader to infer anyone's gender, age or mood.",
+        ],
+    ),
+}
+
+
+def info_lines(config: dict) -> list[str]:
+    """`vqtool models info`: the sliders, before the config line."""
+    low, high = config.get("alpha_range", (0, 1))
+    return ["  attributes " + ", ".join(f"{a} ({rule})" for a, rule in zip(config["attributes"], config.get("rules", [])))
+            + f"; sliders from 0 (without) to 1 (with), allowed {low}..{high}"]

@@ -1,0 +1,14 @@
+"""Image VQ-VAE (van den Oord et al., 2017) with a class-conditional PixelCNN prior: codes, samples,
+range-coded compression."""
+
+from vqtool.registry import Family
+
+ARCHITECTURE = "vqvae-image"
+
+FAMILY = Family(
+    name="image",
+    package=__name__,
+    architectures={ARCHITECTURE: "model:VQVAE"},
+    media={"image": (ARCHITECTURE, "cifar10")},
+    headline_metrics=("psnr_db", "perplexity", "bits_per_dim", "sample_accuracy"),
+)

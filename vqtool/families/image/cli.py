@@ -1,0 +1,325 @@
+"""Image commands: `sample`, `train vqvae`, `train prior`, and the image half of `encode` / `decode`."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from vqtool.cli.common import (DeviceOpt, LimitOpt, ModelsDirOpt, CodeRequest, Outputs, RecordSink, console,
+                               data_info, emit_json, json_needs_file, report, train_command, usage)
+from vqtool.errors import VqtoolError
+
+from . import ARCHITECTURE
+
+DataOpt = typer.Option(..., "--data", help="Folder or .zip of training images (labels = parent folder).")
+EvalDataOpt = typer.Option(None, "--eval-data", help="Held-out images for the final metrics.")
+
+
+def train_vqvae(
+    data: Path = DataOpt,
+    eval_data: Optional[Path] = EvalDataOpt,
+    image_size: Optional[int] = typer.Option(None, "--image-size", help="Centre-crop and resize to this size."),
+    hidden: int = typer.Option(128, "--hidden"),
+    res_hidden: int = typer.Option(64, "--res-hidden"),
+    res_blocks: int = typer.Option(2, "--res-blocks"),
+    downsamples: int = typer.Option(2, "--downsamples", help="Number of stride-2 layers: codes cover 2**N pixels."),
+    embedding_dim: int = typer.Option(64, "--embedding-dim"),
+    num_codes: int = typer.Option(512, "--codes", help="Codebook size K."),
+    ema: bool = typer.Option(True, "--ema/--no-ema", help="EMA codebook updates (gamma 0.99) or codebook loss."),
+    flip: bool = typer.Option(True, "--flip/--no-flip", help="Random horizontal flips."),
+    limit: Optional[int] = LimitOpt,
+    eval_limit: Optional[int] = typer.Option(None, "--eval-limit"),
+    *, train,
+):
+    """Train an image VQ-VAE.
+
+    Example: `vqtool train vqvae --data ../shared/data/cifar10/train.zip --eval-data ../shared/data/cifar10/test.zip --name cifar10`
+    """
+    from vqtool.data import refuse_test_split
+    from vqtool.data.images import load_images
+    from vqtool.training import fit
+
+    from .model import VQVAEConfig
+    from .task import VQVAETask
+
+    refuse_test_split(data)
+    if not train.quiet:
+        console.print(f"loading {data}…")
+    images = load_images(data, size=image_size, limit=limit)
+    config = VQVAEConfig(channels=images.images.shape[-1], hidden=hidden, res_hidden=res_hidden,
+                         res_blocks=res_blocks, downsamples=downsamples, embedding_dim=embedding_dim,
+                         num_codes=num_codes, ema=ema)
+    task = VQVAETask(config, images, str(eval_data) if eval_data else None, flip, eval_limit,
+                     data_info(data, images, eval_data))
+    fit(task, train.options())
+
+
+def train_prior(
+    data: Path = DataOpt,
+    vqvae: str = typer.Option("cifar10", "--vqvae", help="The trained VQ-VAE whose codes the prior models."),
+    eval_data: Optional[Path] = EvalDataOpt,
+    judge: Optional[str] = typer.Option(None, "--judge", help="Classifier checkpoint that scores class-conditional "
+                                                              "samples in the final metrics."),
+    hidden: int = typer.Option(96, "--hidden", help="Channels of each stack."),
+    layers: int = typer.Option(12, "--layers", help="Gated layers; reach grows by one code per layer."),
+    class_dropout: float = typer.Option(0.2, "--class-dropout", min=0.0, max=1.0,
+                                        help="Share of examples trained without their class (the unconditional prior)."),
+    unconditional: bool = typer.Option(False, "--unconditional", help="Ignore the class labels."),
+    flip: bool = typer.Option(True, "--flip/--no-flip", help="Also train on the codes of mirrored images."),
+    limit: Optional[int] = LimitOpt,
+    eval_limit: Optional[int] = typer.Option(None, "--eval-limit"),
+    models_dir: Optional[Path] = ModelsDirOpt,
+    *, train,
+):
+    """Train a class-conditional gated PixelCNN prior over a VQ-VAE's codes.
+
+    The training images are encoded once; the exported checkpoint is the VQ-VAE with the prior inside
+    (one name for encode, decode, sample and compress).
+
+    Example: `vqtool train prior --vqvae cifar10 --data ../shared/data/cifar10/train.zip --eval-data ../shared/data/cifar10/test.zip`
+    """
+    from vqtool.data import refuse_test_split
+    from vqtool.data.images import load_images
+    from vqtool.evaluation import load_judge
+    from vqtool.hub import load
+    from vqtool.training import fit
+
+    from .prior import PriorConfig
+    from .task import PriorTask
+
+    refuse_test_split(data)
+    base = load(vqvae, train.device, models_dir, expect=ARCHITECTURE)
+    scorer = load_judge(judge, "classifier-image", "cpu", models_dir) if judge else None
+    if base.config.prior:
+        console.print(f"{vqvae} already has a prior; training a new one over the same codes")
+    name = train.name or Path(base.name).stem
+    if not train.quiet:
+        console.print(f"loading {data} and encoding it with {base.name}…")
+    images = load_images(data, limit=limit)
+    classes = [] if unconditional else images.classes
+    prior = PriorConfig(num_codes=base.config.num_codes, classes=classes, hidden=hidden, layers=layers,
+                        class_dropout=class_dropout if classes else 0.0)
+    info = {**data_info(data, images, eval_data), "flip": flip,
+            "codec": {"name": base.name, "sha256": base.sha256, **base.metadata.get("provenance", {})}}
+    task = PriorTask(base, prior, images, str(eval_data) if eval_data else None, flip, eval_limit, scorer, info,
+                     name)
+    fit(task, train.options(name, run_folder=f"{name}-prior"))
+
+
+MAX_SAMPLES = 10_000  # per call: beyond this, loop in the shell (memory grows with N)
+
+
+def sample(
+    model: str = typer.Option("cifar10", "--model", "-m", help="Checkpoint (with a learned prior) name or path."),
+    count: int = typer.Option(16, "-n", "--count", min=1, help=f"Samples to draw (per class with --class all; "
+                                                                  f"at most {MAX_SAMPLES} in all)."),
+    label: Optional[str] = typer.Option(None, "--class", help="Class name or index; 'all' for N of every class. "
+                                                              "Default: unconditional."),
+    temperature: float = typer.Option(1.0, "--temperature", help="Divides the logits; < 1 is safer, > 1 wilder."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", help="Draw only among the K most likely codes."),
+    seed: int = typer.Option(0, "--seed", help="Same seed, same samples."),
+    output: Optional[str] = typer.Option(None, "--output", "-o",
+                                         help="Image file: one grid; folder: one PNG per sample; '-': stdout "
+                                              "(grid, or .vqc records with --codes). Default samples.png / samples.vqc."),
+    codes: bool = typer.Option(False, "--codes", help="Write .vqc code records instead of images."),
+    columns: Optional[int] = typer.Option(None, "--columns", min=1, help="Grid width (default: square, or N per "
+                                                                         "class row with --class all)."),
+    naive: bool = typer.Option(False, "--naive", help="Re-run the whole network at every position (slow; "
+                                                      "same samples), for checking and benchmarks."),
+    device: str = DeviceOpt,
+    models_dir: Optional[Path] = ModelsDirOpt,
+    as_json: bool = typer.Option(False, "--json", help="One JSON record per written file on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+):
+    """Draw new images (or their codes) from the model's learned prior.
+
+    Examples:
+
+    `vqtool sample --class cat -n 16 --seed 1 -o cats.png`
+
+    `vqtool sample --class all -n 10 -o grid.png`  (a row per class)
+
+    `vqtool sample -n 8 -o samples/`  (one PNG per sample)
+
+    `vqtool sample --codes -n 16 -o - | vqtool decode - -o grid.png`
+    """
+    from vqtool.codes import CodeFile
+    from vqtool.hub import load
+    from vqtool.media import encode_image, image_format_for, tile, write_bytes
+
+    if temperature <= 0:
+        raise usage(f"must be positive, not {temperature}", "--temperature")
+    json_needs_file(as_json, output)
+    if count > MAX_SAMPLES:
+        raise usage(f"{count} samples asked for; at most {MAX_SAMPLES} per call", "-n")
+    net = load(model, device, models_dir, expect=ARCHITECTURE)
+    prior = net.require_prior()
+    if top_k is not None and not 1 <= top_k <= prior.config.num_codes:
+        raise usage(f"must lie in 1..{prior.config.num_codes} (the codebook size), not {top_k}", "--top-k")
+    try:
+        if label == "all":
+            if not net.classes:
+                raise VqtoolError("the prior is unconditional")
+            labels = [i for i in range(len(net.classes)) for _ in range(count)]
+            columns = columns or count
+        else:
+            labels = [net.class_index(label) if label is not None else -1] * count
+    except VqtoolError as exc:
+        raise usage(str(exc), "--class") from None
+    if len(labels) > MAX_SAMPLES:
+        raise usage(f"{len(labels)} samples asked for; at most {MAX_SAMPLES} per call", "-n")
+    output = output or ("samples.vqc" if codes else "samples.png")
+    to_dir = output != "-" and (Path(output).is_dir() or output.endswith("/") or not Path(output).suffix)
+    if not quiet:
+        console.print(f"sampling {len(labels)} code grid(s) from {net.name}'s prior"
+                      + (" (naive loop)" if naive else ""))
+    grids = net.sample(labels, seed, temperature, top_k, cached=not naive).cpu()
+    s = net.stride
+    media = {"kind": "image", "height": grids.shape[1] * s, "width": grids.shape[2] * s, "channels": net.config.channels}
+    names = [f"sample-{i + 1:04d}" + (f"-{net.classes[k]}" if k >= 0 else "") for i, k in enumerate(labels)]
+    written = []
+    if codes:
+        records = [CodeFile(g.numpy(), net.name, net.sha256, net.config.num_codes, {**media, "name": name},
+                            {"sample": {"class": net.classes[k] if k >= 0 else None, "seed": seed,
+                                        "temperature": temperature, "top_k": top_k}}).to_bytes()
+                   for g, k, name in zip(grids, labels, names)]
+        if to_dir:
+            written = [(str(Path(output) / f"{name}.vqc"), data) for name, data in zip(names, records)]
+        else:
+            written = [(output, b"".join(records))]
+    else:
+        from vqtool.evaluation import in_batches
+
+        images = list(net.to_uint8(in_batches(net.decode, grids, 256)))
+        if to_dir:
+            written = [(str(Path(output) / f"{name}.png"), encode_image(image)) for name, image in zip(names, images)]
+        else:
+            sheet = tile(images, columns or math.ceil(math.sqrt(len(images))))
+            written = [(output, encode_image(sheet, image_format_for(output)))]
+    for target, data in written:
+        write_bytes(target, data)
+        if as_json:
+            emit_json({"output": target, "model": net.name, "samples": len(labels) if len(written) == 1 else 1,
+                       "class": label, "seed": seed, "temperature": temperature, "top_k": top_k, "bytes": len(data)})
+    if not quiet:
+        console.print(f"wrote {len(labels)} sample(s) to {output}")
+
+
+# --- the image half of `vqtool encode` and `vqtool decode` ------------------------------------------
+PIXELS_PER_CALL = 1 << 22  # about 4 megapixels per model call: bounds memory for large photos
+
+
+def _image_batches(sources: list[str], batch_size: int, mode: str, failures: list[str]):
+    """(index, source, array) of the decoded images in batches of at most `batch_size` images and
+    PIXELS_PER_CALL pixels."""
+    from vqtool.media import image_to_array, read_image
+
+    batch, pixels = [], 0
+    for index, source in enumerate(sources):
+        try:
+            array = image_to_array(read_image(source, mode))
+        except VqtoolError as exc:
+            report(failures, source, exc)
+            continue
+        size = array.shape[0] * array.shape[1]
+        if batch and (len(batch) == batch_size or pixels + size > PIXELS_PER_CALL):
+            yield batch
+            batch, pixels = [], 0
+        batch.append((index, source, array))
+        pixels += size
+    if batch:
+        yield batch
+
+
+def encode_media(sources: list[str], request: CodeRequest) -> None:
+    """`vqtool encode` for images: batched model calls, one record per image."""
+    from vqtool.hub import load
+
+    from .codec import encode_arrays, image_mode
+
+    net = load(request.model or "cifar10", request.device, request.models_dir, expect=ARCHITECTURE)
+    if request.compress:
+        net.require_prior()
+    sink = RecordSink(request.output, sources, request.quiet, request.from_folder)
+    failures: list[str] = []
+    written = 0
+    for chunk in _image_batches(sources, request.batch_size, image_mode(net), failures):
+        results = encode_arrays(net, [array for _, _, array in chunk], request.compress,
+                                [sink.name_of(index) for index, _, _ in chunk])
+        for (index, source, array), data in zip(chunk, results):
+            try:
+                if isinstance(data, VqtoolError):
+                    raise data
+                sink.put(index, data)
+            except VqtoolError as exc:
+                report(failures, source, exc)
+                continue
+            written += 1
+            if request.as_json:
+                grid = [-(-array.shape[0] // net.stride), -(-array.shape[1] // net.stride)]
+                emit_json({"input": source, "output": sink.targets[index], "model": net.name, "grid": grid,
+                           "width": array.shape[1], "height": array.shape[0], "bytes": len(data),
+                           "coding": "range-prior" if request.compress else "packed"})
+    if not sink.close(failures):
+        written = 0
+    if not request.quiet:
+        console.print(f"encoded {written} image(s) with {net.name}" + (f", {len(failures)} failed" if failures else ""))
+    if failures:
+        raise typer.Exit(1)
+
+
+def decode_media(pending: list, request: CodeRequest, cache, failures: list[str]) -> int:
+    """`vqtool decode` for image records (source, index, record, output stem, name in messages):
+    several into one image file (or stdout) make one grid, as `vqtool sample` writes them."""
+    from vqtool.media import IMAGE_FORMATS, encode_image, image_format_for, tile, write_bytes
+
+    from .codec import decode
+
+    output, fmt = request.output, request.fmt
+    default_format = IMAGE_FORMATS.get("." + fmt.lower(), "PNG")
+    suffix = "." + fmt.lower() if output is not None else ".decoded." + fmt.lower()
+    as_grid = len(pending) > 1 and output is not None and (output == "-" or (
+        Path(output).suffix.lower() in IMAGE_FORMATS and not Path(output).is_dir()))
+    outputs = Outputs(output, 1 if as_grid else len(pending), suffix, list(request.inputs), request.quiet,
+                      request.from_folder)
+    targets = [None if as_grid else outputs.path_for(source, stem) for source, _, _, stem, _ in pending]
+    cells, written = [], 0
+    for (source, index, record, _, label), target in zip(pending, targets):
+        try:
+            net = cache.for_record(record, label)
+            pixels = decode(net, record, label)
+            if as_grid:
+                cells.append(pixels)
+                continue
+            data = encode_image(pixels, image_format_for(target, default_format))
+            write_bytes(target, data)
+            written += 1
+            if request.as_json:
+                emit_json({"input": source, "record": index, "output": target, "model": net.name,
+                           "width": pixels.shape[1], "height": pixels.shape[0], "bytes": len(data)})
+        except VqtoolError as exc:
+            report(failures, label, exc)
+    if cells:
+        try:
+            sheet = tile(cells, request.columns or math.ceil(math.sqrt(len(cells))))
+            data = encode_image(sheet, image_format_for(output, default_format))
+            write_bytes(output, data)
+        except VqtoolError as exc:
+            report(failures, output, exc)
+            cells = []
+        written += len(cells)
+        if request.as_json and cells:
+            emit_json({"output": output, "records": len(cells), "width": sheet.shape[1], "height": sheet.shape[0],
+                       "bytes": len(data)})
+    return written
+
+
+def register(app: typer.Typer, train_app: typer.Typer) -> None:
+    app.command()(sample)
+    train_command(train_app, "vqvae", name="vqvae", steps=10_000, lr=3e-4)(train_vqvae)
+    train_command(train_app, "prior", name=None, steps=20_000, lr=5e-4,
+                  out_help="Run folder (default runs/NAME-prior).",
+                  name_help="Checkpoint name (default: the VQ-VAE's name).")(train_prior)

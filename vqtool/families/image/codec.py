@@ -1,0 +1,70 @@
+"""Image records of `.vqc` files: built from images, checked against the checkpoint that reads them,
+decoded back. `vqtool encode`/`decode` and `vqtool.encode_file`/`decode_file` all go through here."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vqtool.codes import CodeFile
+from vqtool.errors import VqtoolError
+
+from .compress import compress as range_code
+from .compress import restore
+
+
+def image_mode(net) -> str:
+    return "RGB" if net.config.channels == 3 else "L"
+
+
+def encode_arrays(net, arrays: list[np.ndarray], compress: bool = False, names: list[dict] | None = None
+                  ) -> list[bytes | VqtoolError]:
+    """One record per (H, W, C) uint8 image, or the reason it has none; one model call per image size.
+    `names`: each record's `{"name": ...}` when it goes into a stream, else `{}`."""
+    if compress:
+        net.require_prior()
+    names = names or [{}] * len(arrays)
+    results: list = [None] * len(arrays)
+    for shape in {array.shape for array in arrays}:
+        group = [i for i, array in enumerate(arrays) if array.shape == shape]
+        codes = net.encode(np.stack([arrays[i] for i in group])).cpu()
+        try:
+            payloads = range_code(net.prior, codes) if compress else [None] * len(group)
+        except VqtoolError as exc:  # too large to range-code: every image of this size fails
+            for i in group:
+                results[i] = exc
+            continue
+        for i, grid, payload in zip(group, codes.numpy(), payloads):
+            media = {"kind": "image", "height": shape[0], "width": shape[1], "channels": shape[2], **names[i]}
+            try:
+                results[i] = CodeFile(grid, net.name, net.sha256, net.config.num_codes, media).to_bytes(payload)
+            except VqtoolError as exc:
+                results[i] = exc
+    return results
+
+
+def encode(net, source: str, data: bytes | None = None, compress: bool = False) -> bytes:
+    """The record of one image file (or of its bytes)."""
+    from vqtool.media import decode_image, image_to_array, read_bytes
+
+    image = decode_image(read_bytes(source) if data is None else data, source, image_mode(net))
+    result = encode_arrays(net, [image_to_array(image)], compress)[0]
+    if isinstance(result, VqtoolError):
+        raise VqtoolError(str(result), result.source or source)
+    return result
+
+
+def check_record(net, record, source: str) -> None:
+    """The grid must fit the recorded size at the model's stride (a header that claims a small image
+    over a huge grid, or the reverse, is corrupt)."""
+    media = record.media
+    expected = (-(-media["height"] // net.stride), -(-media["width"] // net.stride))
+    if tuple(record.grid) != expected:
+        raise VqtoolError(f"corrupt .vqc header (a {media['width']}x{media['height']} image at stride {net.stride} "
+                          f"needs a {'x'.join(map(str, expected))} grid, not {'x'.join(map(str, record.grid))})",
+                          source)
+
+
+def decode(net, record, source: str) -> np.ndarray:
+    """The (H, W, C) uint8 image of a record (range-coded payloads decoded under the model's prior)."""
+    codes = restore(net.prior, record, source)
+    return net.to_uint8(net.decode(codes, (record.media["height"], record.media["width"])))[0]

@@ -1,0 +1,58 @@
+"""Model-card words of the speech family."""
+
+from __future__ import annotations
+
+from vqtool.cards import CardText
+
+CARDS = {
+    "speech": CardText(
+        intended_use="Research, teaching and creative use of discrete speech codes and voice conversion "
+                     "(`vqtool encode`, `vqtool decode --to`, `vqtool convert-voice`, `vqtool.load('speech')`). Not for "
+                     "impersonation, speaker verification or any decision about people.",
+        metric_notes=[
+            "All on test data only: `eval_clips_seen` FSDD test clips (n = 0-4) of training speakers and "
+            "`eval_clips_unseen` utterances of speechocean test speakers (never seen in training).",
+            "`mcd_db_*`: mel-cepstral distortion between input and output, from 80-bin log-mel frames "
+            "(DCT-II, coefficients 1-24, 10/ln10·sqrt(2·Σ), mean over the input's active frames (within 40 dB of "
+            "its loudest), no time warping since lengths match). Not comparable with SPTK mel-cepstrum MCD: "
+            "compare it with `mcd_db_griffin_lim_only`. `seen`: reconstruction in the stored "
+            "voice of the speaker; `unseen`: in the voice taken from the clip itself; `griffin_lim_only`: the "
+            "true STFT magnitude through Griffin-Lim, the floor of this vocoder.",
+            "Conversion: each FSDD test clip twice, to a random other FSDD voice (`..._fsdd_voices`) and to a "
+            "random speechocean voice (`..._other_voices`). `conversion_target_accuracy`: share the speaker judge "
+            "(a separately trained 131-way classifier, never used in training) assigns to the target; "
+            "`conversion_still_source`: share it still assigns to the source speaker. `speaker_judge_on_*`: the "
+            "judge on the unconverted clips and on their reconstructions. The judge knows each speechocean voice "
+            "from only 4 training utterances, and its accuracy on their unheard speech cannot be measured (all "
+            "4 are training data), so the FSDD-voice numbers are the reliable ones.",
+            "`digit_accuracy_*`: the digit judge (trained on FSDD's train split only) on the original clips, on "
+            "their reconstructions and on the conversions; `digit_accuracy_kept_ratio` = converted / originals "
+            "(target ≥ 0.9); `..._fsdd_voices` / `..._other_voices`: as above (the digit judge heard only the six "
+            "FSDD voices in training, with vocal tract length perturbation); `digit_accuracy_zero_shot`: on the "
+            "zero-shot conversions below.",
+            "Zero-shot: each FSDD test clip converted to the voice of one clip of an unseen speechocean test "
+            "speaker; cosine similarity (speaker judge's embedding) of the output to that reference and to the "
+            "source, the source-to-reference baseline, and the share of outputs closer to the reference.",
+        ],
+        limitations=[
+            "Griffin-Lim vocoding sounds phasey and metallic: intelligible and in the target's voice colour, "
+            "not natural. `mcd_db_griffin_lim_only` is that vocoder's own floor.",
+            "Trained on about 50 minutes of speech: read English by Mandarin L1 speakers (speechocean762) "
+            "and six male speakers' digits at 8 kHz (FSDD); other accents, languages, noise and music come "
+            "back worse. FSDD voices are band-limited to 4 kHz, so conversions to them are too.",
+            "The codes keep some of the source's pitch and timing: conversion changes voice colour more "
+            "than prosody.",
+            "Voice conversion can impersonate people: convert only voices you have consent to use.",
+        ],
+    ),
+}
+
+
+def provenance_lines(prov: dict) -> list[str]:
+    encoder = prov.get("speaker_encoder")
+    if not encoder:
+        return []
+    return [f"The decoder's voices come from speaker encoder `{encoder.get('name')}` (SHA-256 "
+            f"`{str(encoder.get('sha256'))[:16]}…`), built into this checkpoint and frozen. Judges used "
+            "in the evaluation only: " + ", ".join(f"`{v.get('name')}` (`{str(v.get('sha256'))[:16]}…`)"
+                                                  for v in prov.get("judges", {}).values()) + ".", ""]

@@ -1,0 +1,259 @@
+"""Speech commands: `convert-voice`, `speakers`, `train speech`, and the audio half of `encode` / `decode`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from vqtool.cli.common import (CodeRequest, DeviceOpt, ModelsDirOpt, Outputs, RecordSink, any_folder, console,
+                               emit_json, json_needs_file, report, train_command, usage)
+from vqtool.errors import VqtoolError
+
+from . import ARCHITECTURE
+
+SpeechDataOpt = typer.Option(..., "--data", help="Speech corpus folder (speechocean, fsdd or SPEAKER/*.wav); "
+                                                 "repeat for several. Only their train splits are used.")
+
+
+def train_speech(
+    data: List[Path] = SpeechDataOpt,
+    speaker_encoder: str = typer.Option(..., "--speaker-encoder", help="A classifier-audio checkpoint trained "
+                                                                       "on speakers (its embedding is the voice)."),
+    speaker_judge: Optional[str] = typer.Option(None, "--speaker-judge", help="Speaker classifier for the evaluation."),
+    digit_judge: Optional[str] = typer.Option(None, "--digit-judge", help="Digit classifier for the evaluation."),
+    eval_clips: int = typer.Option(100, "--eval-clips", help="Test clips per evaluation set."),
+    hidden: int = typer.Option(256, "--hidden"),
+    num_codes: int = typer.Option(512, "--codes", help="Codebook size K."),
+    embedding_dim: int = typer.Option(64, "--embedding-dim"),
+    griffin_lim_iterations: int = typer.Option(16, "--griffin-lim-iterations", min=1,
+                                               help="Phase-reconstruction iterations when decoding (speed/quality)."),
+    models_dir: Optional[Path] = ModelsDirOpt,
+    *, train,
+):
+    """Train the speech VQ-VAE (codes every 20 ms, a speaker-conditioned decoder).
+
+    Example: `vqtool train speech --data ../shared/data/fsdd --data ../shared/data/speechocean --speaker-encoder speech-speakers`
+    """
+    import numpy as np
+
+    from vqtool.data.speech import load_waves, provenance, speakers_of, split_clips
+    from vqtool.evaluation import judge_record, load_judge
+    from vqtool.hub import load
+    from vqtool.training import fit
+
+    from .model import SpeechConfig
+    from .task import SpeechTask
+
+    encoder = load(speaker_encoder, "cpu", models_dir, expect="classifier-audio")
+    clips, test = split_clips(data)
+    speakers = speakers_of(clips)
+    rng = np.random.default_rng(train.seed)
+    seen = [c for c in test if c.speaker in speakers and c.digit is not None]
+    unseen = [c for c in test if c.speaker not in speakers]
+    pick = lambda clips: [clips[i] for i in sorted(rng.choice(len(clips), min(eval_clips, len(clips)),  # noqa: E731
+                                                               replace=False))] if clips else []
+    evaluation = {"fsdd_test": pick(seen), "unseen_test": pick(unseen),
+                  "speaker_judge": load_judge(speaker_judge, "classifier-audio", "cpu", models_dir) if speaker_judge
+                  else None,
+                  "digit_judge": load_judge(digit_judge, "classifier-audio", "cpu", models_dir) if digit_judge else None}
+    if not evaluation["fsdd_test"] or not evaluation["unseen_test"]:
+        evaluation = None
+    config = SpeechConfig(hidden=hidden, num_codes=num_codes, embedding_dim=embedding_dim, speakers=speakers,
+                          griffin_lim_iterations=griffin_lim_iterations,
+                          speaker_encoder={**encoder.metadata["config"]})
+    if not train.quiet:
+        console.print(f"{len(clips)} training clips from {len(speakers)} speakers")
+    info = {**provenance(data, clips), "speaker_encoder": {"name": encoder.name, "sha256": encoder.sha256},
+            **({"judges": {k: judge_record(evaluation[k]) for k in ("speaker_judge", "digit_judge")
+                           if evaluation[k] is not None}} if evaluation else {})}
+    task = SpeechTask(config, clips, load_waves(clips), encoder, evaluation, info)
+    fit(task, train.options())
+
+
+# --- the audio half of `vqtool encode` and `vqtool decode` -------------------------------------------
+def _load_speech(model: str, device: str, models_dir):
+    from vqtool.hub import load
+
+    return load(model, device, models_dir, expect=ARCHITECTURE)
+
+
+def _voice(net, to: Optional[str], to_voice: Optional[str]):
+    from .codec import resolve_voice
+
+    if to and to_voice:
+        raise usage("give --to or --to-voice, not both", "--to")
+    return resolve_voice(net, to, to_voice)
+
+
+def encode_media(sources: list[str], request: CodeRequest) -> None:
+    """`vqtool encode` for audio: one record per input, codes streamed chunk by chunk."""
+    from .codec import encode_record
+
+    if request.compress:
+        raise usage("--compress needs a learned prior, which only the image models have", "--compress")
+    net = _load_speech(request.model or "speech", request.device, request.models_dir)
+    sink = RecordSink(request.output, sources, request.quiet, request.from_folder)
+    failures: list[str] = []
+    for index, source in enumerate(sources):
+        try:
+            record, info = encode_record(net, source, sink.name_of(index))
+            data = record.to_bytes()
+            sink.put(index, data)
+        except VqtoolError as exc:
+            report(failures, source, exc)
+            continue
+        if request.as_json:
+            emit_json({"input": source, "output": sink.targets[index], "model": net.name,
+                       "codes": int(record.codes.size), "seconds": round(info.seconds, 3),
+                       "sample_rate": info.sample_rate, "speaker": record.media.get("speaker"), "bytes": len(data)})
+    sink.close(failures)
+    if not request.quiet:
+        console.print(f"encoded {len(sources) - len(failures)} audio file(s) with {net.name}"
+                      + (f", {len(failures)} failed" if failures else ""))
+    if failures:
+        raise typer.Exit(1)
+
+
+def decode_media(pending: list, request: CodeRequest, cache, failures: list[str]) -> int:
+    """`vqtool decode` for audio records (source, index, record, output stem, name in messages); several
+    into one audio file are joined."""
+    from vqtool.audio import OUTPUT_FORMATS, AudioWriter
+    from vqtool.media import STDIO
+
+    from .codec import decode_blocks, record_voice
+
+    output, fmt = request.output, request.fmt
+    fmt = fmt.lower() if "." + fmt.lower() in OUTPUT_FORMATS else "wav"
+    join = len(pending) > 1 and output is not None and (output == STDIO or Path(output).suffix.lower() in OUTPUT_FORMATS)
+    outputs = Outputs(output, 1 if join else len(pending), f".{fmt}" if output is not None else f".decoded.{fmt}",
+                      list(request.inputs), request.quiet, request.from_folder)
+    jobs, voices = [], {}
+    for source, index, record, stem, label in pending:
+        try:
+            net = cache.for_record(record, label)
+            if id(net) not in voices:  # a reference clip is read once, not once per record
+                voices[id(net)] = _voice(net, request.to, request.to_voice)
+            voice = voices[id(net)]
+            if voice is None:
+                voice = record_voice(net, record, label)
+            target = output if join else outputs.path_for(source, stem)
+            jobs.append((source, index, record, net, voice, target))
+        except VqtoolError as exc:
+            report(failures, label, exc)
+
+    def write(writer, net, record, voice):
+        for block in decode_blocks(net, record, voice):
+            writer.write(block)
+
+    written = 0
+    if join and jobs:
+        rate = jobs[0][2].media["sample_rate"]
+        try:
+            with AudioWriter(output, rate, OUTPUT_FORMATS["." + fmt]) as writer:
+                for _, _, record, net, voice, _ in jobs:
+                    write(writer, net, record, voice)
+        except VqtoolError as exc:
+            report(failures, output, exc)
+            return 0
+        written = len(jobs)
+        if request.as_json:
+            emit_json({"output": output, "records": written, "sample_rate": rate, "samples": writer.written})
+        return written
+    for source, index, record, net, voice, target in jobs:
+        try:
+            rate = record.media["sample_rate"]
+            with AudioWriter(target, rate, OUTPUT_FORMATS["." + fmt]) as writer:
+                write(writer, net, record, voice)
+        except VqtoolError as exc:
+            report(failures, source, exc)
+            continue
+        written += 1
+        if request.as_json:
+            emit_json({"input": source, "record": index, "output": target, "model": net.name,
+                       "sample_rate": rate, "samples": writer.written})
+    return written
+
+
+def convert_voice(
+    inputs: List[str] = typer.Argument(..., metavar="INPUT", help="Audio files or folders (WAV, FLAC, OGG); '-' is stdin."),
+    to: Optional[str] = typer.Option(None, "--to", help="Built-in voice: spkN or a name (see `vqtool speakers`)."),
+    to_voice: Optional[str] = typer.Option(None, "--to-voice", help="Reference clip of any voice (zero-shot, >= 0.5 s)."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="File (.wav or .flac), folder, or '-' for stdout "
+                                                                      "(WAV). Default: INPUT.converted.wav."),
+    model: str = typer.Option("speech", "--model", "-m", help="Speech checkpoint name or path."),
+    device: str = DeviceOpt,
+    models_dir: Optional[Path] = ModelsDirOpt,
+    as_json: bool = typer.Option(False, "--json", help="One JSON record per output on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+):
+    """Say the same words in another voice: encode to codes, decode with the target voice.
+
+    Files are streamed in 10 s chunks (memory stays flat for hours of audio); the output keeps the
+    input's sample rate and length.
+
+    Examples:
+
+    `vqtool convert-voice a.wav --to spk3 -o b.wav`
+
+    `vqtool convert-voice a.wav --to-voice someone.flac -o b.wav`
+
+    `cat a.wav | vqtool convert-voice - --to george -o - > b.wav`
+    """
+    from vqtool.audio import AUDIO_SUFFIXES, AudioWriter, audio_source
+    from vqtool.media import expand_inputs
+
+    if not to and not to_voice:
+        raise usage("say which voice: --to SPEAKER or --to-voice REFERENCE.wav", "--to")
+    json_needs_file(as_json, output)
+    sources = expand_inputs(inputs, AUDIO_SUFFIXES)
+    net = _load_speech(model, device, models_dir)
+    voice = _voice(net, to, to_voice)
+    outputs = Outputs(output, len(sources), ".wav" if output is not None else ".converted.wav", sources, quiet,
+                      any_folder(inputs))
+    failures: list[str] = []
+    for source, target in zip(sources, outputs.plan(sources)):
+        try:
+            info, open_blocks = audio_source(source)
+            with AudioWriter(target, info.sample_rate) as writer:
+                for block in net.convert_stream(open_blocks, voice):
+                    writer.write(block)
+        except VqtoolError as exc:
+            report(failures, source, exc)
+            continue
+        if as_json:
+            emit_json({"input": source, "output": target, "model": net.name, "to": to or to_voice,
+                       "seconds": round(info.seconds, 3), "sample_rate": info.sample_rate})
+    if not quiet:
+        console.print(f"converted {len(sources) - len(failures)} file(s) to {to or to_voice}"
+                      + (f", {len(failures)} failed" if failures else ""))
+    if failures:
+        raise typer.Exit(1)
+
+
+def speakers(
+    model: str = typer.Option("speech", "--model", "-m", help="Speech checkpoint name or path."),
+    models_dir: Optional[Path] = ModelsDirOpt,
+    as_json: bool = typer.Option(False, "--json", help="One JSON object on stdout."),
+):
+    """List a speech model's built-in voices (use them as `--to spkN` or `--to NAME`)."""
+    import sys
+
+    from vqtool.hub import describe
+
+    info = describe(model, models_dir)
+    if info["architecture"] != ARCHITECTURE:
+        raise VqtoolError(f"is a {info['architecture']} checkpoint; this needs a {ARCHITECTURE} one", model)
+    names = info["config"]["speakers"]
+    if as_json:
+        emit_json({"model": info["name"], "speakers": [{"index": i, "id": f"spk{i}", "name": n}
+                                                       for i, n in enumerate(names)]})
+        return
+    sys.stdout.write("".join(f"spk{i}\t{n}\n" for i, n in enumerate(names)))
+
+
+def register(app: typer.Typer, train_app: typer.Typer) -> None:
+    app.command("convert-voice")(convert_voice)
+    app.command()(speakers)
+    train_command(train_app, "speech", name="speech", steps=6_000, lr=1e-3, batch_size=32)(train_speech)
