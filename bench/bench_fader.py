@@ -32,7 +32,7 @@ def main() -> None:
     import vqtool
     from PIL import Image
 
-    from vqtool.fader import edit_photo, face_box
+    from vqtool.families.fader.model import edit_photo, face_box
     from vqtool.media import decode_image, encode_image
 
     peak = matmul_peak(args.threads)

@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     import vqtool
-    from vqtool.compress import compress, decompress
+    from vqtool.families.image.compress import compress, decompress
 
     peak = matmul_peak(args.threads)
     torch.set_num_threads(args.threads)

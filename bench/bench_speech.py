@@ -36,7 +36,7 @@ DATA = Path(os.environ.get("VQTOOL_DATA", ROOT.parent / "shared" / "data"))
 
 def test_speech(seconds: float) -> np.ndarray:
     """Real speech from held-out speakers, joined to `seconds`."""
-    from vqtool.speechdata import list_clips, load_waves
+    from vqtool.data.speech import list_clips, load_waves
 
     clips = [c for c in list_clips(DATA / "speechocean") if c.split == "test"]
     waves, total = [], 0
@@ -74,7 +74,7 @@ def conv_flops(model, run) -> int:
 
 
 def speed(model, wave: np.ndarray) -> dict:
-    import vqtool.speech as speech
+    import vqtool.families.speech.model as speech
 
     seconds = len(wave) / 16000
     voice = model.voice(model.config.speakers[0])
@@ -106,7 +106,7 @@ def speed(model, wave: np.ndarray) -> dict:
 
 
 def seams(model, wave: np.ndarray) -> dict:
-    import vqtool.speech as speech
+    import vqtool.families.speech.model as speech
 
     voice = model.voice(model.config.speakers[0])
     chunked_codes, chunked_audio = model.encode(wave), model.convert(wave, voice)

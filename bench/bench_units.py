@@ -127,7 +127,7 @@ def main() -> None:
     parser.add_argument("--utterances", type=int, default=600)
     args = parser.parse_args()
     import vqtool
-    from vqtool.speech import SpeechVQVAE
+    from vqtool.families.speech.model import SpeechVQVAE
 
     model = vqtool.load(args.model, device="cpu")
     items = corpus(args.utterances)

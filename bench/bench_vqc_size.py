@@ -37,8 +37,8 @@ def main() -> None:
 
     import vqtool
     from vqtool.codes import CodeFile
-    from vqtool.compress import compress
-    from vqtool.data import load_images
+    from vqtool.families.image.compress import compress
+    from vqtool.data.images import load_images
 
     torch.set_num_threads(2)
     net = vqtool.load("cifar10", "cpu")

@@ -8,9 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from vqtool.data import Attribute, attribute_splits, load_attribute_set
+from vqtool.data.attributes import Attribute, attribute_splits, load_attribute_set
 from vqtool.errors import VqtoolError
-from vqtool.fader import FaderConfig, FaderNetwork, adversarial_weight, attribute_maps, face_box, paste_edit
+from vqtool.families.fader.model import FaderConfig, FaderNetwork, adversarial_weight, attribute_maps, face_box, paste_edit
 from vqtool.hub import load, read_metadata
 
 from conftest import run_cli, synthetic_face

@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 
 from vqtool import load
-from vqtool.data import Attribute, load_attribute_set, read_name_list
-from vqtool.fadertask import evaluate_fader
+from vqtool.data.attributes import Attribute, load_attribute_set, read_name_list
+from vqtool.families.fader.task import evaluate_fader
 
 from conftest import run_cli
 

@@ -175,7 +175,7 @@ def runner():
 
 def test_fuzz_decode_never_writes_outside_the_output_folder(runner, tiny_checkpoint, tmp_path):
     """Records named like paths, decoded into a folder: every output stays inside it."""
-    from vqtool.cli import app
+    from vqtool.cli import build_app
     from vqtool.hub import sha256_file
 
     sha = sha256_file(tiny_checkpoint)
@@ -187,7 +187,7 @@ def test_fuzz_decode_never_writes_outside_the_output_folder(runner, tiny_checkpo
     (tmp_path / "hostile.vqc").write_bytes(stream)
     out = tmp_path / "work" / "out"
     before = set(tmp_path.rglob("*"))
-    result = runner.invoke(app, ["decode", str(tmp_path / "hostile.vqc"), "-o", str(out) + "/"])
+    result = runner.invoke(build_app(), ["decode", str(tmp_path / "hostile.vqc"), "-o", str(out) + "/"])
     assert result.exit_code == 0, result.output
     made = set(tmp_path.rglob("*")) - before
     assert made and all(p == out or out in p.parents for p in made if p != out.parent)
@@ -198,7 +198,7 @@ def test_fuzz_decode_never_writes_outside_the_output_folder(runner, tiny_checkpo
 @FUZZ
 @given(mutations)
 def test_fuzz_decode_mutated_records(runner, tiny_checkpoint, tmp_path_factory, mutation):
-    from vqtool.cli import app
+    from vqtool.cli import build_app
     from vqtool.hub import sha256_file
 
     folder = tmp_path_factory.mktemp("decode")
@@ -208,7 +208,7 @@ def test_fuzz_decode_mutated_records(runner, tiny_checkpoint, tmp_path_factory, 
     (folder / "in.vqc").write_bytes(data)
 
     def decode():
-        result = runner.invoke(app, ["decode", str(folder / "in.vqc"), "-o", str(folder / "out") + "/", "-q"])
+        result = runner.invoke(build_app(), ["decode", str(folder / "in.vqc"), "-o", str(folder / "out") + "/", "-q"])
         if isinstance(result.exception, VqtoolError):
             raise result.exception
         assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)

@@ -220,7 +220,7 @@ def test_malformed_user_registry_does_not_break_bundled_models(tmp_path, two):
 
 
 def test_training_zip_size_is_checked_before_extraction(tmp_path, monkeypatch):
-    from vqtool import data
+    from vqtool.data import images as data
 
     with zipfile.ZipFile(tmp_path / "train.zip", "w", zipfile.ZIP_DEFLATED) as archive:
         for i in range(3):

@@ -9,8 +9,8 @@ from PIL import Image
 
 from vqtool import load
 from vqtool.codes import read_codes
-from vqtool.compress import compress, decompress
-from vqtool.prior import PixelCNNPrior, PriorConfig, Stepper, autoregress, sampler
+from vqtool.families.image.compress import compress, decompress
+from vqtool.families.image.prior import PixelCNNPrior, PriorConfig, Stepper, autoregress, sampler
 
 from conftest import run_cli
 from test_cli import assert_one_line_error

@@ -5,8 +5,8 @@ import torch
 
 from vqtool import load
 from vqtool.codes import read_codes
-from vqtool.data import load_images
-from vqtool.vqvae import evaluate_reconstruction
+from vqtool.data.images import load_images
+from vqtool.families.image.task import evaluate_reconstruction
 
 from conftest import run_cli
 
@@ -45,7 +45,7 @@ def test_cli_round_trip_matches_library(cifar10, test_split, tmp_path):
 
 
 def test_recorded_prior_numbers_hold_on_1000_test_images(cifar10, test_split):
-    from vqtool.priortask import _nll_bits, encode_all
+    from vqtool.families.image.task import _nll_bits, encode_all
 
     recorded = cifar10.metadata["metrics"]
     assert recorded["prior_eval_images"] == 10_000 and recorded["compressed_decode_exact"] is True
@@ -56,7 +56,7 @@ def test_recorded_prior_numbers_hold_on_1000_test_images(cifar10, test_split):
 
 
 def test_compressed_test_images_decode_exactly_and_are_smaller(cifar10, test_split):
-    from vqtool.compress import compress, decompress
+    from vqtool.families.image.compress import compress, decompress
 
     codes = cifar10.encode(test_split.images[:40].numpy())
     payloads = compress(cifar10.prior, codes)

@@ -9,11 +9,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import vqtool.speech as speech
+import vqtool.families.speech.model as speech
 from vqtool.audio import SAMPLE_RATE, read_audio, stream_audio
 from vqtool.errors import VqtoolError
 from vqtool.hub import load
-from vqtool.speech import chunked
+from vqtool.families.speech.model import chunked
 
 from conftest import run_cli, synthetic_voice
 

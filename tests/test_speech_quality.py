@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from vqtool import load
-from vqtool.speechdata import list_clips
-from vqtool.speechtask import evaluate_speech
+from vqtool.data.speech import list_clips
+from vqtool.families.speech.task import evaluate_speech
 
 
 @pytest.fixture(scope="module")

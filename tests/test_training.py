@@ -5,10 +5,11 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from vqtool.data import load_images
+from vqtool.data.images import load_images
 from vqtool.hub import load, read_metadata
 from vqtool.training import TrainOptions, fit
-from vqtool.vqvae import VQVAEConfig, VQVAETask
+from vqtool.families.image.model import VQVAEConfig
+from vqtool.families.image.task import VQVAETask
 
 
 def tiny_task(data):
@@ -87,7 +88,7 @@ def test_library_api(tiny_checkpoint):
 
 
 def test_large_images_are_tiled_like_whole_passes(tiny_checkpoint):
-    from vqtool import vqvae
+    from vqtool.families.image import model as vqvae
 
     model = load(str(tiny_checkpoint), device="cpu")
     image = torch.rand(1, 3, 96, 72)
