@@ -26,7 +26,7 @@ from . import registry, strictjson
 from .errors import VqtoolError
 
 FORMAT = "vqtool-checkpoint-1"
-BUNDLED_DIR = Path(__file__).resolve().parent.parent / "models"
+BUNDLED_DIR = (Path(__file__).parent / "models").resolve()  # the repository's models/, or a wheel's copy
 REGISTRY = "registry.json"
 
 @dataclass

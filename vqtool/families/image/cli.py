@@ -146,9 +146,10 @@ def sample(
 
     `vqtool sample --codes -n 16 -o - | vqtool decode - -o grid.png`
     """
-    from vqtool.codes import CodeFile
     from vqtool.hub import load
     from vqtool.media import encode_image, image_format_for, tile, write_bytes
+
+    from .codec import image_record
 
     if temperature <= 0:
         raise usage(f"must be positive, not {temperature}", "--temperature")
@@ -177,14 +178,13 @@ def sample(
         console.print(f"sampling {len(labels)} code grid(s) from {net.name}'s prior"
                       + (" (naive loop)" if naive else ""))
     grids = net.sample(labels, seed, temperature, top_k, cached=not naive).cpu()
-    s = net.stride
-    media = {"kind": "image", "height": grids.shape[1] * s, "width": grids.shape[2] * s, "channels": net.config.channels}
+    shape = (grids.shape[1] * net.stride, grids.shape[2] * net.stride, net.config.channels)
     names = [f"sample-{i + 1:04d}" + (f"-{net.classes[k]}" if k >= 0 else "") for i, k in enumerate(labels)]
     written = []
     if codes:
-        records = [CodeFile(g.numpy(), net.name, net.sha256, net.config.num_codes, {**media, "name": name},
-                            {"sample": {"class": net.classes[k] if k >= 0 else None, "seed": seed,
-                                        "temperature": temperature, "top_k": top_k}}).to_bytes()
+        records = [image_record(g.numpy(), shape, net.name, net.sha256, net.config.num_codes, {"name": name},
+                                {"sample": {"class": net.classes[k] if k >= 0 else None, "seed": seed,
+                                            "temperature": temperature, "top_k": top_k}}).to_bytes()
                    for g, k, name in zip(grids, labels, names)]
         if to_dir:
             written = [(str(Path(output) / f"{name}.vqc"), data) for name, data in zip(names, records)]

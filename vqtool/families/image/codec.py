@@ -16,6 +16,13 @@ def image_mode(net) -> str:
     return "RGB" if net.config.channels == 3 else "L"
 
 
+def image_record(grid: np.ndarray, shape: tuple, model: str, sha256: str, num_codes: int,
+                 name: dict | None = None, extra: dict | None = None) -> CodeFile:
+    """The record of an (H, W, C) image's code grid, as `vqtool encode` and `vqtool sample` write it."""
+    media = {"kind": "image", "height": shape[0], "width": shape[1], "channels": shape[2], **(name or {})}
+    return CodeFile(grid, model, sha256, num_codes, media, extra or {})
+
+
 def encode_arrays(net, arrays: list[np.ndarray], compress: bool = False, names: list[dict] | None = None
                   ) -> list[bytes | VqtoolError]:
     """One record per (H, W, C) uint8 image, or the reason it has none; one model call per image size.
@@ -34,9 +41,9 @@ def encode_arrays(net, arrays: list[np.ndarray], compress: bool = False, names: 
                 results[i] = exc
             continue
         for i, grid, payload in zip(group, codes.numpy(), payloads):
-            media = {"kind": "image", "height": shape[0], "width": shape[1], "channels": shape[2], **names[i]}
             try:
-                results[i] = CodeFile(grid, net.name, net.sha256, net.config.num_codes, media).to_bytes(payload)
+                record = image_record(grid, shape, net.name, net.sha256, net.config.num_codes, names[i])
+                results[i] = record.to_bytes(payload)
             except VqtoolError as exc:
                 results[i] = exc
     return results

@@ -185,7 +185,9 @@ def jpeg_at_psnr(original: np.ndarray, target_db: float) -> tuple[int, float]:
 
 def evaluate_prior(model: VQVAE, held_out, name: str = "cifar10", batch: int = 1000, decode_check: int = 200) -> dict:
     """The paper's numbers on held-out images: prior NLL, bits/dim, and the compression table."""
-    from .codes import CodeFile, bits_per_code
+    from vqtool.codes import bits_per_code
+
+    from .codec import image_record
 
     images = held_out.images
     count, dims = len(images), images[0].numel()
@@ -203,12 +205,11 @@ def evaluate_prior(model: VQVAE, held_out, name: str = "cifar10", batch: int = 1
     exact = bool((check == codes[:decode_check].numpy()).all())
     # whole records as `vqtool encode` writes them for a checkpoint called `name` (header included),
     # for the first 1,000 images
-    media = {"kind": "image", "height": images.shape[1], "width": images.shape[2], "channels": images.shape[3]}
     sha, k = getattr(model, "sha256", "0" * 64), model.config.num_codes
-    sample = range(min(count, 1000))
-    packed_file = np.mean([len(CodeFile(codes[i].numpy(), name, sha, k, media).to_bytes()) for i in sample])
-    range_file = np.mean([len(CodeFile(codes[i].numpy(), name, sha, k, media).to_bytes(payloads[i]))
-                          for i in sample])
+    records = [(image_record(codes[i].numpy(), tuple(images.shape[1:]), name, sha, k), payloads[i])
+               for i in range(min(count, 1000))]
+    packed_file = np.mean([len(record.to_bytes()) for record, _ in records])
+    range_file = np.mean([len(record.to_bytes(payload)) for record, payload in records])
     png, jpeg, jpeg_psnr = [], [], []
     restored = model.to_uint8(in_batches(lambda part: model.decode(part.long()), codes, batch))
     for original, back in zip(images.numpy(), restored):
