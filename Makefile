@@ -43,6 +43,7 @@ fuzz: install  # the fuzz suite at 10,000 inputs per family (make test runs 150)
 	VQTOOL_FUZZ_EXAMPLES=10000 $(BIN)/python -m pytest -q tests/test_fuzz.py
 
 bench: install
+	$(BIN)/python bench/bench_startup.py
 	$(BIN)/python bench/bench_vqvae.py
 	$(BIN)/python bench/bench_prior.py
 	$(BIN)/python bench/bench_vqc_size.py

@@ -161,7 +161,7 @@ def decode(
     if (to or to_voice) and "audio" not in by_kind:
         raise usage("--to and --to-voice choose the voice of audio records; these codes hold none", "--to")
     if (to or to_voice) and set(by_kind) - {"audio"} and not quiet:
-        console.print("vqtool: note: --to/--to-voice apply to the audio records only", markup=False, highlight=False)
+        note("--to/--to-voice apply to the audio records only")
     request = CodeRequest(None, output, device, models_dir, as_json, quiet, any_folder(inputs), tuple(sources),
                           fmt=fmt, to=to, to_voice=to_voice, columns=columns)
     written = 0

@@ -103,8 +103,7 @@ class Outputs:
         if path_key(path) in self.inputs:
             raise usage(f"the output for {source} would be {path}, which is an input; choose another -o", "--output")
         if number > 1 and not self.quiet:
-            console.print(f"vqtool: note: {source} -> {path} ({stem}{self.suffix} is another output of this call)",
-                          markup=False, highlight=False, soft_wrap=True)
+            note(f"{source} -> {path} ({stem}{self.suffix} is another output of this call)")
         self.claimed.add(path_key(path))
         return str(path)
 
