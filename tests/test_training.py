@@ -101,3 +101,12 @@ def test_large_images_are_tiled_like_whole_passes(tiny_checkpoint):
         assert torch.allclose(model.decode(whole_codes), whole_pixels, atol=1e-4)
     finally:
         vqvae.TILE_CODES = old
+
+
+def test_a_batch_larger_than_the_data_is_refused(tmp_path, image_folder):
+    """It used to wait forever for an epoch with a whole batch in it."""
+    from vqtool.errors import VqtoolError
+
+    data = load_images(image_folder, limit=6)
+    with pytest.raises(VqtoolError, match="--batch-size 8 does not fit 6 training items"):
+        fit(tiny_task(data), TrainOptions(tmp_path, "t", steps=5, batch_size=8, quiet=True))

@@ -22,6 +22,7 @@ from safetensors.torch import save_file
 
 from .cards import write_card
 from .data import batches
+from .errors import VqtoolError
 from .hub import resolve_device, save_checkpoint
 from .media import atomic_path
 
@@ -173,6 +174,10 @@ def fit(task: Task, opts: TrainOptions) -> Path | None:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
+    per_process, items = opts.batch_size // ddp.world, task.dataset_size() // ddp.world
+    if not 1 <= per_process <= items:  # an epoch without a whole batch would never yield one
+        raise VqtoolError(f"--batch-size {opts.batch_size} does not fit {task.dataset_size()} training items over "
+                          f"{ddp.world} process(es); use at most {items * ddp.world}")
     torch.manual_seed(opts.seed)  # identical initial weights on every rank
     model = task.build().to(device)
     optimizer = torch.optim.Adam(task.optimizer_groups(model), lr=opts.lr)
