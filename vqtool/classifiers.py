@@ -24,6 +24,7 @@ from torch import nn
 
 from .audio import Spectral
 from .data.speech import log_mels
+from .evaluation import AUDIO_CLASSIFIER, IMAGE_CLASSIFIER
 
 MIN_REFERENCE_SECONDS = 0.5  # shorter clips give unreliable voice embeddings
 MIN_EMBED_SAMPLES = 512  # 32 ms: shorter clips are padded with silence before embedding
@@ -44,7 +45,7 @@ def _stage(cin: int, cout: int) -> list[nn.Module]:
 
 class Classifier(nn.Module):
     Config = ClassifierConfig
-    architecture = "classifier-image"
+    architecture = IMAGE_CLASSIFIER
 
     def __init__(self, config: ClassifierConfig):
         super().__init__()
@@ -93,7 +94,7 @@ class AudioClassifierConfig:
 
 class AudioClassifier(nn.Module):
     Config = AudioClassifierConfig
-    architecture = "classifier-audio"
+    architecture = AUDIO_CLASSIFIER
 
     def __init__(self, config: AudioClassifierConfig):
         super().__init__()

@@ -14,6 +14,11 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
+# the classifiers' architecture names (vqtool/classifiers.py): judges, the fader's reader, the speaker
+# encoder; defined here, without torch, so that declarations and command lines can name them
+IMAGE_CLASSIFIER = "classifier-image"
+AUDIO_CLASSIFIER = "classifier-audio"
+
 EVAL_BATCH = 500  # items per model call in evaluations: bounds memory on two cores and on a GPU
 
 

@@ -42,7 +42,7 @@ def train_fader(
     Example: `vqtool train fader --data ../shared/data/utkface/utkface-64.zip --labels ../shared/data/utkface/labels.csv --attributes "male=gender:male,young=age<30" --name faces-utk`
     """
     from vqtool.data.attributes import attribute_splits
-    from vqtool.evaluation import load_judge
+    from vqtool.evaluation import IMAGE_CLASSIFIER, load_judge
     from vqtool.training import fit
 
     from .model import FaderConfig
@@ -54,7 +54,7 @@ def train_fader(
         raise usage(f"comma-separated integers, not '{widths}'", "--widths") from None
     if image_size % 2 ** len(sizes):
         raise usage(f"--image-size {image_size} must be divisible by 2**{len(sizes)} (one halving per width)", "--widths")
-    scorer = load_judge(judge, "classifier-image", "cpu", models_dir) if judge else None
+    scorer = load_judge(judge, IMAGE_CLASSIFIER, "cpu", models_dir) if judge else None
     if not train.quiet:
         console.print(f"loading {data}…")
     mode = None if gray is None else ("L" if gray else "RGB")

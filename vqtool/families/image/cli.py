@@ -83,7 +83,7 @@ def train_prior(
     """
     from vqtool.data import refuse_test_split
     from vqtool.data.images import load_images
-    from vqtool.evaluation import load_judge
+    from vqtool.evaluation import IMAGE_CLASSIFIER, load_judge
     from vqtool.hub import load
     from vqtool.training import fit
 
@@ -92,7 +92,7 @@ def train_prior(
 
     refuse_test_split(data)
     base = load(vqvae, train.device, models_dir, expect=ARCHITECTURE)
-    scorer = load_judge(judge, "classifier-image", "cpu", models_dir) if judge else None
+    scorer = load_judge(judge, IMAGE_CLASSIFIER, "cpu", models_dir) if judge else None
     if base.config.prior:
         console.print(f"{vqvae} already has a prior; training a new one over the same codes")
     name = train.name or Path(base.name).stem

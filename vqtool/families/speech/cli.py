@@ -39,14 +39,14 @@ def train_speech(
     import numpy as np
 
     from vqtool.data.speech import load_waves, provenance, speakers_of, split_clips
-    from vqtool.evaluation import judge_record, load_judge
+    from vqtool.evaluation import AUDIO_CLASSIFIER, judge_record, load_judge
     from vqtool.hub import load
     from vqtool.training import fit
 
     from .model import SpeechConfig
     from .task import SpeechTask
 
-    encoder = load(speaker_encoder, "cpu", models_dir, expect="classifier-audio")
+    encoder = load(speaker_encoder, "cpu", models_dir, expect=AUDIO_CLASSIFIER)
     clips, test = split_clips(data)
     speakers = speakers_of(clips)
     rng = np.random.default_rng(train.seed)
@@ -55,9 +55,9 @@ def train_speech(
     pick = lambda clips: [clips[i] for i in sorted(rng.choice(len(clips), min(eval_clips, len(clips)),  # noqa: E731
                                                                replace=False))] if clips else []
     evaluation = {"fsdd_test": pick(seen), "unseen_test": pick(unseen),
-                  "speaker_judge": load_judge(speaker_judge, "classifier-audio", "cpu", models_dir) if speaker_judge
+                  "speaker_judge": load_judge(speaker_judge, AUDIO_CLASSIFIER, "cpu", models_dir) if speaker_judge
                   else None,
-                  "digit_judge": load_judge(digit_judge, "classifier-audio", "cpu", models_dir) if digit_judge else None}
+                  "digit_judge": load_judge(digit_judge, AUDIO_CLASSIFIER, "cpu", models_dir) if digit_judge else None}
     if not evaluation["fsdd_test"] or not evaluation["unseen_test"]:
         evaluation = None
     config = SpeechConfig(hidden=hidden, num_codes=num_codes, embedding_dim=embedding_dim, speakers=speakers,
