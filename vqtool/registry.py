@@ -86,10 +86,6 @@ def for_media(kind: str) -> Family:
     raise VqtoolError(f"no model family reads '{kind}' records")
 
 
-def media_kinds() -> list[str]:
-    return sorted({kind for family in families() for kind in family.media})
-
-
 def card_text(topic: str):
     """The card texts (`card.CardText`) for a topic a checkpoint names in its notes, or None."""
     for family in reversed(families()):
