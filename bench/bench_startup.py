@@ -20,6 +20,7 @@ CASES = {
     "vqtool encode --help": [sys.executable, "-m", "vqtool", "encode", "--help"],
     "vqtool train fader --help": [sys.executable, "-m", "vqtool", "train", "fader", "--help"],
     "vqtool models list": [sys.executable, "-m", "vqtool", "models", "list"],
+    "vqtool encode (one image)": [sys.executable, "-m", "vqtool", "encode", "docs/demo.png", "-o", "-"],
 }
 
 

@@ -97,12 +97,13 @@ def test_every_family_has_the_same_files():
             assert "." in module or (folder / f"{module}.py").is_file(), f"{family.name}: no {module}.py"
 
 
-def test_help_and_version_do_not_import_torch():
+def test_help_version_and_metadata_commands_do_not_import_torch():
     script = ("import sys\n"
               "from vqtool.cli import build_app\n"
               "app = build_app()\n"
               "for args in (['--help'], ['--version'], ['encode', '--help'], ['decode', '--help'], "
-              "['fade', '--help'], ['train', 'vqvae', '--help'], ['models', 'list', '--help']):\n"
+              "['fade', '--help'], ['train', 'vqvae', '--help'], ['models', 'list'], ['models', 'info', 'speech'], "
+              "['speakers']):\n"
               "    try:\n"
               "        app(args, prog_name='vqtool')\n"
               "    except SystemExit as exc:\n"
@@ -110,4 +111,4 @@ def test_help_and_version_do_not_import_torch():
               "print('torch' in sys.modules)\n")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "False", "a --help imported torch"
+    assert result.stdout.strip().splitlines()[-1] == "False", "a --help or a metadata command imported torch"

@@ -18,12 +18,15 @@ import typing
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
+from typing import TYPE_CHECKING
+
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from . import registry, strictjson
 from .errors import VqtoolError
+
+if TYPE_CHECKING:  # torch is imported where weights are handled: names and metadata need none of it
+    import torch
 
 FORMAT = "vqtool-checkpoint-1"
 BUNDLED_DIR = (Path(__file__).parent / "models").resolve()  # the repository's models/, or a wheel's copy
@@ -116,7 +119,7 @@ def sha256_file(path: Path) -> str:
 def read_metadata(path: Path) -> dict:
     """The checkpoint's metadata with JSON fields decoded; refuses files that are not vqtool's."""
     try:
-        with safe_open(str(path), framework="pt") as handle:
+        with safe_open(str(path), framework="numpy") as handle:  # the header only: no tensor is read
             raw = handle.metadata() or {}
     except Exception as exc:  # safetensors raises its own error types for bad headers
         raise VqtoolError(f"not a safetensors checkpoint ({exc})", str(path)) from None
@@ -176,6 +179,8 @@ def _conforms(value, hint) -> bool:
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    import torch
+
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(device)
@@ -214,6 +219,8 @@ def load(name_or_path: str, device: str = "auto", models_dir=None, expect: str |
 def _check_shapes(cls, config, shapes: dict, source: str) -> None:
     """Build the network on the meta device (no memory) and compare its tensors with the file's, so a
     config that claims a bigger network than the file holds is refused before anything is allocated."""
+    import torch
+
     try:
         with torch.device("meta"):
             expected = {k: tuple(v.shape) for k, v in cls(config).state_dict().items()}
@@ -228,6 +235,8 @@ def _check_shapes(cls, config, shapes: dict, source: str) -> None:
 def save_checkpoint(path: Path, model: torch.nn.Module, architecture: str, config, name: str,
                     provenance: dict, metrics: dict, extra: dict | None = None) -> str:
     """Write an inference checkpoint atomically; returns its SHA-256."""
+    from safetensors.torch import save_file
+
     from . import __version__
     from .media import atomic_path
 
