@@ -1,5 +1,6 @@
 """The outputs of a fixed set of commands, byte for byte, against SHA-256s recorded before the family
-layout moved the code (issue 13): a refactor must not change what users get.
+layout moved the code (issue 13): a refactor must not change what users get. The same for training:
+the weights and logged numbers of the tiny checkpoints the suite trains anyway (conftest.py).
 
 Recorded with `VQTOOL_RECORD_GOLDEN=1 python -m pytest tests/test_golden_outputs.py`, and only then:
 a change that is meant to alter outputs re-records them and says so in its commit. Paths in stdout
@@ -105,11 +106,16 @@ def cards() -> dict:
             for path in sorted((ROOT / "models").glob("*.safetensors"))}
 
 
+def record(key: str, value) -> None:
+    GOLDEN.parent.mkdir(exist_ok=True)
+    golden = json.loads(GOLDEN.read_text()) if GOLDEN.is_file() else {}
+    GOLDEN.write_text(json.dumps({**golden, key: value}, indent=1, sort_keys=True) + "\n")
+    pytest.skip(f"recorded {key} in {GOLDEN}")
+
+
 def test_outputs_unchanged(observed):
     if RECORD:
-        GOLDEN.parent.mkdir(exist_ok=True)
-        GOLDEN.write_text(json.dumps({"commands": observed, "cards": cards()}, indent=1, sort_keys=True) + "\n")
-        pytest.skip(f"recorded {GOLDEN}")
+        record("commands", observed)
     expected = json.loads(GOLDEN.read_text())["commands"]
     assert sorted(observed) == sorted(expected)
     for label in expected:
@@ -119,5 +125,34 @@ def test_outputs_unchanged(observed):
 
 def test_cards_unchanged():
     if RECORD:
-        pytest.skip("recorded with the outputs")
+        record("cards", cards())
     assert cards() == json.loads(GOLDEN.read_text())["cards"]
+
+
+def trained(checkpoint: Path) -> dict:
+    """What a training run produced, without what names the machine or the moment: the weights (SHA-256
+    over sorted names, dtypes, shapes and bytes), the held-out metrics, and the logged losses."""
+    from safetensors import safe_open
+
+    digest = hashlib.sha256()
+    with safe_open(str(checkpoint), framework="numpy") as handle:
+        for key in sorted(handle.keys()):
+            tensor = handle.get_tensor(key)
+            digest.update(f"{key}:{tensor.dtype}:{tensor.shape}".encode() + tensor.tobytes())
+        metrics = json.loads(handle.metadata()["metrics"])
+    log = [{k: v for k, v in json.loads(line).items() if k != "seconds"}
+           for line in (checkpoint.parent / "metrics.jsonl").read_text().splitlines()]
+    return {"weights": digest.hexdigest(), "metrics": metrics, "log": digest_of(log)}
+
+
+def digest_of(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
+def test_training_unchanged(tiny_checkpoint, tiny_fader, tiny_speech):
+    runs = {"vqvae": trained(tiny_checkpoint), "fader": trained(tiny_fader), "speech": trained(tiny_speech),
+            "speaker-encoder": trained(tiny_speech.parent.parent / "spk" / "spk.safetensors"),
+            "attribute-judge": trained(tiny_fader.parent.parent / "judge" / "judge.safetensors")}
+    if RECORD:
+        record("training", runs)
+    assert runs == json.loads(GOLDEN.read_text())["training"]
