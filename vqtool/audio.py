@@ -22,7 +22,7 @@ import torch
 
 from .codes import MAX_RATE, MIN_RATE
 from .errors import VqtoolError
-from .media import STDIO, atomic_path, read_bytes, write_stdout
+from .media import IMAGE_SUFFIXES, STDIO, atomic_path, read_bytes, write_stdout
 
 SAMPLE_RATE = 16_000
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3"}  # libsndfile >= 1.1 reads MP3
@@ -40,8 +40,6 @@ def audio_magic(head: bytes) -> bool:
 
 def looks_like_audio(source: str, head: bytes | None = None) -> bool:
     """By suffix for files (an image suffix is an image), by content for stdin or other suffixes."""
-    from .media import IMAGE_SUFFIXES
-
     suffix = Path(source).suffix.lower() if source != STDIO else ""
     if suffix in AUDIO_SUFFIXES:
         return True
@@ -159,6 +157,18 @@ def output_format(target: str, default: str = "WAV") -> str:
     return OUTPUT_FORMATS[suffix]
 
 
+class BlockResampler:
+    """16 kHz blocks to `rate`, one block at a time (the filter's state carries across blocks); call
+    it with `last=True` once at the end to flush the tail."""
+
+    def __init__(self, rate: int):
+        self.stream = soxr.ResampleStream(SAMPLE_RATE, rate, 1, dtype="float32") if rate != SAMPLE_RATE else None
+
+    def __call__(self, block: np.ndarray, last: bool = False) -> np.ndarray:
+        block = np.asarray(block, dtype=np.float32)
+        return block if self.stream is None else self.stream.resample_chunk(block, last=last)
+
+
 class AudioWriter:
     """Write 16 kHz blocks at `rate` to a file (atomically, format by suffix) or stdout (in
     `stdout_format`, buffered: WAV and FLAC headers are finished with a seek, which a pipe cannot do)."""
@@ -177,21 +187,18 @@ class AudioWriter:
             sink = str(self._stack.enter_context(atomic_path(Path(self.target))))
         subtype = "PCM_16"
         self._file = sf.SoundFile(sink, "w", self.rate, 1, subtype, format=self.format)
-        self._resampler = (soxr.ResampleStream(SAMPLE_RATE, self.rate, 1, dtype="float32")
-                           if self.rate != SAMPLE_RATE else None)
+        self._resample = BlockResampler(self.rate)
         return self
 
     def write(self, block: np.ndarray, last: bool = False) -> None:
-        block = np.asarray(block, dtype=np.float32)
-        if self._resampler is not None:
-            block = self._resampler.resample_chunk(block, last=last)
+        block = self._resample(block, last)
         self._file.write(np.clip(block, -1.0, 1.0))
         self.written += len(block)
 
     def __exit__(self, kind, value, traceback):
         try:
-            if kind is None and self._resampler is not None:
-                self.write(np.zeros(0, np.float32), last=True)
+            if kind is None:
+                self.write(np.zeros(0, np.float32), last=True)  # the resampler's tail
             self._file.close()
             if kind is None and self.target == STDIO:
                 write_stdout(self._buffer.getvalue())

@@ -24,20 +24,18 @@ class CardText:
     limitations: list[str] = field(default_factory=list)  # may use {data} and the family's `fields(config)`
 
 
-def _family_card(meta: dict):
-    family = registry.family_of(meta["architecture"])
-    return family.module("card") if family else None
-
-
 def render_card(meta: dict) -> str:
+    """The card of a checkpoint, in the words of its architecture's family (`card.py`: `CARDS` by topic,
+    and the optional hooks `topics`, `fields`, `provenance_lines`)."""
     prov, metrics, notes = meta["provenance"], meta["metrics"], meta.get("extra", {})
     described, licence = dataset_entry(prov.get("train_data", "?"))
-    card = _family_card(meta)
+    family = registry.family_of(meta["architecture"])
+    card = family.module("card") if family else None
+    words = card.CARDS if card else {}
     task = notes.get("task", "")
-    topics = card.topics(meta) if card and hasattr(card, "topics") else [task]
-    texts = [t for t in map(registry.card_text, topics) if t is not None]
-    fields = {"data": described, **(card.fields(meta["config"]) if card and hasattr(card, "fields") else {})}
-    main = registry.card_text(task)
+    texts = [words[t] for t in (card.topics(meta) if hasattr(card, "topics") else [task]) if t in words]
+    fields = {"data": described, **(card.fields(meta["config"]) if hasattr(card, "fields") else {})}
+    main = words.get(task)
     lines = [
         f"# Model card: `{meta['name']}`", "",
         f"{notes.get('summary', '')}", "",
@@ -55,7 +53,7 @@ def render_card(meta: dict) -> str:
         *[f"  - run {i + 1}, from step {run.get('from_step')}"
           + (f", {run['seconds']} s" if "seconds" in run else "") + f": `{run.get('command')}`"
           for i, run in enumerate(prov.get("resumed", []))], "",
-        *(card.provenance_lines(prov) if card and hasattr(card, "provenance_lines") else []),
+        *(card.provenance_lines(prov) if hasattr(card, "provenance_lines") else []),
         *([f"Judge used in the evaluation only: `{prov['judge'].get('name')}` (SHA-256 "
            f"`{str(prov['judge'].get('sha256'))[:16]}…`), trained with `{prov['judge'].get('command')}`.", ""]
           if prov.get("judge") else []),

@@ -10,11 +10,10 @@ names the checkpoint, which must be the one the codes were made with.
 
 from __future__ import annotations
 
-import io
 import os
 
 from . import registry
-from .codes import CodeFile, iter_records
+from .codes import CodeFile, read_codes
 from .errors import VqtoolError
 
 
@@ -30,7 +29,8 @@ class ModelCache:
         from .hub import load
 
         if name not in self.loaded:
-            self.loaded[name] = load(name, self.device, self.models_dir, expect=registry.for_media(kind).media[kind][0])
+            architecture = registry.for_media(kind).media[kind].architecture
+            self.loaded[name] = load(name, self.device, self.models_dir, expect=architecture)
         return self.loaded[name]
 
     def for_record(self, record: CodeFile, source: str):
@@ -60,6 +60,7 @@ def _input(source) -> tuple[str, bytes | None]:
 
 
 def media_kind(source: str, data: bytes | None = None) -> str:
+    """"audio" or "image": by suffix, else by the first bytes (of `data`, or of the file)."""
     from .audio import SNIFF_BYTES, looks_like_audio
 
     return "audio" if looks_like_audio(source, data[:SNIFF_BYTES] if data is not None else None) else "image"
@@ -71,8 +72,7 @@ def encode_file(source, model: str | None = None, compress: bool = False, device
     `model` defaults to the family's default checkpoint (cifar10 for images, speech for audio)."""
     name, data = _input(source)
     kind = media_kind(name, data)
-    default = registry.for_media(kind).media[kind][1]
-    net = ModelCache(None, device, models_dir).load(model or default, kind)
+    net = ModelCache(None, device, models_dir).load(model or registry.for_media(kind).media[kind].default_model, kind)
     return codec_of(kind).encode(net, name, data=data, compress=compress)
 
 
@@ -81,19 +81,18 @@ def read_records(source) -> list[CodeFile]:
     from .media import read_bytes
 
     name, data = _input(source)
-    data = read_bytes(name) if data is None else data
-    return list(iter_records(io.BytesIO(data), name))
+    return read_codes(read_bytes(name) if data is None else data, name)
 
 
 def decode_file(source, model: str | None = None, voice: str | None = None, device: str = "auto", models_dir=None):
     """A one-record `.vqc` file (a path, or its bytes) -> an (H, W, C) uint8 image, or (samples, rate)
     for audio (float32 mono at the recorded rate; `voice`: a built-in speaker, else the recorded voice).
     Files of several records: `read_records` and `decode_record`."""
+    name = _input(source)[0]
     records = read_records(source)
     if len(records) != 1:
-        raise VqtoolError(f"holds {len(records)} records; decode them one by one (vqtool.read_records)",
-                          _input(source)[0])
-    return decode_record(records[0], model, voice, ModelCache(model, device, models_dir), _input(source)[0])
+        raise VqtoolError(f"holds {len(records)} records; decode them one by one (vqtool.read_records)", name)
+    return decode_record(records[0], model, voice, ModelCache(model, device, models_dir), name)
 
 
 def decode_record(record: CodeFile, model: str | None = None, voice: str | None = None,

@@ -77,11 +77,11 @@ def _registry(folder: Path, bundled: bool) -> dict:
 
 def _folder_models(folder: Path, bundled: bool) -> dict[str, Resolved]:
     found = {}
-    registry = _registry(folder, bundled)
+    entries = _registry(folder, bundled)
     if folder.is_dir() and not bundled:
         for path in sorted(folder.glob("*.safetensors")):
             found[path.stem] = Resolved(path.stem, path, None, False)
-    for name, entry in registry.items():
+    for name, entry in entries.items():
         found[name] = Resolved(name, folder / entry["file"], entry.get("sha256"), bundled)
     return found
 
@@ -265,9 +265,10 @@ def pin(name: str, path: Path, description: str, folder: Path = BUNDLED_DIR) -> 
     registry_path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def describe(name_or_path: str, models_dir=None) -> dict:
-    """What `vqtool models info` shows: registry entry, metadata, card path; no weights loaded."""
-    resolved = resolve(name_or_path, models_dir)
+def describe(name_or_path: str | Resolved, models_dir=None) -> dict:
+    """What `vqtool models info` shows: registry entry, metadata, card path; no weights loaded.
+    Takes a name, a path, or an entry of `catalogue()` (which need not be looked up again)."""
+    resolved = name_or_path if isinstance(name_or_path, Resolved) else resolve(name_or_path, models_dir)
     meta = read_metadata(resolved.path)
     card = resolved.path.with_suffix(".md")
     return {

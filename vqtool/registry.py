@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .errors import VqtoolError
 
@@ -23,14 +24,21 @@ FAMILY_PACKAGES = [
 ]
 
 
+class Media(NamedTuple):
+    """A `.vqc` media kind a family reads and writes."""
+
+    architecture: str  # the checkpoints that read and write its records
+    default_model: str  # what `vqtool encode` uses without --model
+
+
 @dataclass(frozen=True)
 class Family:
     name: str
     package: str
     # architecture name written in checkpoints -> "module:Class" (a module without a dot is the family's own)
     architectures: dict[str, str]
-    # .vqc media kind -> (architecture that reads and writes it, default checkpoint name)
-    media: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # .vqc media kind ("image", "audio") -> Media
+    media: dict[str, Media] = field(default_factory=dict)
     # metrics `vqtool models list` shows for its checkpoints
     headline_metrics: tuple[str, ...] = ()
 
@@ -84,15 +92,6 @@ def for_media(kind: str) -> Family:
         if kind in family.media:
             return family
     raise VqtoolError(f"no model family reads '{kind}' records")
-
-
-def card_text(topic: str):
-    """The card texts (`card.CardText`) for a topic a checkpoint names in its notes, or None."""
-    for family in reversed(families()):
-        cards = family.module("card").CARDS
-        if topic in cards:
-            return cards[topic]
-    return None
 
 
 def headline_metrics() -> set[str]:

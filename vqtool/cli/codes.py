@@ -20,26 +20,30 @@ from .common import (CodeRequest, DeviceOpt, ModelsDirOpt, any_folder, console, 
 def _split_media(items: list[str], quiet: bool) -> tuple[list[str], str, bool]:
     """`encode`'s inputs, their media kind (image or audio), and whether a folder was named. Files named on the
     command line must be of one kind; files of the other kind found inside folders are skipped with a note."""
-    from ..audio import AUDIO_SUFFIXES, SNIFF_BYTES, looks_like_audio
+    from collections import Counter
+
+    from ..audio import AUDIO_SUFFIXES
+    from ..codefiles import media_kind
     from ..media import IMAGE_SUFFIXES, expand_inputs, read_bytes
 
     if items.count("-") > 1:
         raise usage("stdin ('-') can be read only once")
-    tagged = []  # (source, is audio, from a folder)
+    tagged = []  # (source, media kind, from a folder)
     for item in items:
         folder = item != "-" and Path(item).is_dir()
         for source in expand_inputs([item], IMAGE_SUFFIXES | AUDIO_SUFFIXES):
-            head = read_bytes(source)[:SNIFF_BYTES] if source == "-" else None
-            tagged.append((source, looks_like_audio(source, head), folder))
-    named = {audio for _, audio, folder in tagged if not folder}
+            tagged.append((source, media_kind(source, read_bytes(source) if source == "-" else None), folder))
+    named = {kind for _, kind, folder in tagged if not folder}
     if len(named) > 1:
         raise usage("encode images and audio in separate calls")
-    audio = named.pop() if named else sum(a for _, a, _ in tagged) * 2 > len(tagged)
-    skipped = [s for s, a, _ in tagged if a != audio]
+    # named files decide; in folders alone, the majority does (a tie goes to images)
+    kind = named.pop() if named else ("audio" if Counter(k for _, k, _ in tagged)["audio"] * 2 > len(tagged)
+                                      else "image")
+    skipped = [s for s, k, _ in tagged if k != kind]
     if skipped and not quiet:
-        note(f"skipping {len(skipped)} {'image' if audio else 'audio'} file(s) found in folders (first: "
+        note(f"skipping {len(skipped)} {'image' if kind == 'audio' else 'audio'} file(s) found in folders (first: "
              f"{skipped[0]}); encode them in a separate call")
-    return [s for s, a, _ in tagged if a == audio], "audio" if audio else "image", any(f for _, _, f in tagged)
+    return [s for s, k, _ in tagged if k == kind], kind, any(f for _, _, f in tagged)
 
 
 def encode(
@@ -81,9 +85,10 @@ def encode(
     """
     json_needs_file(as_json, output)
     sources, kind, from_folder = _split_media(inputs, quiet)
-    request = CodeRequest(model, output, device, models_dir, as_json, quiet, from_folder, tuple(sources),
-                          batch_size=batch_size, compress=compress)
-    registry.for_media(kind).module("cli").encode_media(sources, request)
+    family = registry.for_media(kind)
+    request = CodeRequest(model or family.media[kind].default_model, output, device, models_dir, as_json, quiet,
+                          from_folder, tuple(sources), batch_size=batch_size, compress=compress)
+    family.module("cli").encode_media(sources, request)
 
 
 def _records(source: str):

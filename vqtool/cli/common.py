@@ -18,7 +18,8 @@ from ..errors import VqtoolError
 
 console = Console(stderr=True)
 
-DeviceOpt = typer.Option("auto", "--device", help="auto, cpu or cuda (cuda:N).")
+DEVICE_HELP = "auto, cpu or cuda (cuda:N)."
+DeviceOpt = typer.Option("auto", "--device", help=DEVICE_HELP)
 ModelsDirOpt = typer.Option(None, "--models-dir", help="Folder of your own checkpoints (default $VQTOOL_HOME/models).")
 AttributesOpt = typer.Option(..., "--attributes", "-a",
                              help="Comma-separated binary attributes: NAME (parent folder named NAME, or a 0/1 "
@@ -168,13 +169,11 @@ def record_stem(source: str, index: int, record, records_in_source: int) -> str:
     return safe_name(record.media["name"], fallback) if record.media.get("name") else fallback
 
 
-
-
 @dataclass
 class CodeRequest:
     """The options of `vqtool encode` / `decode` that a family's codec commands act on."""
 
-    model: Optional[str]
+    model: Optional[str]  # encode: the checkpoint (the family's default filled in); decode: --model
     output: Optional[str]
     device: str
     models_dir: Optional[Path]
@@ -228,7 +227,7 @@ def _train_parameters(name: Optional[str], steps: int, lr: float, batch_size: in
         "batch_size": (int, typer.Option(batch_size, "--batch-size", min=1, rich_help_panel=panel)),
         "lr": (float, typer.Option(lr, "--lr", help="Peak learning rate.", rich_help_panel=panel)),
         "seed": (int, typer.Option(0, "--seed", rich_help_panel=panel)),
-        "device": (str, typer.Option("auto", "--device", help="auto, cpu or cuda (cuda:N).", rich_help_panel=panel)),
+        "device": (str, typer.Option("auto", "--device", help=DEVICE_HELP, rich_help_panel=panel)),
         "resume": (bool, typer.Option(False, "--resume", help="Continue from RUN/state.safetensors.",
                                       rich_help_panel=panel)),
         "checkpoint_every": (int, typer.Option(500, "--checkpoint-every", help="Save resumable state every N steps.",
@@ -275,13 +274,3 @@ def split_specs(attributes: str) -> list[str]:
     if not specs:
         raise usage("name at least one attribute", "--attributes")
     return specs
-
-
-def data_info(data: Path, train, eval_data: Optional[Path]) -> dict:
-    """Provenance of the training and held-out data, as every checkpoint trained on an image folder records it."""
-    from ..data import fingerprint
-
-    return {"train_data": str(data), "train_split": data.stem, "train_items": len(train),
-            "train_sha256": fingerprint(data), "classes": train.classes,
-            "eval_data": str(eval_data) if eval_data else None,
-            "eval_split": eval_data.stem if eval_data else None}

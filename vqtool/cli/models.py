@@ -22,7 +22,7 @@ def models_list(models_dir: Optional[Path] = ModelsDirOpt,
     headline = registry.headline_metrics()
     for name, resolved in sorted(catalogue(models_dir).items()):
         try:
-            info = describe(name, models_dir)
+            info = describe(resolved)
         except VqtoolError as exc:
             info = {"name": name, "path": str(resolved.path), "error": str(exc)}
         record = {k: info.get(k) for k in ("name", "architecture", "bundled", "path", "size_bytes", "error")

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 from ..errors import VqtoolError
+from ..hub import sha256_file
 
 
 def refuse_test_split(path: str | Path) -> None:
@@ -21,8 +22,6 @@ def fingerprint(path: str | Path) -> str:
     """SHA-256 of a data file (or of a folder's sorted names and sizes) for provenance."""
     path = Path(path)
     if path.is_file():
-        from ..hub import sha256_file
-
         return sha256_file(path)
     digest = hashlib.sha256()
     for p in sorted(path.rglob("*")):

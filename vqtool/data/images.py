@@ -102,3 +102,13 @@ def load_images(path: str | Path, size: int | None = None, mode: str = "RGB",
         raise VqtoolError("images differ in size; pass --image-size to crop and resize them", str(path))
     return ImageSet(torch.from_numpy(np.stack(arrays)), torch.tensor(labels), classes, str(path),
                     [name for name, _ in entries])
+
+
+def provenance(path: Path, images: ImageSet, eval_path: Path | None) -> dict:
+    """How a checkpoint records its training images (a folder or zip, labelled by folder) and held-out set."""
+    from . import fingerprint
+
+    return {"train_data": str(path), "train_split": path.stem, "train_items": len(images),
+            "train_sha256": fingerprint(path), "classes": images.classes,
+            "eval_data": str(eval_path) if eval_path else None,
+            "eval_split": eval_path.stem if eval_path else None}

@@ -8,8 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from vqtool.cli.common import (HoldoutOpt, LabelsOpt, LimitOpt, console, data_info, split_specs, train_command,
-                               usage)
+from vqtool.cli.common import HoldoutOpt, LabelsOpt, LimitOpt, console, split_specs, train_command, usage
 from vqtool.errors import VqtoolError
 
 
@@ -34,7 +33,7 @@ def train_classifier(
     from vqtool.classifiers import ClassifierConfig
     from vqtool.data import refuse_test_split
     from vqtool.data.attributes import attribute_splits
-    from vqtool.data.images import load_images
+    from vqtool.data.images import load_images, provenance
     from vqtool.training import fit
 
     from .task import ClassifierTask
@@ -49,7 +48,7 @@ def train_classifier(
         images = load_images(data, limit=limit)
         config = ClassifierConfig(channels=images.images.shape[-1], width=width, classes=images.classes)
         task = ClassifierTask(config, images, str(eval_data) if eval_data else None,
-                              data_info(data, images, eval_data))
+                              provenance(data, images, eval_data))
     fit(task, train.options())
 
 

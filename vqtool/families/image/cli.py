@@ -8,8 +8,8 @@ from typing import Optional
 
 import typer
 
-from vqtool.cli.common import (DeviceOpt, LimitOpt, ModelsDirOpt, CodeRequest, Outputs, RecordSink, console,
-                               data_info, emit_json, json_needs_file, report, train_command, usage)
+from vqtool.cli.common import (CodeRequest, DeviceOpt, LimitOpt, ModelsDirOpt, Outputs, RecordSink, console,
+                               emit_json, json_needs_file, report, train_command, usage)
 from vqtool.errors import VqtoolError
 
 from . import ARCHITECTURE
@@ -39,7 +39,7 @@ def train_vqvae(
     Example: `vqtool train vqvae --data ../shared/data/cifar10/train.zip --eval-data ../shared/data/cifar10/test.zip --name cifar10`
     """
     from vqtool.data import refuse_test_split
-    from vqtool.data.images import load_images
+    from vqtool.data.images import load_images, provenance
     from vqtool.training import fit
 
     from .model import VQVAEConfig
@@ -53,7 +53,7 @@ def train_vqvae(
                          res_blocks=res_blocks, downsamples=downsamples, embedding_dim=embedding_dim,
                          num_codes=num_codes, ema=ema)
     task = VQVAETask(config, images, str(eval_data) if eval_data else None, flip, eval_limit,
-                     data_info(data, images, eval_data))
+                     provenance(data, images, eval_data))
     fit(task, train.options())
 
 
@@ -82,7 +82,7 @@ def train_prior(
     Example: `vqtool train prior --vqvae cifar10 --data ../shared/data/cifar10/train.zip --eval-data ../shared/data/cifar10/test.zip`
     """
     from vqtool.data import refuse_test_split
-    from vqtool.data.images import load_images
+    from vqtool.data.images import load_images, provenance
     from vqtool.evaluation import IMAGE_CLASSIFIER, load_judge
     from vqtool.hub import load
     from vqtool.training import fit
@@ -102,7 +102,7 @@ def train_prior(
     classes = [] if unconditional else images.classes
     prior = PriorConfig(num_codes=base.config.num_codes, classes=classes, hidden=hidden, layers=layers,
                         class_dropout=class_dropout if classes else 0.0)
-    info = {**data_info(data, images, eval_data), "flip": flip,
+    info = {**provenance(data, images, eval_data), "flip": flip,
             "codec": {"name": base.name, "sha256": base.sha256, **base.metadata.get("provenance", {})}}
     task = PriorTask(base, prior, images, str(eval_data) if eval_data else None, flip, eval_limit, scorer, info,
                      name)
@@ -238,9 +238,9 @@ def encode_media(sources: list[str], request: CodeRequest) -> None:
     """`vqtool encode` for images: batched model calls, one record per image."""
     from vqtool.hub import load
 
-    from .codec import encode_arrays, image_mode
+    from .codec import encode_arrays, grid_for, image_mode
 
-    net = load(request.model or "cifar10", request.device, request.models_dir, expect=ARCHITECTURE)
+    net = load(request.model, request.device, request.models_dir, expect=ARCHITECTURE)
     if request.compress:
         net.require_prior()
     sink = RecordSink(request.output, sources, request.quiet, request.from_folder)
@@ -250,16 +250,17 @@ def encode_media(sources: list[str], request: CodeRequest) -> None:
         results = encode_arrays(net, [array for _, _, array in chunk], request.compress,
                                 [sink.name_of(index) for index, _, _ in chunk])
         for (index, source, array), data in zip(chunk, results):
-            try:
-                if isinstance(data, VqtoolError):
-                    raise data
-                sink.put(index, data)
-            except VqtoolError as exc:
-                report(failures, source, exc)
+            if isinstance(data, bytes):
+                try:
+                    sink.put(index, data)
+                except VqtoolError as exc:
+                    data = exc
+            if isinstance(data, VqtoolError):
+                report(failures, source, data)
                 continue
             written += 1
             if request.as_json:
-                grid = [-(-array.shape[0] // net.stride), -(-array.shape[1] // net.stride)]
+                grid = list(grid_for(net, *array.shape[:2]))
                 emit_json({"input": source, "output": sink.targets[index], "model": net.name, "grid": grid,
                            "width": array.shape[1], "height": array.shape[0], "bytes": len(data),
                            "coding": "range-prior" if request.compress else "packed"})

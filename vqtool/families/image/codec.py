@@ -60,11 +60,16 @@ def encode(net, source: str, data: bytes | None = None, compress: bool = False) 
     return result
 
 
+def grid_for(net, height: int, width: int) -> tuple[int, int]:
+    """The code grid of an image: one code per stride x stride pixels, edges padded up."""
+    return -(-height // net.stride), -(-width // net.stride)
+
+
 def check_record(net, record, source: str) -> None:
     """The grid must fit the recorded size at the model's stride (a header that claims a small image
     over a huge grid, or the reverse, is corrupt)."""
     media = record.media
-    expected = (-(-media["height"] // net.stride), -(-media["width"] // net.stride))
+    expected = grid_for(net, media["height"], media["width"])
     if tuple(record.grid) != expected:
         raise VqtoolError(f"corrupt .vqc header (a {media['width']}x{media['height']} image at stride {net.stride} "
                           f"needs a {'x'.join(map(str, expected))} grid, not {'x'.join(map(str, record.grid))})",

@@ -1,6 +1,6 @@
 """Speech VQ-VAE: codes every 20 ms, a speaker-conditioned decoder, voice conversion."""
 
-from vqtool.registry import Family
+from vqtool.registry import Family, Media
 
 ARCHITECTURE = "vqvae-speech"
 
@@ -8,5 +8,5 @@ FAMILY = Family(
     name="speech",
     package=__name__,
     architectures={ARCHITECTURE: "model:SpeechVQVAE"},
-    media={"audio": (ARCHITECTURE, "speech")},
+    media={"audio": Media(ARCHITECTURE, default_model="speech")},
 )

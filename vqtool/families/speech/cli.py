@@ -93,7 +93,7 @@ def encode_media(sources: list[str], request: CodeRequest) -> None:
 
     if request.compress:
         raise usage("--compress needs a learned prior, which only the image models have", "--compress")
-    net = _load_speech(request.model or "speech", request.device, request.models_dir)
+    net = _load_speech(request.model, request.device, request.models_dir)
     sink = RecordSink(request.output, sources, request.quiet, request.from_folder)
     failures: list[str] = []
     for index, source in enumerate(sources):

@@ -90,15 +90,13 @@ def decode_blocks(net, record, voice) -> Iterator[np.ndarray]:
 
 
 def decode(net, record, source: str, voice=None) -> tuple[np.ndarray, int]:
-    """(float32 mono samples at the recorded rate, that rate), in `voice` or the record's own."""
-    import soxr
+    """(float32 mono samples at the recorded rate, that rate), in `voice` or the record's own; the
+    samples `vqtool decode` writes, before their 16-bit rounding."""
+    from vqtool.audio import BlockResampler
 
     voice = record_voice(net, record, source) if voice is None else voice
     rate = record.media["sample_rate"]
-    blocks = list(decode_blocks(net, record, voice))
-    if rate == SAMPLE_RATE:
-        return np.concatenate(blocks) if blocks else np.zeros(0, np.float32), rate
-    stream = soxr.ResampleStream(SAMPLE_RATE, rate, 1, dtype="float32")
-    parts = [stream.resample_chunk(np.asarray(b, np.float32)) for b in blocks]
-    parts.append(stream.resample_chunk(np.zeros(0, np.float32), last=True))
+    resample = BlockResampler(rate)
+    parts = [resample(block) for block in decode_blocks(net, record, voice)]
+    parts.append(resample(np.zeros(0, np.float32), last=True))
     return np.clip(np.concatenate(parts), -1.0, 1.0), rate
