@@ -35,6 +35,10 @@ demo: install
 	$(BIN)/vqtool fade out/faces-utk/*.jpg --grid young=0:1:6 --male 1 -o out/fader-young.png
 	$(BIN)/vqtool fade out/faces-utk/03-*.jpg --male 0.1 --young 0.9 --paste -o out/face-edited.png
 	@echo "look: out/fader-smile.png and out/fader-young.png (sweeps), out/face-edited.png (pasted edit)"
+	$(BIN)/vqtool predict-motion $(DATA)/cmu-mocap/test/basketball/basketball_1.txt -n 10 -o out/basketball-futures.gif
+	$(BIN)/vqtool predict-motion $(DATA)/cmu-mocap/test/basketball/basketball_1.txt -n 5 -o out/basketball-futures.png
+	$(BIN)/vqtool predict-motion $(DATA)/cmu-mocap/test/basketball/basketball_1.txt -n 2 -o out/basketball-future.bvh
+	@echo "look: out/basketball-futures.gif and .png (ten and five futures of the clip's last 2 s); out/basketball-future_1.bvh opens in Blender"
 
 test: install
 	$(BIN)/python -m pytest -q
@@ -49,6 +53,7 @@ bench: install
 	$(BIN)/python bench/bench_vqc_size.py
 	$(BIN)/python bench/bench_speech.py --hour
 	$(BIN)/python bench/bench_fader.py
+	$(BIN)/python bench/bench_motion.py
 	$(BIN)/python bench/bench_units.py  # needs Debian's espeak-ng (apt-get install espeak-ng)
 
 speech-models: install  # the shipped speech checkpoints, about 95 minutes on 2 CPU cores

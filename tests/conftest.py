@@ -165,3 +165,36 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_sep("-", "fuzz: inputs tried / rejected cleanly / accepted; nothing else escaped")
         for family, counts in sorted(tally.items()):
             terminalreporter.write_line(f"{family:26} {counts['tried']:7d} {counts['rejected']:7d} {counts['accepted']:7d}")
+
+
+def synthetic_motion(lines: int, seed: int = 0) -> np.ndarray:
+    """A clip in the CMU exponential-map layout (117 values a line): every joint angle a slow sinusoid
+    of its own phase, the root drifting forward; a tiny motion model learns it in seconds."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(lines)[:, None] / 50.0
+    frames = 0.3 * np.sin(2 * np.pi * rng.uniform(0.3, 1.0, 117) * t + rng.uniform(0, 6.3, 117))
+    frames[:, :3] = np.array([0.0, 17.0, 0.0]) + np.array([0.0, 0.0, 1.0]) * t * 10
+    return frames.astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def motion_folder(tmp_path_factory) -> Path:
+    """train/walk/walk_{1,2,3}.txt and test/walk/walk_1.txt of synthetic clips (300 lines = 6 s each)."""
+    root = tmp_path_factory.mktemp("mocap")
+    for split, count in (("train", 3), ("test", 1)):
+        (root / split / "walk").mkdir(parents=True)
+        for i in range(count):
+            clip = synthetic_motion(300, seed=i + (100 if split == "test" else 0))
+            np.savetxt(root / split / "walk" / f"walk_{i + 1}.txt", clip, fmt="%.6f", delimiter=",")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_motion(tmp_path_factory, motion_folder) -> Path:
+    """A tiny CPP-VAE of motion trained for real by `vqtool train motion` (a few seconds)."""
+    out = tmp_path_factory.mktemp("motion")
+    result = run_cli("train", "motion", "--data", motion_folder, "--name", "wiggle", "--out", out, "--steps", "60",
+                     "--batch-size", "16", "--hidden", "32", "--width", "8", "--latent", "4", "--anneal-steps", "20",
+                     "--quiet")
+    assert result.returncode == 0, result.stderr.decode()
+    return out / "wiggle.safetensors"

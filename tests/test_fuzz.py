@@ -258,9 +258,27 @@ def _read_audio(data: bytes):
     return read_audio("fuzz.wav", data)
 
 
+def _motion_seeds() -> dict[str, bytes]:
+    t = np.arange(12)[:, None] / 25.0
+    clip = (0.3 * np.sin(t + np.arange(117) / 7.0)).astype(np.float32)
+    text, binary = io.StringIO(), io.BytesIO()
+    np.savetxt(text, clip, fmt="%.5g", delimiter=",")
+    np.save(binary, clip, allow_pickle=False)
+    return {"TXT": text.getvalue().encode(), "NPY": binary.getvalue()}
+
+
+def _read_motion(data: bytes):
+    from vqtool.data.motion import FRAME_VALUES, parse_motion
+
+    clip = parse_motion(data, "fuzz.txt")
+    assert clip.ndim == 2 and clip.shape[1] == FRAME_VALUES and np.isfinite(clip).all()
+    return clip
+
+
 # family -> (seed files, reader, memory budget): a mutated header may claim up to the 50-megapixel limit
 # or hours of audio; reading what is there stays within these bounds
-MEDIA = {"image": (_image_seeds(), _read_image, 400 << 20), "audio": (_audio_seeds(), _read_audio, 256 << 20)}
+MEDIA = {"image": (_image_seeds(), _read_image, 400 << 20), "audio": (_audio_seeds(), _read_audio, 256 << 20),
+         "motion": (_motion_seeds(), _read_motion, 64 << 20)}
 
 
 @FUZZ

@@ -26,6 +26,7 @@ def commands(data: Path) -> list[tuple[str, list[str], list[str]]]:
     """(label, arguments, output files to hash); OUT stands for the output folder, FACES for its faces."""
     theo = data / "fsdd" / "recordings" / "7_theo_0.wav"
     unseen = data / "speechocean" / "audio" / "0003" / "000030012.flac"
+    walking = str(data / "cmu-mocap" / "test" / "walking" / "walking_1.txt")
     return [
         ("encode image", ["encode", "docs/demo.png", "-o", "OUT/demo.vqc", "--json"], ["demo.vqc"]),
         ("inspect", ["inspect", "OUT/demo.vqc", "--json"], []),
@@ -52,6 +53,11 @@ def commands(data: Path) -> list[tuple[str, list[str], list[str]]]:
         ("models info", ["models", "info", "cifar10", "--json"], []),
         ("models info text", ["models", "info", "faces-utk"], []),
         ("models list", ["models", "list"], []),
+        ("predict-motion", ["predict-motion", walking, "-n", "3", "-o", "OUT/futures.npy", "--json"], ["futures.npy"]),
+        ("predict-motion png", ["predict-motion", walking, "-n", "2", "--seed", "4", "-o", "OUT/futures.png"],
+         ["futures.png"]),
+        ("predict-motion bvh", ["predict-motion", walking, "-n", "1", "-o", "OUT/future.bvh"], ["future.bvh"]),
+        ("predict-motion bad", ["predict-motion", "docs/demo.png", "-o", "OUT/nothing.txt"], ["nothing.txt"]),
         ("bad input", ["decode", "docs/demo.png", "OUT/demo.vqc", "-o", "OUT/bad/"], []),
         ("usage error", ["encode", "docs/demo.png", "--compress", "-o", "-", "--json"], []),
     ]
@@ -149,8 +155,9 @@ def digest_of(value) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
 
 
-def test_training_unchanged(tiny_checkpoint, tiny_fader, tiny_speech):
+def test_training_unchanged(tiny_checkpoint, tiny_fader, tiny_speech, tiny_motion):
     runs = {"vqvae": trained(tiny_checkpoint), "fader": trained(tiny_fader), "speech": trained(tiny_speech),
+            "motion": trained(tiny_motion),
             "speaker-encoder": trained(tiny_speech.parent.parent / "spk" / "spk.safetensors"),
             "attribute-judge": trained(tiny_fader.parent.parent / "judge" / "judge.safetensors")}
     if RECORD:

@@ -26,7 +26,7 @@ class CardText:
 
 def render_card(meta: dict) -> str:
     """The card of a checkpoint, in the words of its architecture's family (`card.py`: `CARDS` by topic,
-    and the optional hooks `topics`, `fields`, `provenance_lines`)."""
+    and the optional hooks `topics`, `fields`, `provenance_lines`, `evaluation_lines`)."""
     prov, metrics, notes = meta["provenance"], meta["metrics"], meta.get("extra", {})
     described, licence = dataset_entry(prov.get("train_data", "?"))
     family = registry.family_of(meta["architecture"])
@@ -63,8 +63,8 @@ def render_card(meta: dict) -> str:
           if prov.get("attributes") else []),
         "## Configuration", "```json", json.dumps(meta["config"], indent=2), "```", "",
         f"## Evaluation (held-out: `{prov.get('eval_split', '?')}`)",
-        "| metric | value |", "|---|---|",
-        *[f"| {k} | {v} |" for k, v in metrics.items()], "",
+        *(card.evaluation_lines(meta) if hasattr(card, "evaluation_lines") else
+          ["| metric | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in metrics.items()]]), "",
         *[f"- {text}" for t in texts for text in t.metric_notes], "",
         "## Limitations",
         *[f"- {text.format(**fields)}" for t in texts for text in t.limitations], "",

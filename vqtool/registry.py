@@ -21,6 +21,7 @@ FAMILY_PACKAGES = [
     "vqtool.families.speech",
     "vqtool.families.fader",
     "vqtool.families.classifier",
+    "vqtool.families.motion",
 ]
 
 

@@ -51,12 +51,21 @@ def models_info(name: str = typer.Argument(..., help="Checkpoint name or path.")
              f"  path     {info['path']}", f"  card     {info['card']}",
              f"  config   {json.dumps(info['config'])}",
              f"  trained  {info['provenance'].get('command')}",
-             "  metrics  " + ", ".join(f"{k}={v}" for k, v in info["metrics"].items())]
+             "  metrics  " + shown_metrics(info["metrics"])]
     family = registry.family_of(info["architecture"])
     card = family.module("card") if family else None
     if card is not None and hasattr(card, "info_lines"):
         lines[3:3] = card.info_lines(info["config"])  # the family's own lines, before the config
     sys.stdout.write("\n".join(lines) + "\n")
+
+
+def shown_metrics(metrics: dict, most: int = 40) -> str:
+    """All of a short metric list; of a long one (the motion tables), the headline numbers and a count."""
+    if len(metrics) <= most:
+        return ", ".join(f"{k}={v}" for k, v in metrics.items())
+    headline = registry.headline_metrics()
+    picked = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items() if k in headline]
+    return ", ".join(picked + [f"… {len(metrics) - len(picked)} more in --json and the card"])
 
 
 def register(app: typer.Typer) -> None:

@@ -11,6 +11,8 @@ DATASETS = {
     "smiles": ("SMILEsmileD faces (64x64 grayscale, from hromi/SMILEsmileD)", "no licence stated by the source"),
     "utkface": ("UTKFace aligned faces (64x64 RGB, from mattans/AgeProgression)", "non-commercial research only"),
     "fsdd": ("Free Spoken Digit Dataset (8 kHz)", "CC BY-SA 4.0"),
+    "cmu-mocap": ("CMU Graphics Lab motion capture, 7 actions in the exponential-map format of LTD/DMGNN "
+                  "(from limaosen0/DMGNN)", "free for research and commercial use (mocap.cs.cmu.edu)"),
     "speechocean": ("speechocean762 subset (16 kHz read English)", "free for commercial and non-commercial use"),
 }
 
