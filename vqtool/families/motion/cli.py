@@ -76,7 +76,7 @@ def train_motion(
 
 def register(app: typer.Typer, train_app: typer.Typer) -> None:
     app.command("predict-motion")(predict_motion)
-    train_command(train_app, "motion", name="motion", steps=20_000, lr=1e-3, batch_size=64)(train_motion)
+    train_command(train_app, "motion", name="motion", steps=8000, lr=1e-3, batch_size=64)(train_motion)
 
 
 def predict_motion(
@@ -167,8 +167,8 @@ def predict_one(net, source: str, target: str, suffix: str, samples: int, frames
     step = net.config.frame_stride if stride is None else stride
     needed = (net.config.observed - 1) * step + 1
     if len(clip) < needed:
-        raise VqtoolError(f"{len(clip)} frames; the model needs at least {needed} (its {net.config.observed} "
-                          f"observed frames at every {step}{'nd' if step == 2 else 'th'} frame)", source)
+        raise VqtoolError(f"{len(clip)} frames; the model needs at least {needed} ({net.config.observed} frames "
+                          f"at {net.config.fps:g} frames/s, keeping one input frame in {step})", source)
     futures = net.predict(clip, samples, frames, seed, step)
     observed = np.asarray(clip[::-1][::step][::-1][-net.config.observed:])
     written = write_futures(target, suffix, observed, futures, net.config.fps)

@@ -66,26 +66,6 @@ def rotmat_to_euler(m: torch.Tensor) -> torch.Tensor:
     return torch.stack([e1, e2, e3], -1)
 
 
-def unwrap(frames: torch.Tensor) -> torch.Tensor:
-    """Frames [..., T, 117] with each joint's exponential map made continuous in time.
-
-    theta * axis and (theta + 2 pi k) * axis are the same rotation; the data switch between them when a
-    rotation passes pi (a jump of about 2 pi in the numbers, none in the pose). Each frame takes the
-    equivalent nearest to the frame before, so a network sees, and predicts, smooth curves. Rotations,
-    Euler angles and joint positions are unchanged."""
-    triples = frames[..., 3:].reshape(*frames.shape[:-1], JOINTS, 3).clone()
-    for t in range(1, triples.shape[-3]):
-        current, previous = triples[..., t, :, :], triples[..., t - 1, :, :]
-        theta = current.norm(dim=-1, keepdim=True)
-        axis = current / theta.clamp(min=1e-8)
-        steps = torch.tensor([-2.0, -1.0, 0.0, 1.0, 2.0], dtype=frames.dtype, device=frames.device) * 2 * np.pi
-        candidates = current[..., None, :] + steps[:, None] * axis[..., None, :]  # [..., 38, 5, 3]
-        best = (candidates - previous[..., None, :]).norm(dim=-1).argmin(-1)
-        chosen = candidates.gather(-2, best[..., None, None].expand(*best.shape, 1, 3)).squeeze(-2)
-        triples[..., t, :, :] = torch.where(theta > 1e-6, chosen, current)
-    return torch.cat([frames[..., :3], triples.reshape(*frames.shape[:-1], -1)], -1)
-
-
 def euler_angles(frames: torch.Tensor) -> torch.Tensor:
     """The Euler error's view of frames [..., 117]: the root's position and rotation zeroed (as LTD's test),
     each of the 39 triples through Rodrigues then rotmat2euler -> [..., 117]."""
