@@ -308,3 +308,13 @@ def test_validation_is_new_recordings_and_balanced(shared_data):
     assert max(Counter(validation.actions).values()) <= VALIDATION_PER_ACTION
     held = {id(c) for c in validation.clips}
     assert not held & {id(c) for c in train.clips}  # no clip (so no frame) in both
+
+
+def test_the_most_futures_with_a_summary(tmp_path, tiny_motion):
+    """-n at its limit with --json: the pairwise summary of 1,000 futures stays small (a distance
+    matrix, not the 11 GB of pairwise differences an earlier version built)."""
+    clip = write_clip(tmp_path / "clip.txt")
+    result = run_cli("predict-motion", clip, "-m", tiny_motion, "-n", "1000", "-o", tmp_path / "f.npy", "--json")
+    assert result.returncode == 0, result.stderr.decode()
+    record = json.loads(result.stdout)
+    assert len(record["samples"]) == 1000 and np.load(tmp_path / "f.npy").shape == (1000, 25, 117)

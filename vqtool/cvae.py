@@ -123,8 +123,8 @@ class ConditionalLatent(nn.Module):
         if prior == "none":
             return None
         if prior == "standard":
-            return sample(torch.zeros(condition_h.shape[0], self.config.latent, device=condition_h.device),
-                          torch.zeros(condition_h.shape[0], self.config.latent, device=condition_h.device), generator)
+            zeros = condition_h.new_zeros(condition_h.shape[0], self.config.latent)
+            return sample(zeros, zeros, generator)
         mu, logvar = (self.condition_head if prior == "cpp" else self.prior_head)(condition_h)
         return sample(mu, logvar, generator)
 

@@ -91,13 +91,18 @@ def list_files(root: str | Path, split: str) -> dict[str, list[Path]]:
         raise VqtoolError(f"no '{split}' folder (expected {split}/ACTION/ACTION_N.txt)", str(root))
     found = {}
     for action in sorted(p for p in folder.iterdir() if p.is_dir()):
-        files = sorted(action.glob("*.txt"), key=lambda p: int(p.stem.rsplit("_", 1)[-1]) if
-                       p.stem.rsplit("_", 1)[-1].isdigit() else 0)
+        files = sorted(action.glob("*.txt"), key=_file_number)
         if files:
             found[action.name] = files
     if not found:
         raise VqtoolError(f"no clips under {split}/", str(root))
     return found
+
+
+def _file_number(path: Path) -> int:
+    """ACTION_N.txt -> N (0 for other names), so that ACTION_10 sorts after ACTION_9."""
+    number = path.stem.rsplit("_", 1)[-1]
+    return int(number) if number.isdigit() else 0
 
 
 def ltd_windows(frames: int, length: int = OBSERVED + PREDICTED) -> list[int]:

@@ -7,8 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from vqtool.cli.common import DeviceOpt, ModelsDirOpt, Outputs, console, emit_json, json_needs_file, report, \
-    train_command, usage
+from vqtool.cli.common import DeviceOpt, ModelsDirOpt, Outputs, any_folder, console, emit_json, json_needs_file, \
+    report, train_command, usage
 from vqtool.errors import VqtoolError
 
 from . import ARCHITECTURE, KINDS
@@ -135,13 +135,12 @@ def predict_motion(
         raise usage("several .bvh futures are one file each; give a file name (-o out.bvh)", "--output")
     sources = expand_inputs(inputs, MOTION_SUFFIXES)
     net = load(model, device, models_dir, expect=ARCHITECTURE)
-    outputs = Outputs(output, len(sources), f".futures{suffix}", sources, quiet,
-                      any(Path(i).is_dir() for i in inputs if i != "-"))
+    outputs = Outputs(output, len(sources), f".futures{suffix}", sources, quiet, any_folder(inputs))
     targets = outputs.plan(sources)
     failures: list[str] = []
     for source, target in zip(sources, targets):
         try:
-            summary = predict_one(net, source, target, suffix, samples, frames, seed, stride)
+            summary = predict_one(net, source, target, suffix, samples, frames, seed, stride, as_json)
             if as_json:
                 emit_json({"input": source, "model": net.name, **summary})
         except VqtoolError as exc:
@@ -154,22 +153,19 @@ def predict_motion(
         raise typer.Exit(1)
 
 
-def predict_one(net, source: str, target: str, suffix: str, samples: int, frames, seed: int, stride) -> dict:
-    """Read one clip, sample its futures, write them; returns the JSON summary."""
-    import numpy as np
-
+def predict_one(net, source: str, target: str, suffix: str, samples: int, frames, seed: int, stride,
+                summarise: bool) -> dict:
+    """Read one clip, sample its futures, write them; returns the JSON summary (when asked for)."""
     from vqtool.data.motion import parse_motion
     from vqtool.media import read_bytes
 
     from .outputs import futures_summary, write_futures
 
     clip = parse_motion(read_bytes(source), source, Path(source).suffix.lower() if source != "-" else ".txt")
-    step = net.config.frame_stride if stride is None else stride
-    needed = (net.config.observed - 1) * step + 1
-    if len(clip) < needed:
-        raise VqtoolError(f"{len(clip)} frames; the model needs at least {needed} ({net.config.observed} frames "
-                          f"at {net.config.fps:g} frames/s, keeping one input frame in {step})", source)
-    futures = net.predict(clip, samples, frames, seed, step)
-    observed = np.asarray(clip[::-1][::step][::-1][-net.config.observed:])
+    try:
+        observed = net.window_of(clip, stride)
+    except ValueError as exc:
+        raise VqtoolError(str(exc), source) from None
+    futures = net.predict(observed, samples, frames, seed, stride=1)
     written = write_futures(target, suffix, observed, futures, net.config.fps)
-    return {"output": written, **futures_summary(observed, futures, net.config.fps)}
+    return {"output": written, **(futures_summary(observed, futures, net.config.fps) if summarise else {})}

@@ -114,17 +114,23 @@ class MotionCVAE(nn.Module):
             out.append(pose)
         return torch.stack(out, 1)
 
+    def encode(self, observed: torch.Tensor, future: torch.Tensor, generator=None):
+        """Raw windows -> (normalised observed poses, the condition's features, z, the KL terms of
+        `ConditionalLatent.posterior`): everything but the decoder."""
+        past = self.normalise(observed)
+        condition_h = self.condition_encoder(past)
+        z, terms = None, {}
+        if self.latent.size:
+            data_h = self.future_encoder(torch.cat([past[:, -1:], self.normalise(future)], 1))
+            z, terms = self.latent.posterior(data_h, condition_h, generator)
+        return past, condition_h, z, terms
+
     def forward(self, observed: torch.Tensor, future: torch.Tensor, generator=None) -> dict:
         """Training pass on raw windows: observed [B, 50, 117], future [B, 25, 117]."""
         if self.training:
             self.steps_trained += 1
-        past, ahead = self.normalise(observed), self.normalise(future)
-        condition_h = self.condition_encoder(past)
-        z, terms = None, {}
-        if self.latent.size:
-            data_h = self.future_encoder(torch.cat([past[:, -1:], ahead], 1))
-            z, terms = self.latent.posterior(data_h, condition_h, generator)
-        out = {"future": self.raw(self.rollout(condition_h, past[:, -1], z, ahead.shape[1])), "terms": terms}
+        past, condition_h, z, terms = self.encode(observed, future, generator)
+        out = {"future": self.raw(self.rollout(condition_h, past[:, -1], z, future.shape[1])), "terms": terms}
         if "z_c" in terms:
             out["condition"] = self.raw(self.condition_decoder(terms["z_c"]).view(past.shape))
         return out
@@ -147,13 +153,21 @@ class MotionCVAE(nn.Module):
         full[..., self.channel_index] = poses
         return full.view(batch, samples, frames, FRAME_VALUES)
 
+    def window_of(self, clip: np.ndarray, stride: int | None = None) -> np.ndarray:
+        """What the model sees of a clip [T, 117] (50 frames/s unless `stride` says otherwise): every
+        `stride`-th frame counted back from the last, the last `observed` of them -> [observed, 117]."""
+        c = self.config
+        stride = c.frame_stride if stride is None else stride
+        needed = (c.observed - 1) * stride + 1
+        if len(clip) < needed:
+            raise ValueError(f"{len(clip)} frames; the model needs at least {needed} ({c.observed} frames at "
+                             f"{c.fps:g} frames/s, keeping one input frame in {stride})")
+        return np.ascontiguousarray(np.asarray(clip, dtype=np.float32)[len(clip) - needed::stride])
+
     def predict(self, clip: np.ndarray, samples: int = 10, frames: int | None = None, seed: int = 0,
                 stride: int | None = None) -> np.ndarray:
         """The library call: a clip [T, 117] as in the data files (50 frames/s unless `stride` says otherwise)
         -> futures [samples, frames, 117] at 25 frames/s."""
-        stride = self.config.frame_stride if stride is None else stride
-        window = torch.as_tensor(np.asarray(clip, dtype=np.float32)[::-1][::stride][::-1].copy())
-        if len(window) < self.config.observed:
-            raise ValueError(f"needs {self.config.observed} frames at {self.config.fps:g} frames/s, has {len(window)}")
+        window = torch.as_tensor(self.window_of(clip, stride))
         generator = torch.Generator().manual_seed(seed)
         return self.sample(window[None], samples, frames, generator)[0].cpu().numpy()

@@ -152,8 +152,8 @@ def futures_summary(observed: np.ndarray, futures: np.ndarray, fps: float) -> di
     speed = np.linalg.norm(np.diff(np.concatenate([np.broadcast_to(last, joints[:, :1].shape), joints], 1), axis=1),
                            axis=-1).mean((1, 2)) * fps
     final_change = np.linalg.norm(joints[:, -1] - last, axis=-1).mean(-1)
-    flat = joints.reshape(len(joints), -1)
-    pairs = np.linalg.norm(flat[:, None] - flat[None], axis=-1)
+    flat = torch.as_tensor(joints.reshape(len(joints), -1), dtype=torch.float64)
+    pairs = torch.cdist(flat, flat).numpy()  # [N, N]: 1,000 futures stay 8 MB, not N x N x 2,850 floats
     apart = pairs.sum(1) / max(1, len(joints) - 1)
     return {"futures": len(futures), "frames": int(futures.shape[1]), "fps": fps,
             "apd_mm": round(float(pairs.sum() / max(1, len(joints) * (len(joints) - 1))), 2),

@@ -31,6 +31,7 @@ class MotionTask(TaskBase):
                  baselines: dict | None = None):
         self.config, self.train, self.sets, self.data_info = config, train, evaluation_sets, data_info
         self.stats, self.baselines = stats, baselines or {}
+        self.groups = list(train.by_action().values())  # window indices of each action
 
     def build(self) -> MotionCVAE:
         model = MotionCVAE(self.config)
@@ -52,11 +53,9 @@ class MotionTask(TaskBase):
     def balanced(self, size: int, generator) -> list[int]:
         """Windows drawn action first, uniformly, then uniformly within the action: the test protocol
         weighs actions equally, while the training files give 70% of the windows to two slow ones."""
-        if not hasattr(self, "_groups"):
-            self._groups = list(self.train.by_action().values())
-        actions = torch.randint(len(self._groups), (size,), generator=generator).tolist()
+        actions = torch.randint(len(self.groups), (size,), generator=generator).tolist()
         where = torch.rand(size, generator=generator).tolist()
-        return [self._groups[a][int(u * len(self._groups[a]))] for a, u in zip(actions, where)]
+        return [self.groups[a][int(u * len(self.groups[a]))] for a, u in zip(actions, where)]
 
     def loss(self, model, batch, generator):
         observed, future = batch
@@ -106,11 +105,10 @@ def measure(model, sets: dict, device) -> dict:
 
 def _errors(futures: torch.Tensor, truth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per window, sample and frame: Euler error (L2 over all 117 angles, radians) and mean joint error (mm),
-    plus the 3-D joints of the futures; futures [N, K, F, 117], truth [N, F, 117]."""
-    expanded = truth[:, None].expand_as(futures)
-    euler = (euler_angles(futures) - euler_angles(expanded)).norm(dim=-1)
+    plus the 3-D joints of the futures; futures [N, K, F, 117], truth [N, F, 117] (converted once, not K times)."""
+    euler = (euler_angles(futures) - euler_angles(truth)[:, None]).norm(dim=-1)
     joints = forward_kinematics(futures, with_root=False)
-    mpjpe = (joints - forward_kinematics(expanded, with_root=False)).norm(dim=-1).mean(-1)
+    mpjpe = (joints - forward_kinematics(truth, with_root=False)[:, None]).norm(dim=-1).mean(-1)
     return euler, mpjpe, joints
 
 
@@ -166,8 +164,9 @@ def latent_report(model, windows, device) -> dict:
     c = model.config
     data = torch.as_tensor(windows.windows()).to(device)
     generator = torch.Generator().manual_seed(EVAL_SEED)
-    kl = torch.cat([model(data[s:s + EVAL_CHUNK, :c.observed], data[s:s + EVAL_CHUNK, c.observed:c.observed + c.predicted],
-                          generator)["terms"]["kl"].cpu() for s in range(0, len(data), EVAL_CHUNK)])
+    kl = torch.cat([model.encode(data[s:s + EVAL_CHUNK, :c.observed],
+                                 data[s:s + EVAL_CHUNK, c.observed:c.observed + c.predicted], generator)[3]["kl"].cpu()
+                    for s in range(0, len(data), EVAL_CHUNK)])
     return collapse_report(kl)
 
 
