@@ -233,14 +233,17 @@ def _check_shapes(cls, config, shapes: dict, source: str) -> None:
 
 
 def save_checkpoint(path: Path, model: torch.nn.Module, architecture: str, config, name: str,
-                    provenance: dict, metrics: dict, extra: dict | None = None) -> str:
-    """Write an inference checkpoint atomically; returns its SHA-256."""
+                    provenance: dict, metrics: dict, extra: dict | None = None, dtype=None) -> str:
+    """Write an inference checkpoint atomically; returns its SHA-256. `dtype` (e.g. torch.float16) stores
+    the floating-point tensors at that precision (loading casts them back to the network's)."""
     from safetensors.torch import save_file
 
     from . import __version__
     from .media import atomic_path
 
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     metadata = {
         "format": FORMAT,
         "name": name,

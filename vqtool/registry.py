@@ -22,6 +22,7 @@ FAMILY_PACKAGES = [
     "vqtool.families.fader",
     "vqtool.families.classifier",
     "vqtool.families.motion",
+    "vqtool.families.caption",
 ]
 
 

@@ -67,9 +67,12 @@ class Task(Protocol):
 
 class TaskBase:
     """The parts every task repeats: a network built from `model_class(config)`, a training set with a
-    length, data provenance recorded as given, one Adam group, and no evaluation without held-out data."""
+    length, data provenance recorded as given, one Adam group, and no evaluation without held-out data.
+    `storage_dtype` (e.g. torch.float16) stores the exported weights at that precision; they are rounded
+    to it before the held-out evaluation, so the card's numbers are those of the weights shipped."""
 
     model_class: type
+    storage_dtype: torch.dtype | None = None
     config: object
     train: object
     data_info: dict
@@ -165,6 +168,14 @@ def load_state(path: Path, model, optimizer) -> tuple[int, list]:
     return int(meta["step"]), json.loads(meta.get("history", json.dumps(default)))
 
 
+@torch.no_grad()
+def round_weights(model: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Every floating-point tensor rounded through `dtype` in place (as it will be stored)."""
+    for tensor in model.state_dict().values():
+        if tensor.is_floating_point():
+            tensor.copy_(tensor.to(dtype))
+
+
 def fit(task: Task, opts: TrainOptions) -> Path | None:
     """Train `task` for opts.steps steps; rank 0 returns the exported checkpoint's path."""
     device = resolve_device(opts.device)
@@ -233,6 +244,9 @@ def fit(task: Task, opts: TrainOptions) -> Path | None:
     exported = None
     if ddp.main:
         model.eval()
+        dtype = getattr(task, "storage_dtype", None)
+        if dtype is not None:
+            round_weights(model, dtype)
         console.print(f"evaluating {opts.name} on held-out data…")
         with torch.no_grad():
             metrics = task.evaluate(model, device)
@@ -244,8 +258,10 @@ def fit(task: Task, opts: TrainOptions) -> Path | None:
                                              + time.time() - started, 1),
                       "date": time.strftime("%Y-%m-%d", time.gmtime())}
         exported = out / f"{opts.name}.safetensors"
+        if dtype is not None:
+            provenance["weights_dtype"] = str(dtype).replace("torch.", "")
         save_checkpoint(exported, model, task.architecture, task.config, opts.name, provenance, metrics,
-                        extra=task.card_notes())
+                        extra=task.card_notes(), dtype=dtype)
         write_card(exported)
         console.print(f"wrote {exported}: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()
                                                          if isinstance(v, (int, float))))

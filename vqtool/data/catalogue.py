@@ -13,6 +13,9 @@ DATASETS = {
     "fsdd": ("Free Spoken Digit Dataset (8 kHz)", "CC BY-SA 4.0"),
     "cmu-mocap": ("CMU Graphics Lab motion capture, 7 actions in the exponential-map format of LTD/DMGNN "
                   "(from limaosen0/DMGNN)", "free for research and commercial use (mocap.cs.cmu.edu)"),
+    "flickr8k-1k": ("Flickr8k, 1,000 photos with 5 captions each (from quantumnaan/sic_translator) and the captions "
+                    "of all 8,091 Flickr8k photos", "Flickr8k terms (research use); the photos belong to their "
+                    "Flickr owners"),
     "speechocean": ("speechocean762 subset (16 kHz read English)", "free for commercial and non-commercial use"),
 }
 

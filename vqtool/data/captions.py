@@ -1,0 +1,131 @@
+"""Flickr8k captions (../shared/data/flickr8k-1k): reading the caption tables, the splits, the
+tokeniser and the vocabulary built from training text.
+
+Splits: `test.txt` names the 96 held-out photos (never trained on, their captions never read as
+training text); `VALIDATION_IMAGES` more photos, drawn with a fixed seed from the rest, are the
+validation set (model choices are made on them); the remaining photos and their captions train.
+`all_captions.txt` adds the captions of the 7,091 Flickr8k photos that are not in the folder, as text
+without pictures (for the language side); captions of the folder's own photos are read from
+`captions.txt` only, so no validation or test caption leaks in through it.
+
+Tokeniser: lower case; words are runs of letters and digits, with an apostrophe suffix kept
+("dog's" -> "dog's"); everything else (punctuation, hyphens) separates words and is dropped.
+Vocabulary: every word seen at least `min_count` times in the training text (paired captions and the
+extra text), most frequent first after the four specials; other words become `<unk>`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import VqtoolError
+
+PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
+SPECIALS = [PAD, BOS, EOS, UNK]
+VALIDATION_IMAGES = 50
+SPLIT_SEED = 8091
+WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+
+
+def tokenise(text: str) -> list[str]:
+    return WORD.findall(text.lower())
+
+
+def read_caption_table(path: Path) -> dict[str, list[str]]:
+    """`image,caption` rows (CSV, header line) -> {image: [captions in file order]}."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise VqtoolError(f"cannot read the caption table ({exc})", str(path)) from None
+    table: dict[str, list[str]] = {}
+    for row in csv.reader(io.StringIO(text)):
+        if len(row) < 2 or row[0] == "image":
+            continue
+        table.setdefault(row[0].strip(), []).append(",".join(row[1:]).strip())
+    if not table:
+        raise VqtoolError("no `image,caption` rows", str(path))
+    return table
+
+
+@dataclass
+class Vocabulary:
+    words: list[str]
+    index: dict[str, int] = field(init=False, repr=False)
+
+    def __post_init__(self):
+        self.index = {w: i for i, w in enumerate(self.words)}
+
+    @classmethod
+    def build(cls, texts, min_count: int = 3) -> "Vocabulary":
+        counts = Counter(w for t in texts for w in tokenise(t))
+        kept = sorted((w for w, n in counts.items() if n >= min_count), key=lambda w: (-counts[w], w))
+        return cls(SPECIALS + kept)
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def encode(self, text: str, length: int) -> list[int]:
+        """Word ids, cut to `length - 1` words, then <eos>, padded with <pad> (id 0) to `length`."""
+        unk = self.index[UNK]
+        ids = [self.index.get(w, unk) for w in tokenise(text)][:length - 1] + [self.index[EOS]]
+        return ids + [0] * (length - len(ids))
+
+    def decode(self, ids) -> str:
+        """Ids up to the first <eos> -> words joined by spaces (specials other than <unk> dropped)."""
+        out = []
+        for i in ids:
+            word = self.words[int(i)]
+            if word == EOS:
+                break
+            if word not in (PAD, BOS):
+                out.append(word)
+        return " ".join(out)
+
+
+@dataclass
+class CaptionSplits:
+    root: Path
+    train: dict[str, list[str]]  # image file name -> its captions
+    validation: dict[str, list[str]]
+    test: dict[str, list[str]]
+    extra_text: list[str]  # captions of Flickr8k photos not in the folder (no picture)
+    info: dict
+
+    def image_path(self, name: str) -> Path:
+        return self.root / "images" / name
+
+
+def flickr_splits(root: str | Path, validation: int = VALIDATION_IMAGES, extra_text: bool = True) -> CaptionSplits:
+    from . import fingerprint, refuse_test_split
+
+    root = Path(root)
+    refuse_test_split(root)
+    table = read_caption_table(root / "captions.txt")
+    test_file = root / "test.txt"
+    test_names = set(test_file.read_text().split()) if test_file.is_file() else set()
+    if not (root / "images").is_dir():
+        raise VqtoolError("no images/ folder", str(root))
+    rest = sorted(n for n in table if n not in test_names)
+    if len(rest) <= validation:
+        raise VqtoolError(f"{len(rest)} training photos; need more than the {validation} kept for validation", str(root))
+    shuffled = rest[:]
+    random.Random(SPLIT_SEED).shuffle(shuffled)
+    held = set(shuffled[:validation])
+    extra: list[str] = []
+    if extra_text and (root / "all_captions.txt").is_file():
+        everything = read_caption_table(root / "all_captions.txt")
+        extra = [c for name, caps in sorted(everything.items()) if name not in table and name not in test_names
+                 for c in caps]
+    splits = CaptionSplits(root, {n: table[n] for n in rest if n not in held}, {n: table[n] for n in sorted(held)},
+                           {n: table[n] for n in sorted(test_names) if n in table}, extra, {})
+    splits.info = {"data": str(root), "data_sha256": fingerprint(root / "captions.txt"),
+                   "train_split": f"{len(splits.train)} photos, {sum(map(len, splits.train.values()))} captions"
+                                  + (f" + {len(extra)} captions of other Flickr8k photos as text" if extra else ""),
+                   "eval_split": f"test.txt: {len(splits.test)} photos x 5 captions; validation: {len(held)} photos "
+                                 f"of the training folder (seed {SPLIT_SEED})"}
+    return splits
