@@ -140,9 +140,14 @@ class CaptionCVAE(nn.Module):
 
     # ---- generation ----
     def latents(self, condition_h, samples: int, generator=None):
-        """Each row of condition_h repeated `samples` times, with one z per row from the test-time prior."""
+        """Each row of condition_h repeated `samples` times, with one z per row from the test-time prior;
+        `generator` is one generator, or a list with one per photo (its latents then do not depend on
+        the other photos of the batch)."""
         repeated = condition_h.repeat_interleave(samples, 0)
-        return repeated, self.latent.prior(repeated, generator)
+        if not isinstance(generator, (list, tuple)):
+            return repeated, self.latent.prior(repeated, generator)
+        parts = [self.latent.prior(repeated[i * samples:(i + 1) * samples], g) for i, g in enumerate(generator)]
+        return repeated, None if parts[0] is None else torch.cat(parts)
 
     @torch.no_grad()
     def generate(self, features, samples: int = 5, beam: int = 1, temperature: float | None = None,
@@ -152,8 +157,13 @@ class CaptionCVAE(nn.Module):
 
         With a latent: one z per caption from the prior, each decoded by beam search of width `beam`
         (1: greedy) or, with `temperature`, by sampling words. Without one: the `samples` best of a beam
-        search of width max(beam, samples), or `samples` sampled captions with `temperature`."""
+        search of width max(beam, samples), or `samples` sampled captions with `temperature`.
+        `generator` may be a list, one per photo (see `latents`)."""
         max_words = max_words or self.config.max_words
+        if isinstance(generator, (list, tuple)) and temperature is not None:  # words drawn photo by photo
+            parts = [self.generate(features[i:i + 1], samples, beam, temperature, max_words, g)
+                     for i, g in enumerate(generator)]
+            return _stack_padded([p[0] for p in parts]), torch.cat([p[1] for p in parts])
         condition_h = self.condition_of(features)
         if self.latent.size == 0 and temperature is None:
             return beam_search(self, condition_h, None, max(beam, samples), max_words, keep=samples)
@@ -177,6 +187,12 @@ class CaptionCVAE(nn.Module):
         logits = self.logits(outputs[:, 0]).float()
         logits[:, NEVER_GENERATED] = float("-inf")
         return F.log_softmax(logits, -1), state
+
+
+def _stack_padded(parts: list[torch.Tensor]) -> torch.Tensor:
+    """[1, S, L_i] word ids of several photos -> [B, S, max L_i], padded with 0."""
+    longest = max(p.shape[-1] for p in parts)
+    return torch.cat([F.pad(p, (0, longest - p.shape[-1])) for p in parts])
 
 
 def _finished(ids: torch.Tensor) -> torch.Tensor:
@@ -258,16 +274,16 @@ def caption_photos(model, images, samples: int = 5, beam: int = 1, temperature: 
                    seed: int = 0, max_words: int | None = None, batch: int = 16) -> list[list[tuple[str, float]]]:
     """The library call: PIL images of any size -> per image, `samples` (caption, log-probability) pairs.
     Each image draws its latents (and sampled words) from its own generator seeded with `seed`, so a
-    photo gets the same captions whether it comes alone or in a batch."""
+    photo gets the same captions whether it comes alone or in a batch; decoding runs batched."""
     from .encoder import preprocess
 
     device = model.feature_mean.device
     out = []
     for start in range(0, len(images), batch):
         crops = torch.stack([preprocess(image) for image in images[start:start + batch]]).to(device)
-        for features in model.image_features(crops):
-            generator = torch.Generator().manual_seed(seed)
-            ids, scores = model.generate(features[None], samples, beam, temperature, max_words, generator)
-            out.append([(words_of(model, row), round(float(s), 4)) for row, s in zip(ids[0].tolist(), scores[0])])
+        generators = [torch.Generator().manual_seed(seed) for _ in range(len(crops))]
+        ids, scores = model.generate(model.image_features(crops), samples, beam, temperature, max_words, generators)
+        for photo_ids, photo_scores in zip(ids.tolist(), scores.tolist()):
+            out.append([(words_of(model, row), round(s, 4)) for row, s in zip(photo_ids, photo_scores)])
     return out
 

@@ -70,11 +70,13 @@ class CaptionTask(TaskBase):
     def __init__(self, config: CaptionConfig, encoder_state: dict, train: dict, evaluation: dict, data_info: dict,
                  baselines: dict | None = None):
         """train: {"features": [P, V, 1280], "photo": [N] and "tokens": [N, L] (caption N is of photo
-        photo[N]), "text": [M, L] (text only)}; evaluation: {set name: {"features": [P, 1280], "references":
-        [[str]] per photo, "photo", "tokens": its captions as in train}} plus "training_captions" (a set of
-        str, for novelty)."""
+        photo[N]), "text": [M, L] (text only)}; evaluation: {set name: {"images": [P, 3, 224, 224]
+        (preprocessed; the model's own encoder makes their features, so the numbers are those of the
+        weights stored), "references": [[str]] per photo, "photo", "tokens": its captions as in train}}
+        plus "training_captions" (a set of str, for novelty)."""
         self.config, self.encoder_state, self.data_info = config, encoder_state, data_info
-        self.features, self.photo, self.tokens, self.text = train["features"], train["photo"], train["tokens"], train["text"]
+        self.features, self.photo, self.tokens = train["features"], train["photo"], train["tokens"]
+        self.text = train["text"]
         self.evaluation, self.baselines = evaluation, baselines or {}
         flat = self.features.reshape(-1, FEATURES)
         self.mean, self.std = flat.mean(0), flat.std(0).clamp(min=1e-3)
@@ -161,7 +163,8 @@ def measure(model, evaluation: dict, device) -> dict:
     for name, data in evaluation.items():
         if name == "training_captions":
             continue
-        features = ((data["features"] - model.feature_mean.cpu()) / model.feature_std.cpu())
+        features = torch.cat([model.image_features(data["images"][s:s + EVAL_CHUNK].to(device)).cpu()
+                              for s in range(0, len(data["images"]), EVAL_CHUNK)])
         for n in SAMPLE_COUNTS if name == "test" else (5,):
             generator = torch.Generator().manual_seed(EVAL_SEED)
             sets = captions_of(model, features, n, device, generator)
@@ -218,10 +221,13 @@ def caption_task(root, settings: dict, min_count: int, views: int, validation: i
         if not table:
             continue
         names = list(table)
-        held = photo_features(encoder, [splits.image_path(n) for n in names], 1, out)[:, 0]
+        crops = []
+        for n in names:
+            with Image.open(splits.image_path(n)) as image:
+                crops.append(preprocess(image.convert("RGB")))
         refs = [[" ".join(tokenise(c)) for c in table[n]] for n in names]
         flat = [c for n in names for c in table[n]]
-        evaluation[name] = {"features": held, "references": refs, "tokens": _token_tensor(vocab, flat, length),
+        evaluation[name] = {"images": torch.stack(crops), "references": refs, "tokens": _token_tensor(vocab, flat, length),
                             "photo": torch.tensor([i for i, n in enumerate(names) for _ in table[n]])}
     info = {**splits.info, "vocabulary": f"{len(vocab)} words (seen >= {min_count} times in the training text; "
                                          "the rest -> <unk>)",
