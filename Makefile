@@ -4,6 +4,11 @@ DATA ?= ../shared/data
 VENV := .venv
 BIN := $(VENV)/bin
 
+# the first eight photos of flickr8k-1k/test.txt (held out from training)
+CAPTION_PHOTOS := 1001773457_577c3a7d70.jpg 1042590306_95dea0916c.jpg 1056338697_4f7d7ce270.jpg \
+	1084104085_3b06223afe.jpg 1087539207_9f77ab3aaf.jpg 108898978_7713be88fc.jpg 109202801_c6381eef15.jpg \
+	1110208841_5bb6806afe.jpg
+
 .PHONY: install demo test fuzz bench speech-models face-models clean
 
 $(BIN)/vqtool: pyproject.toml
@@ -39,6 +44,9 @@ demo: install
 	$(BIN)/vqtool predict-motion $(DATA)/cmu-mocap/test/basketball/basketball_1.txt -n 5 -o out/basketball-futures.png
 	$(BIN)/vqtool predict-motion $(DATA)/cmu-mocap/test/basketball/basketball_1.txt -n 2 -o out/basketball-future.bvh
 	@echo "look: out/basketball-futures.gif and .png (ten and five futures of the clip's last 2 s); out/basketball-future_1.bvh opens in Blender"
+	$(BIN)/vqtool caption $(DATA)/flickr8k-1k/images/1001773457_577c3a7d70.jpg -n 5
+	$(BIN)/vqtool caption $(addprefix $(DATA)/flickr8k-1k/images/,$(CAPTION_PHOTOS)) -n 5 --rank -o out/captions.png
+	@echo "look: out/captions.png (eight held-out Flickr8k photos, five captions each, most typical first)"
 
 test: install
 	$(BIN)/python -m pytest -q
@@ -54,6 +62,7 @@ bench: install
 	$(BIN)/python bench/bench_speech.py --hour
 	$(BIN)/python bench/bench_fader.py
 	$(BIN)/python bench/bench_motion.py
+	$(BIN)/python bench/bench_caption.py
 	$(BIN)/python bench/bench_units.py  # needs Debian's espeak-ng (apt-get install espeak-ng)
 
 speech-models: install  # the shipped speech checkpoints, about 95 minutes on 2 CPU cores

@@ -50,6 +50,19 @@ def test_caption_table_reads_quoted_commas(tmp_path):
         read_caption_table(tmp_path / "empty.txt")
 
 
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=300))
+def test_any_bytes_give_a_caption_table_or_one_clear_error(tmp_path_factory, data):
+    path = tmp_path_factory.mktemp("table") / "captions.txt"
+    path.write_bytes(data)
+    try:
+        table = read_caption_table(path)
+    except VqtoolError as exc:
+        assert str(path) in str(exc.source) and "\n" not in str(exc)
+    else:
+        assert table and all(isinstance(k, str) and v and all(isinstance(c, str) for c in v) for k, v in table.items())
+
+
 def test_splits_keep_test_and_validation_photos_out_of_training(shared_data):
     splits = flickr_splits(shared_data / FLICKR)
     test, validation, train = set(splits.test), set(splits.validation), set(splits.train)

@@ -43,10 +43,13 @@ def read_caption_table(path: Path) -> dict[str, list[str]]:
     except (OSError, UnicodeDecodeError) as exc:
         raise VqtoolError(f"cannot read the caption table ({exc})", str(path)) from None
     table: dict[str, list[str]] = {}
-    for row in csv.reader(io.StringIO(text)):
-        if len(row) < 2 or row[0] == "image":
-            continue
-        table.setdefault(row[0].strip(), []).append(",".join(row[1:]).strip())
+    try:
+        for row in csv.reader(io.StringIO(text)):
+            if len(row) < 2 or row[0] == "image":
+                continue
+            table.setdefault(row[0].strip(), []).append(",".join(row[1:]).strip())
+    except csv.Error as exc:
+        raise VqtoolError(f"not a caption table ({exc})", str(path)) from None
     if not table:
         raise VqtoolError("no `image,caption` rows", str(path))
     return table
@@ -123,7 +126,8 @@ def flickr_splits(root: str | Path, validation: int = VALIDATION_IMAGES, extra_t
                  for c in caps]
     splits = CaptionSplits(root, {n: table[n] for n in rest if n not in held}, {n: table[n] for n in sorted(held)},
                            {n: table[n] for n in sorted(test_names) if n in table}, extra, {})
-    splits.info = {"data": str(root), "data_sha256": fingerprint(root / "captions.txt"),
+    splits.info = {"train_data": str(root), "train_sha256": fingerprint(root / "captions.txt"),
+                   "train_items": sum(map(len, splits.train.values())) + len(extra),
                    "train_split": f"{len(splits.train)} photos, {sum(map(len, splits.train.values()))} captions"
                                   + (f" + {len(extra)} captions of other Flickr8k photos as text" if extra else ""),
                    "eval_split": f"test.txt: {len(splits.test)} photos x 5 captions; validation: {len(held)} photos "

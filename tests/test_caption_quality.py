@@ -1,0 +1,61 @@
+"""The shipped `captions-flickr` on the held-out Flickr8k test photos: its card's numbers reproduce, its
+captions differ from each other and are about the photo, and its latent is in use."""
+import pytest
+import torch
+
+import vqtool
+from vqtool.hub import describe
+
+MODEL = "captions-flickr"
+
+
+@pytest.fixture(scope="module")
+def model():
+    return vqtool.load(MODEL, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def test_set(shared_data, model):
+    from vqtool.data.captions import Vocabulary, flickr_splits
+    from vqtool.families.caption.task import held_out_set
+
+    splits = flickr_splits(shared_data / "flickr8k-1k")
+    return splits, held_out_set(splits, splits.test, Vocabulary(model.config.words), model.config.max_words + 1)
+
+
+def test_the_card_reproduces_on_the_test_photos(model, test_set):
+    from vqtool.families.caption.task import measure, training_captions
+
+    torch.set_num_threads(1)
+    splits, data = test_set
+    seen = training_captions([c for caps in splits.train.values() for c in caps] + splits.extra_text)
+    found = measure(model, {"test": data, "training_captions": seen}, "cpu")
+    card = describe(MODEL)["metrics"]
+    for key in ("test_oracle_bleu4_5", "test_oracle_cider_5", "test_consensus_cider_5", "test_div2_5",
+                "test_mbleu4_5", "test_unique_5", "test_novel_5", "test_oracle_cider_20", "kl_nats"):
+        assert found[key] == pytest.approx(card[key], rel=0.02, abs=0.02), key
+
+
+def test_captions_differ_and_are_about_the_photo(model, test_set):
+    """Photos whose five references all say "dog" get captions that say it too; five captions of a
+    photo are mostly different sentences."""
+    from vqtool.data.captions import tokenise
+
+    splits, data = test_set
+    dogs = [i for i, refs in enumerate(data["references"]) if all("dog" in r.split() for r in refs)]
+    assert len(dogs) >= 10
+    features = model.image_features(data["images"][dogs])
+    ids, _ = model.generate(features, 5, generator=torch.Generator().manual_seed(0))
+    from vqtool.families.caption.model import words_of
+
+    captions = [[words_of(model, row) for row in photo] for photo in ids.tolist()]
+    said_dog = sum("dog" in tokenise(c) or "dogs" in tokenise(c) for photo in captions for c in photo)
+    assert said_dog >= 0.8 * 5 * len(dogs)
+    assert sum(len(set(photo)) for photo in captions) / len(captions) >= 3
+
+
+def test_the_card_holds_the_three_models_and_the_latent_is_used():
+    card = describe(MODEL)["metrics"]
+    assert card["active_dims"] >= 4 and card["kl_nats"] > 1
+    kinds = " ".join(card["baselines"])
+    assert "beam search" in kinds and "CVAE" in kinds
