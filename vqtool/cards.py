@@ -61,7 +61,7 @@ def render_card(meta: dict) -> str:
            + f" (labels: {prov.get('labels')}; share of training faces with each: "
            + ", ".join(f"{k} {v}" for k, v in prov.get("positive_share", {}).items()) + ").", ""]
           if prov.get("attributes") else []),
-        "## Configuration", "```json", json.dumps(_abridged(meta["config"]), indent=2), "```", "",
+        "## Configuration", "```json", json.dumps(abridged(meta["config"]), indent=2), "```", "",
         f"## Evaluation (held-out: `{prov.get('eval_split', '?')}`)",
         *(card.evaluation_lines(meta) if hasattr(card, "evaluation_lines") else
           ["| metric | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in metrics.items()]]), "",
@@ -75,7 +75,7 @@ def render_card(meta: dict) -> str:
 LONG_LIST = 100  # a config list longer than this (a vocabulary) is shown by its first items and its length
 
 
-def _abridged(config: dict) -> dict:
+def abridged(config: dict) -> dict:
     return {k: v[:10] + [f"... {len(v):,} items in all (vqtool models info --json)"]
             if isinstance(v, list) and len(v) > LONG_LIST else v for k, v in config.items()}
 

@@ -40,6 +40,7 @@ def models_info(name: str = typer.Argument(..., help="Checkpoint name or path.")
                 models_dir: Optional[Path] = ModelsDirOpt,
                 as_json: bool = typer.Option(False, "--json", help="The whole record as JSON.")):
     """Describe one checkpoint: config, training provenance, held-out metrics, card."""
+    from ..cards import abridged
     from ..hub import describe
 
     info = describe(name, models_dir)
@@ -49,7 +50,7 @@ def models_info(name: str = typer.Argument(..., help="Checkpoint name or path.")
     lines = [f"{info['name']}  ({info['architecture']}, {info['size_bytes'] / 1e6:.1f} MB, "
              f"{'bundled, SHA-256 pinned' if info['bundled'] else 'user checkpoint'})",
              f"  path     {info['path']}", f"  card     {info['card']}",
-             f"  config   {json.dumps(info['config'])}",
+             f"  config   {json.dumps(abridged(info['config']))}",
              f"  trained  {info['provenance'].get('command')}",
              "  metrics  " + shown_metrics(info["metrics"])]
     family = registry.family_of(info["architecture"])
