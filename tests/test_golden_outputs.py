@@ -27,6 +27,7 @@ def commands(data: Path) -> list[tuple[str, list[str], list[str]]]:
     theo = data / "fsdd" / "recordings" / "7_theo_0.wav"
     unseen = data / "speechocean" / "audio" / "0003" / "000030012.flac"
     walking = str(data / "cmu-mocap" / "test" / "walking" / "walking_1.txt")
+    photos = [str(data / "flickr8k-1k" / "images" / n) for n in ("1001773457_577c3a7d70.jpg", "109202801_c6381eef15.jpg")]
     return [
         ("encode image", ["encode", "docs/demo.png", "-o", "OUT/demo.vqc", "--json"], ["demo.vqc"]),
         ("inspect", ["inspect", "OUT/demo.vqc", "--json"], []),
@@ -58,6 +59,10 @@ def commands(data: Path) -> list[tuple[str, list[str], list[str]]]:
          ["futures.png"]),
         ("predict-motion bvh", ["predict-motion", walking, "-n", "1", "-o", "OUT/future.bvh"], ["future.bvh"]),
         ("predict-motion bad", ["predict-motion", "docs/demo.png", "-o", "OUT/nothing.txt"], ["nothing.txt"]),
+        ("caption", ["caption", *photos, "-n", "3"], []),
+        ("caption json sheet", ["caption", photos[0], "-n", "2", "--beam", "2", "--json", "-o", "OUT/sheet.png"],
+         ["sheet.png"]),
+        ("caption rank", ["caption", photos[1], "-n", "4", "--seed", "5", "--rank"], []),
         ("bad input", ["decode", "docs/demo.png", "OUT/demo.vqc", "-o", "OUT/bad/"], []),
         ("usage error", ["encode", "docs/demo.png", "--compress", "-o", "-", "--json"], []),
     ]

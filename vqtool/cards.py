@@ -72,7 +72,7 @@ def render_card(meta: dict) -> str:
     return "\n".join(lines)
 
 
-LONG_LIST = 100  # a config list longer than this (a vocabulary) is shown by its first items and its length
+LONG_LIST = 1000  # a config list longer than this (a vocabulary) is shown by its first items and its length
 
 
 def abridged(config: dict) -> dict:

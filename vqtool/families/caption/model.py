@@ -36,9 +36,9 @@ class CaptionConfig:
     prior: str = "cpp"
     latent: int = 32
     beta: float = 1.0
-    anneal_steps: int = 3000
+    anneal_steps: int = 2000
     free_bits: float = 0.0
-    feature_std: float = 1.0  # the Gaussian likelihood's scale for the reconstructed image features (cpp)
+    feature_std: float = 3.0  # scale of the reconstructed image features' likelihood (cpp); not the buffer of that name
     dropout: float = 0.3  # on the condition features and the LSTM output, in training
     word_dropout: float = 0.25  # share of the decoder's input words replaced by <unk> in training (Bowman et al.)
     text_share: float = 0.25  # share of each training batch drawn from text without a picture
@@ -64,7 +64,11 @@ class CaptionCVAE(nn.Module):
         self.drop = nn.Dropout(c.dropout)
         self.condition_net = nn.Sequential(nn.Linear(FEATURES, c.condition), nn.Tanh())
         self.no_picture = nn.Parameter(torch.zeros(c.condition))
-        self.embedding = nn.Embedding(vocab, c.embed, padding_idx=0)
+        weight = torch.empty(vocab, c.embed)
+        if not weight.is_meta:  # normal_ on the meta device (hub's shape check) imports torch._dynamo: ~1 s
+            nn.init.normal_(weight)
+            weight[0] = 0  # <pad>, as nn.Embedding's own initialisation
+        self.embedding = nn.Embedding(vocab, c.embed, padding_idx=0, _weight=weight)
         self.latent = ConditionalLatent(c.latent_config(), 2 * c.embed, c.condition)
         z = self.latent.size
         if z:
