@@ -29,6 +29,16 @@ HoldoutOpt = typer.Option(None, "--holdout", help="File listing held-out images,
                                                   "used for the final metrics (default: test.txt beside --data, "
                                                   "which is never trained on either way).")
 LimitOpt = typer.Option(None, "--limit", help="Use a random subset of this many training images.")
+# the conditional-VAE latent of `vqtool.cvae`, as the families built on it (motion, caption) train it
+PriorOpt = typer.Option("cpp", "--prior", help="cpp (CPP-VAE), standard (CVAE), learned (conditional prior) or none "
+                                               "(no latent: the deterministic baseline).")
+LatentOpt = typer.Option(32, "--latent", min=1, help="Latent dimensions.")
+BetaOpt = typer.Option(1.0, "--beta", min=0.0, help="Final weight of the KL terms.")
+AnnealOpt = typer.Option(2000, "--anneal-steps", min=0, help="Steps over which beta grows from 0.")
+FreeBitsOpt = typer.Option(0.0, "--free-bits", min=0.0, help="Nats per latent dimension not penalised.")
+CompareOpt = typer.Option(None, "--compare", help="Comma-separated checkpoints (names or paths) of this architecture "
+                                                  "to evaluate beside this one; their numbers go into this "
+                                                  "checkpoint's card.")
 
 
 def usage(message: str, param: str | None = None) -> typer.BadParameter:
@@ -266,6 +276,20 @@ def train_command(train_app: typer.Typer, command: str, *, name: Optional[str], 
         return fn
 
     return mount
+
+
+def compared_models(prior: str, compare: Optional[str], architecture: str, kinds: dict, models_dir) -> dict:
+    """--prior checked, and the --compare checkpoints loaded (CPU), labelled by their kind and name."""
+    from ..cvae import PRIORS
+    from ..hub import load
+
+    if prior not in PRIORS:
+        raise usage(f"one of {', '.join(PRIORS)}, not '{prior}'", "--prior")
+    baselines = {}
+    for name in [n.strip() for n in (compare or "").split(",") if n.strip()]:
+        net = load(name, "cpu", models_dir, expect=architecture)
+        baselines[f"{kinds[net.config.prior]} `{net.metadata['name']}`"] = net
+    return baselines
 
 
 def split_specs(attributes: str) -> list[str]:

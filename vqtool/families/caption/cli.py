@@ -7,8 +7,9 @@ from typing import List, Optional
 
 import typer
 
-from vqtool.cli.common import DeviceOpt, ModelsDirOpt, console, emit_json, json_needs_file, report, train_command, \
-    usage
+from vqtool.cli.common import (AnnealOpt, BetaOpt, CompareOpt, DeviceOpt, FreeBitsOpt, LatentOpt, ModelsDirOpt,
+                               PriorOpt, compared_models, console, emit_json, json_needs_file, report, train_command,
+                               usage)
 from vqtool.errors import VqtoolError
 
 from . import ARCHITECTURE, KINDS
@@ -24,15 +25,14 @@ SHEET_SUFFIXES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
 def train_caption(
     data: Path = typer.Option(..., "--data", help="Flickr8k-style folder: images/, captions.txt (image,caption), "
                                                   "test.txt (held-out photos), optionally all_captions.txt."),
-    prior: str = typer.Option("cpp", "--prior", help="cpp (CPP-VAE), standard (CVAE), learned (conditional prior) "
-                                                     "or none (deterministic, decoded with beam search)."),
-    latent: int = typer.Option(32, "--latent", min=1, help="Latent dimensions."),
+    prior: str = PriorOpt,
+    latent: int = LatentOpt,
     hidden: int = typer.Option(512, "--hidden", min=8, help="Decoder LSTM size."),
     embed: int = typer.Option(256, "--embed", min=8, help="Word embedding size (tied with the output layer)."),
     condition: int = typer.Option(256, "--condition", min=8, help="Size of the photo's features after projection."),
-    beta: float = typer.Option(1.0, "--beta", min=0.0, help="Final weight of the KL terms."),
-    anneal_steps: int = typer.Option(2000, "--anneal-steps", min=0, help="Steps over which beta grows from 0."),
-    free_bits: float = typer.Option(0.0, "--free-bits", min=0.0, help="Nats per latent dimension not penalised."),
+    beta: float = BetaOpt,
+    anneal_steps: int = AnnealOpt,
+    free_bits: float = FreeBitsOpt,
     feature_std: float = typer.Option(3.0, "--feature-std", min=1e-3, help="Scale of the Gaussian likelihood of the "
                                       "reconstructed (standardised) image features (cpp; 3 was chosen on validation "
                                       "among 1, 3 and 10: at 1 the caption posterior collapses)."),
@@ -41,16 +41,15 @@ def train_caption(
                                        help="Share of the decoder's input words replaced by <unk> in training."),
     text_share: float = typer.Option(0.25, "--text-share", min=0.0, max=0.9, help="Share of each batch drawn from "
                                      "captions of photos that are not in the folder (all_captions.txt)."),
-    min_count: int = typer.Option(5, "--min-count", min=1, help="Words seen fewer times in training text become <unk>."),
+    min_count: int = typer.Option(5, "--min-count", min=1, help="Words seen fewer times in the training text "
+                                  "become <unk>."),
     max_words: int = typer.Option(20, "--max-words", min=4, max=MAX_WORDS, help="Training captions are cut here."),
     views: int = typer.Option(4, "--views", min=1, max=16, help="Crops per training photo (features computed once)."),
     weight_decay: float = typer.Option(0.0, "--weight-decay", min=0.0),
     validation: int = typer.Option(50, "--validation", min=1, help="Training-folder photos held out for validation."),
     half: bool = typer.Option(True, "--half/--float32", help="Store the weights as float16 (default: half the size; "
                               "the card's numbers are measured on the stored weights) or float32."),
-    compare: Optional[str] = typer.Option(None, "--compare", help="Comma-separated checkpoints (names or paths) of "
-                                          "this architecture to evaluate beside this one; their numbers go into "
-                                          "this checkpoint's card."),
+    compare: Optional[str] = CompareOpt,
     models_dir: Optional[Path] = ModelsDirOpt,
     *, train,
 ):
@@ -58,17 +57,10 @@ def train_caption(
 
     Example: `vqtool train caption --data ../shared/data/flickr8k-1k --prior cpp --name captions-flickr`
     """
-    from vqtool.cvae import PRIORS
-    from vqtool.hub import load
 
     from .task import caption_task
 
-    if prior not in PRIORS:
-        raise usage(f"one of {', '.join(PRIORS)}, not '{prior}'", "--prior")
-    baselines = {}
-    for name in [n.strip() for n in (compare or "").split(",") if n.strip()]:
-        net = load(name, "cpu", models_dir, expect=ARCHITECTURE)
-        baselines[f"{KINDS[net.config.prior]} `{net.metadata['name']}`"] = net
+    baselines = compared_models(prior, compare, ARCHITECTURE, KINDS, models_dir)
     settings = dict(prior=prior, latent=latent, hidden=hidden, embed=embed, condition=condition, beta=beta,
                     anneal_steps=anneal_steps, free_bits=free_bits, feature_std=feature_std, dropout=dropout,
                     word_dropout=word_dropout, text_share=text_share, weight_decay=weight_decay, max_words=max_words)

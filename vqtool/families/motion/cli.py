@@ -7,8 +7,9 @@ from typing import List, Optional
 
 import typer
 
-from vqtool.cli.common import DeviceOpt, ModelsDirOpt, Outputs, any_folder, console, emit_json, json_needs_file, \
-    report, train_command, usage
+from vqtool.cli.common import (AnnealOpt, BetaOpt, CompareOpt, DeviceOpt, FreeBitsOpt, LatentOpt, ModelsDirOpt,
+                               Outputs, PriorOpt, any_folder, compared_models, console, emit_json, json_needs_file,
+                               report, train_command, usage)
 from vqtool.errors import VqtoolError
 
 from . import ARCHITECTURE, KINDS
@@ -21,14 +22,13 @@ MAX_FRAMES = 500  # predicted frames (20 s); the model was trained for 25 and dr
 def train_motion(
     data: Path = typer.Option(..., "--data", help="CMU mocap folder with train/ACTION/ACTION_N.txt (its test/ "
                                                   "folder is used for the held-out metrics only)."),
-    prior: str = typer.Option("cpp", "--prior", help="cpp (CPP-VAE), standard (CVAE), learned (conditional prior) "
-                                                     "or none (deterministic)."),
-    latent: int = typer.Option(32, "--latent", min=1, help="Latent dimensions."),
+    prior: str = PriorOpt,
+    latent: int = LatentOpt,
     hidden: int = typer.Option(256, "--hidden", min=8, help="Encoder output and decoder GRU size."),
     width: int = typer.Option(128, "--width", min=8, help="Channels of the temporal convolutions."),
-    beta: float = typer.Option(1.0, "--beta", min=0.0, help="Final weight of the KL terms."),
-    anneal_steps: int = typer.Option(2000, "--anneal-steps", min=0, help="Steps over which beta grows from 0."),
-    free_bits: float = typer.Option(0.0, "--free-bits", min=0.0, help="Nats per latent dimension not penalised."),
+    beta: float = BetaOpt,
+    anneal_steps: int = AnnealOpt,
+    free_bits: float = FreeBitsOpt,
     likelihood_std: float = typer.Option(0.1, "--likelihood-std", min=1e-4,
                                          help="Scale (radians) of the Gaussian likelihood of the joint angles."),
     dropout: float = typer.Option(0.2, "--dropout", min=0.0, max=0.9, help="Dropout on the condition's features "
@@ -36,9 +36,7 @@ def train_motion(
     weight_decay: float = typer.Option(1e-4, "--weight-decay", min=0.0, help="Adam's L2 weight decay."),
     balance: bool = typer.Option(True, "--balance-actions/--no-balance-actions", help="Draw each action equally "
                                  "often (default) or windows as the files give them."),
-    compare: Optional[str] = typer.Option(None, "--compare", help="Comma-separated checkpoints (names or paths) of "
-                                          "this architecture to evaluate beside this one; with zero-velocity, "
-                                          "their numbers go into this checkpoint's card."),
+    compare: Optional[str] = CompareOpt,
     models_dir: Optional[Path] = ModelsDirOpt,
     *, train,
 ):
@@ -46,20 +44,13 @@ def train_motion(
 
     Example: `vqtool train motion --data ../shared/data/cmu-mocap --prior cpp --name motion-cmu`
     """
-    from vqtool.cvae import PRIORS
     from vqtool.data.motion import channel_stats, motion_splits, test_sets
-    from vqtool.hub import load
     from vqtool.training import fit
 
     from .model import MotionConfig
     from .task import MotionTask
 
-    if prior not in PRIORS:
-        raise usage(f"one of {', '.join(PRIORS)}, not '{prior}'", "--prior")
-    baselines = {}
-    for name in [n.strip() for n in (compare or "").split(",") if n.strip()]:
-        net = load(name, "cpu", models_dir, expect=ARCHITECTURE)
-        baselines[f"{KINDS[net.config.prior]} `{net.metadata['name']}`"] = net
+    baselines = compared_models(prior, compare, ARCHITECTURE, KINDS, models_dir)
     if not train.quiet:
         console.print(f"loading {data}…")
     windows, validation, info = motion_splits(data)
