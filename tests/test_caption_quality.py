@@ -40,20 +40,21 @@ def test_the_card_reproduces_on_the_test_photos(model, test_set):
 
 
 def test_captions_differ_and_are_about_the_photo(model, test_set):
-    """Photos whose five references all say "dog" get captions that say it too; five captions of a
-    photo are mostly different sentences."""
+    """Photos whose references say "dog" (or "dogs") at least four times in five get captions that
+    say it too; five captions of a photo are mostly different sentences."""
     from vqtool.data.captions import tokenise
 
     splits, data = test_set
-    dogs = [i for i, refs in enumerate(data["references"]) if all("dog" in r.split() for r in refs)]
+    dog = {"dog", "dogs"}
+    dogs = [i for i, refs in enumerate(data["references"]) if sum(bool(dog & set(r.split())) for r in refs) >= 4]
     assert len(dogs) >= 10
     features = model.image_features(data["images"][dogs])
     ids, _ = model.generate(features, 5, generator=torch.Generator().manual_seed(0))
     from vqtool.families.caption.model import words_of
 
     captions = [[words_of(model, row) for row in photo] for photo in ids.tolist()]
-    said_dog = sum("dog" in tokenise(c) or "dogs" in tokenise(c) for photo in captions for c in photo)
-    assert said_dog >= 0.8 * 5 * len(dogs)
+    said_dog = sum(bool(dog & set(tokenise(c))) for photo in captions for c in photo)
+    assert said_dog >= 0.75 * 5 * len(dogs), (said_dog, len(dogs))  # 90 of 105 when measured
     assert sum(len(set(photo)) for photo in captions) / len(captions) >= 3
 
 

@@ -8,8 +8,8 @@ from typing import List, Optional
 import typer
 
 from vqtool.cli.common import (AnnealOpt, BetaOpt, CompareOpt, DeviceOpt, FreeBitsOpt, LatentOpt, ModelsDirOpt,
-                               PriorOpt, compared_models, console, emit_json, json_needs_file, report, train_command,
-                               usage)
+                               PriorOpt, compared_models, console, emit_json, json_needs_file, note, report,
+                               train_command, usage)
 from vqtool.errors import VqtoolError
 
 from . import ARCHITECTURE, KINDS
@@ -20,6 +20,7 @@ MAX_BEAM = 50
 MAX_WORDS = 60
 CHUNK = 16  # photos per pass of the image encoder
 SHEET_SUFFIXES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+SHEET_MOST = 100  # photos in one contact sheet (25 rows of 4: about 10,000 pixels tall)
 
 
 def train_caption(
@@ -119,6 +120,8 @@ def caption(
     from vqtool.hub import load
     from vqtool.media import IMAGE_SUFFIXES, expand_inputs, path_key
 
+    from .outputs import thumbnail
+
     if not 1 <= samples <= MAX_SAMPLES:
         raise usage(f"must lie in 1..{MAX_SAMPLES}, not {samples}", "--samples")
     if not 1 <= beam <= MAX_BEAM:
@@ -158,10 +161,12 @@ def caption(
                            "captions": [{"text": c, "logprob": lp} for c, lp in captions]})
             elif output != "-":
                 _print_captions(name, captions, with_names)
-            if output is not None:
-                shown.append(image)
+            if output is not None and len(shown) < SHEET_MOST:
+                shown.append(thumbnail(image))  # not the full photo: a folder of them would fill memory
                 texts.append([c for c, _ in captions])
     if output is not None and shown:
+        if len(sources) - len(failures) > SHEET_MOST and not quiet:
+            note(f"the contact sheet shows the first {SHEET_MOST} photos; all are captioned on stdout")
         _write_sheet(output, fmt, shown, texts, quiet)
     if not quiet:
         done = len(sources) - len(failures)

@@ -20,9 +20,15 @@ def _font():
         return ImageFont.load_default()
 
 
-def panel(image: Image.Image, captions: list[str], text_lines: int) -> Image.Image:
+def thumbnail(image: Image.Image) -> Image.Image:
+    """The photo as the sheet shows it: RGB, at most PANEL pixels a side."""
     thumb = image.convert("RGB")
     thumb.thumbnail((PANEL, PANEL), Image.LANCZOS)
+    return thumb
+
+
+def panel(image: Image.Image, captions: list[str], text_lines: int) -> Image.Image:
+    thumb = thumbnail(image)
     out = Image.new("RGB", (PANEL, PANEL + 6 + text_lines * LINE), "white")
     out.paste(thumb, ((PANEL - thumb.width) // 2, (PANEL - thumb.height) // 2))
     draw, font, y = ImageDraw.Draw(out), _font(), PANEL + 4
