@@ -8,32 +8,22 @@ validation set (model choices are made on them); the remaining photos and their 
 without pictures (for the language side); captions of the folder's own photos are read from
 `captions.txt` only, so no validation or test caption leaks in through it.
 
-Tokeniser: lower case; words are runs of letters and digits, with an apostrophe suffix kept
-("dog's" -> "dog's"); everything else (punctuation, hyphens) separates words and is dropped.
-Vocabulary: every word seen at least `min_count` times in the training text (paired captions and the
-extra text), most frequent first after the four specials; other words become `<unk>`."""
+Tokeniser and vocabulary: `vqtool.data.text`, built from the training text (paired captions and the
+extra text)."""
 
 from __future__ import annotations
 
 import csv
 import io
 import random
-import re
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import VqtoolError
+from .text import BOS, EOS, PAD, SPECIALS, UNK, Vocabulary, tokenise  # noqa: F401  (the caption family's names)
 
-PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
-SPECIALS = [PAD, BOS, EOS, UNK]
 VALIDATION_IMAGES = 50
 SPLIT_SEED = 8091
-WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
-
-
-def tokenise(text: str) -> list[str]:
-    return WORD.findall(text.lower())
 
 
 def read_caption_table(path: Path) -> dict[str, list[str]]:
@@ -53,41 +43,6 @@ def read_caption_table(path: Path) -> dict[str, list[str]]:
     if not table:
         raise VqtoolError("no `image,caption` rows", str(path))
     return table
-
-
-@dataclass
-class Vocabulary:
-    words: list[str]
-    index: dict[str, int] = field(init=False, repr=False)
-
-    def __post_init__(self):
-        self.index = {w: i for i, w in enumerate(self.words)}
-
-    @classmethod
-    def build(cls, texts, min_count: int = 3) -> "Vocabulary":
-        counts = Counter(w for t in texts for w in tokenise(t))
-        kept = sorted((w for w, n in counts.items() if n >= min_count), key=lambda w: (-counts[w], w))
-        return cls(SPECIALS + kept)
-
-    def __len__(self) -> int:
-        return len(self.words)
-
-    def encode(self, text: str, length: int) -> list[int]:
-        """Word ids, cut to `length - 1` words, then <eos>, padded with <pad> (id 0) to `length`."""
-        unk = self.index[UNK]
-        ids = [self.index.get(w, unk) for w in tokenise(text)][:length - 1] + [self.index[EOS]]
-        return ids + [0] * (length - len(ids))
-
-    def decode(self, ids) -> str:
-        """Ids up to the first <eos> -> words joined by spaces (specials other than <unk> dropped)."""
-        out = []
-        for i in ids:
-            word = self.words[int(i)]
-            if word == EOS:
-                break
-            if word not in (PAD, BOS):
-                out.append(word)
-        return " ".join(out)
 
 
 @dataclass

@@ -16,6 +16,8 @@ DATASETS = {
     "flickr8k-1k": ("Flickr8k, 1,000 photos with 5 captions each (from quantumnaan/sic_translator) and the captions "
                     "of all 8,091 Flickr8k photos", "Flickr8k terms (research use); the photos belong to their "
                     "Flickr owners"),
+    "sick2014": ("SICK 2014 sentence pairs (entailment and relatedness; from brmson/dataset-sts)", "CC BY-NC-SA 3.0"),
+    "msrp": ("Microsoft Research Paraphrase Corpus (from brmson/dataset-sts)", "see msrp/LICENCE.html"),
     "speechocean": ("speechocean762 subset (16 kHz read English)", "free for commercial and non-commercial use"),
 }
 
