@@ -10,7 +10,8 @@ import torch
 from hypothesis import given, settings, strategies as st
 from PIL import Image
 
-from vqtool.data.captions import Vocabulary, flickr_splits, read_caption_table, tokenise
+from vqtool.data.captions import flickr_splits, read_caption_table
+from vqtool.data.text import Vocabulary, tokenise
 from vqtool.errors import VqtoolError
 from vqtool.families.caption.encoder import preprocess, same_pad
 from vqtool.families.caption.model import EOS_ID, CaptionConfig, CaptionCVAE, beam_search

@@ -33,6 +33,8 @@ ACTIVE_NATS = 0.01  # a latent dimension whose mean KL is below this carries (al
 
 @dataclass
 class LatentConfig:
+    """The latent's settings; a family's config extends this dataclass and is passed as it is."""
+
     prior: str = "cpp"
     latent: int = 32
     beta: float = 1.0  # final weight of the KL terms

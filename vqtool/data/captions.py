@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import VqtoolError
-from .text import BOS, EOS, PAD, SPECIALS, UNK, Vocabulary, tokenise  # noqa: F401  (the caption family's names)
 
 VALIDATION_IMAGES = 50
 SPLIT_SEED = 8091

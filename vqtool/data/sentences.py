@@ -98,15 +98,16 @@ class UnlabelledText:
     shared_with_test: int = 0  # training sentences that also occur in a test pair (kept, see above)
 
 
-def held_out_sentences(root: str | Path) -> set[str]:
-    """Normalised sentences of every SICK and MSRP validation and test pair."""
-    found = set()
-    for task in TASKS:
-        for split in ("validation", "test"):
-            for pair in read_pairs(root, task, split):
-                found.update((normalise(pair.a), normalise(pair.b)))
+def split_sentences(root: str | Path, split: str) -> set[str]:
+    """Normalised sentences of every SICK and MSRP pair of one split."""
+    found = {normalise(s) for task in TASKS for pair in read_pairs(root, task, split) for s in (pair.a, pair.b)}
     found.discard("")
     return found
+
+
+def held_out_sentences(root: str | Path) -> set[str]:
+    """Normalised sentences of every SICK and MSRP validation and test pair."""
+    return split_sentences(root, "validation") | split_sentences(root, "test")
 
 
 def unlabelled_sentences(root: str | Path, flickr: str | Path | None) -> UnlabelledText:
@@ -121,12 +122,12 @@ def unlabelled_sentences(root: str | Path, flickr: str | Path | None) -> Unlabel
                 if sentence not in seen:
                     seen.add(sentence)
                     sentences.append(sentence)
-    test = {normalise(s) for task in TASKS for pair in read_pairs(root, task, "test") for s in (pair.a, pair.b)}
+    test = split_sentences(root, "test")
     out = UnlabelledText(sentences, {}, sum(normalise(s) in test for s in sentences))
     if flickr is None or not (Path(flickr) / "all_captions.txt").is_file():
         return out
     flickr = Path(flickr)
-    held = held_out_sentences(root)
+    held = test | split_sentences(root, "validation")  # = held_out_sentences, the test pairs read once
     test_photos = set((flickr / "test.txt").read_text().split()) if (flickr / "test.txt").is_file() else set()
     dropped = {"matches a SICK or MSRP validation or test sentence": 0, "caption of a Flickr test photo": 0}
     for name, captions in sorted(read_caption_table(flickr / "all_captions.txt").items()):

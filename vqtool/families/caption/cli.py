@@ -59,20 +59,16 @@ def train_caption(
     Example: `vqtool train caption --data ../shared/data/flickr8k-1k --prior cpp --name captions-flickr`
     """
 
+    from vqtool.training import fit
+
     from .task import caption_task
 
     baselines = compared_models(prior, compare, ARCHITECTURE, KINDS, models_dir)
     settings = dict(prior=prior, latent=latent, hidden=hidden, embed=embed, condition=condition, beta=beta,
                     anneal_steps=anneal_steps, free_bits=free_bits, feature_std=feature_std, dropout=dropout,
                     word_dropout=word_dropout, text_share=text_share, weight_decay=weight_decay, max_words=max_words)
-    import torch
-
-    from vqtool.training import fit
-
     options = train.options()
-    task = caption_task(data, settings, min_count, views, validation, options.out, baselines, quiet=train.quiet)
-    task.storage_dtype = torch.float16 if half else None
-    fit(task, options)
+    fit(caption_task(data, settings, min_count, views, validation, options.out, baselines, half, train.quiet), options)
 
 
 def register(app: typer.Typer, train_app: typer.Typer) -> None:

@@ -74,9 +74,10 @@ def agreement(captions: list[str], scorer=None) -> list[float]:
     return [sentence_bleu(c, captions[:i] + captions[i + 1:], scorer) for i, c in enumerate(captions)]
 
 
-def consensus_order(captions: list[str]) -> list[int]:
-    """Indices of a set of captions, most agreed-with first (stable: ties keep the given order)."""
-    scores = agreement(captions)
+def consensus_order(captions: list[str], scores: list[float] | None = None) -> list[int]:
+    """Indices of a set of captions, most agreed-with first (stable: ties keep the given order);
+    `scores`: their `agreement`, when already computed."""
+    scores = agreement(captions) if scores is None else scores
     return sorted(range(len(captions)), key=lambda i: -scores[i])
 
 
@@ -87,7 +88,7 @@ def caption_set_metrics(sets: list[list[str]], references: list[list[str]], trai
     oracle_bleu_pick = [max(s, key=lambda c: sentence_bleu(c, refs, scorer)) for s, refs in zip(sets, references)]
     per_sample_cider = [cider_per_photo([s[k] for s in sets], references) for k in range(n)]
     agreements = [agreement(s, scorer) for s in sets]
-    consensus = [s[max(range(n), key=lambda i: (a[i], -i))] for s, a in zip(sets, agreements)]
+    consensus = [s[consensus_order(s, a)[0]] for s, a in zip(sets, agreements)]
     flat = [c for s in sets for c in s]
     out = {
         "photos": len(sets), "samples": n,

