@@ -139,7 +139,7 @@ def read_metadata(path: Path) -> dict:
 
 
 MAX_CONFIG_INT = 1 << 16  # sizes, counts and layer numbers in a config: a bound on what a network may claim
-MAX_CONFIG_LIST = 4096
+MAX_CONFIG_LIST = 1 << 18  # a vocabulary is the longest list a config holds
 
 
 def check_config(cls, config: dict, source: str):

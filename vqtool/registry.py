@@ -23,6 +23,7 @@ FAMILY_PACKAGES = [
     "vqtool.families.classifier",
     "vqtool.families.motion",
     "vqtool.families.caption",
+    "vqtool.families.text",
 ]
 
 

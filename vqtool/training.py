@@ -27,6 +27,7 @@ from .hub import resolve_device, save_checkpoint
 from .media import atomic_path
 
 STATE_FILE = "state.safetensors"
+VALIDATION_FILE = "validation.safetensors"
 
 
 @dataclass
@@ -61,6 +62,9 @@ class Task(Protocol):
     def optimizer_groups(self, model: torch.nn.Module) -> list[dict]:
         """Adam parameter groups; a group's `lr_scale` multiplies the scheduled learning rate."""
     def evaluate(self, model: torch.nn.Module, device: torch.device) -> dict[str, float]: ...
+    def validate(self, model: torch.nn.Module, device: torch.device) -> dict[str, float]:
+        """Validation numbers, every `validate_every` steps (0: never) on rank 0, logged with the
+        training seconds so far; with `select_by` set, the weights of its best value are exported."""
     def provenance(self) -> dict: ...
     def card_notes(self) -> dict: ...
 
@@ -73,6 +77,8 @@ class TaskBase:
 
     model_class: type
     storage_dtype: torch.dtype | None = None
+    validate_every: int = 0
+    select_by: str | None = None  # a key of `validate`'s result, higher is better
     config: object
     train: object
     data_info: dict
@@ -91,6 +97,9 @@ class TaskBase:
         return [{"params": list(model.parameters())}]
 
     def evaluate(self, model: torch.nn.Module, device: torch.device) -> dict:
+        return {}
+
+    def validate(self, model: torch.nn.Module, device: torch.device) -> dict:
         return {}
 
     def provenance(self) -> dict:
@@ -176,6 +185,55 @@ def round_weights(model: torch.nn.Module, dtype: torch.dtype) -> None:
             tensor.copy_(tensor.to(dtype))
 
 
+class Validation:
+    """Periodic validation on rank 0 (`task.validate_every`): a curve of its numbers against training
+    seconds (validation itself not counted) and, with `task.select_by`, the best weights so far, kept in
+    the run folder (VALIDATION_FILE) so that a resumed run continues the curve and still exports them."""
+
+    def __init__(self, task, main: bool, path: Path, resume: bool):
+        self.task, self.every, self.path = task, getattr(task, "validate_every", 0) if main else 0, path
+        self.key = getattr(task, "select_by", None)
+        self.curve: list[dict] = []
+        self.best: dict | None = None
+        self.best_state: dict | None = None
+        self.spent = 0.0
+        self.offset = 0.0  # training seconds of the runs before a resume
+        if self.every and resume and path.is_file():
+            with safe_open(str(path), framework="pt") as handle:
+                meta = handle.metadata()
+                self.best_state = {k: handle.get_tensor(k) for k in handle.keys()} or None
+            self.curve, self.best = json.loads(meta["curve"]), json.loads(meta["best"])
+            self.offset = self.curve[-1]["seconds"] if self.curve else 0.0
+
+    def due(self, step: int, done: float) -> bool:
+        return bool(self.every) and (step % self.every == 0 or done >= 1)
+
+    def run(self, model, device, step: int, seconds: float) -> dict:
+        started = time.time()
+        model.eval()
+        with torch.no_grad():
+            point = {"step": step, "seconds": round(self.offset + seconds, 2), **self.task.validate(model, device)}
+        model.train()
+        self.curve.append(point)
+        if self.key and (self.best is None or point[self.key] > self.best[self.key]):
+            self.best = point
+            self.best_state = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
+        with atomic_path(self.path) as tmp:
+            save_file(self.best_state or {}, str(tmp), metadata={"curve": json.dumps(self.curve),
+                                                                  "best": json.dumps(self.best)})
+        self.spent += time.time() - started
+        return point
+
+    def finish(self, model, seconds: float, steps: int) -> dict | None:
+        """Restore the selected weights; the record that goes into the checkpoint's metrics."""
+        if not self.every:
+            return None
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
+        return {"seconds": round(self.offset + seconds, 2), "steps": steps, "curve": self.curve,
+                **({"select_by": self.key, "selected_step": self.best["step"]} if self.best else {})}
+
+
 def fit(task: Task, opts: TrainOptions) -> Path | None:
     """Train `task` for opts.steps steps; rank 0 returns the exported checkpoint's path."""
     device = resolve_device(opts.device)
@@ -210,6 +268,7 @@ def fit(task: Task, opts: TrainOptions) -> Path | None:
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                         TextColumn("{task.fields[metrics]}"), TimeRemainingColumn(), console=console)
     started, running, counted, done = time.time(), {}, 0, step / opts.steps
+    validation = Validation(task, ddp.main, out / VALIDATION_FILE, opts.resume)
     model.train()
     with progress:
         bar = progress.add_task(f"train {opts.name}", total=opts.steps, completed=step, metrics="")
@@ -223,12 +282,12 @@ def fit(task: Task, opts: TrainOptions) -> Path | None:
             loss.backward()
             optimizer.step()
             step += 1
-            done = progress_of(step, time.time() - started, opts, ddp)
+            done = progress_of(step, time.time() - started - validation.spent, opts, ddp)
             for key, value in metrics.items():
                 running[key] = running.get(key, 0.0) + value
             counted += 1  # steps since the last record (a resumed run starts mid-window)
             if step % opts.log_every == 0 or done >= 1:
-                record = {"step": step, "lr": lr, "seconds": round(time.time() - started, 1),
+                record = {"step": step, "lr": lr, "seconds": round(time.time() - started - validation.spent, 1),
                           **{k: round(v / counted, 6) for k, v in running.items()}}
                 running, counted = {}, 0
                 if log:
@@ -236,6 +295,10 @@ def fit(task: Task, opts: TrainOptions) -> Path | None:
                     log.flush()
                 shown = " ".join(f"{k}={v:.4g}" for k, v in record.items() if k not in ("step", "lr", "seconds"))
                 progress.update(bar, completed=step, metrics=shown)
+            if validation.due(step, done):
+                point = validation.run(model, device, step, time.time() - started - validation.spent)
+                if log:
+                    log.write(json.dumps({"validation": point}) + "\n")
             if ddp.main and (step % opts.checkpoint_every == 0 or done >= 1):
                 history[-1]["seconds"] = round(time.time() - started, 1)  # so resumed runs add up
                 save_state(state_path, model, optimizer, step, opts, history)
@@ -243,6 +306,7 @@ def fit(task: Task, opts: TrainOptions) -> Path | None:
         log.close()
     exported = None
     if ddp.main:
+        training = validation.finish(model, time.time() - started - validation.spent, step)
         model.eval()
         dtype = getattr(task, "storage_dtype", None)
         if dtype is not None:
@@ -250,6 +314,8 @@ def fit(task: Task, opts: TrainOptions) -> Path | None:
         console.print(f"evaluating {opts.name} on held-out data…")
         with torch.no_grad():
             metrics = task.evaluate(model, device)
+        if training:
+            metrics["training"] = training
         provenance = {**task.provenance(), "steps": step, "batch_size": opts.batch_size, "lr": opts.lr,
                       "seed": opts.seed, "world_size": ddp.world, "device": device.type,
                       "torch": torch.__version__, "command": opts.command,

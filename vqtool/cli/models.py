@@ -62,8 +62,8 @@ def models_info(name: str = typer.Argument(..., help="Checkpoint name or path.")
 
 def shown_metrics(metrics: dict, most: int = 40) -> str:
     """All of a short metric list; of a long one (the motion tables), the headline numbers and a count."""
-    if len(metrics) <= most:
-        return ", ".join(f"{k}={v}" for k, v in metrics.items())
+    if len(metrics) <= most:  # tables and curves (dicts, lists) are in --json and the card
+        return ", ".join(f"{k}=…" if isinstance(v, (dict, list)) else f"{k}={v}" for k, v in metrics.items())
     headline = registry.headline_metrics()
     picked = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items() if k in headline]
     return ", ".join(picked + [f"… {len(metrics) - len(picked)} more in --json and the card"])
