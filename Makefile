@@ -47,6 +47,10 @@ demo: install
 	$(BIN)/vqtool caption $(DATA)/flickr8k-1k/images/1001773457_577c3a7d70.jpg -n 5
 	$(BIN)/vqtool caption $(addprefix $(DATA)/flickr8k-1k/images/,$(CAPTION_PHOTOS)) -n 5 --rank -o out/captions.png
 	@echo "look: out/captions.png (eight held-out Flickr8k photos, five captions each, most typical first)"
+	$(BIN)/vqtool match "A man is playing a guitar" "A person plays an instrument"
+	$(BIN)/vqtool match "The company said profit rose." "Profit rose, the company said." -m text-msrp
+	$(BIN)/vqtool reconstruct-text "a dog is running through the grass" "two women are dancing on a stage"
+	$(BIN)/vqtool interpolate-text "a dog is running through the grass" "two women are dancing on a stage" --steps 5
 
 test: install
 	$(BIN)/python -m pytest -q
@@ -63,6 +67,8 @@ bench: install
 	$(BIN)/python bench/bench_fader.py
 	$(BIN)/python bench/bench_motion.py
 	$(BIN)/python bench/bench_caption.py
+	$(BIN)/python bench/bench_text.py
+	$(BIN)/pip install -q -e '.[text-bench]' && $(BIN)/python bench/bench_text_baselines.py
 	$(BIN)/python bench/bench_units.py  # needs Debian's espeak-ng (apt-get install espeak-ng)
 
 speech-models: install  # the shipped speech checkpoints, about 95 minutes on 2 CPU cores

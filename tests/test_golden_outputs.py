@@ -63,6 +63,13 @@ def commands(data: Path) -> list[tuple[str, list[str], list[str]]]:
         ("caption json sheet", ["caption", photos[0], "-n", "2", "--beam", "2", "--json", "-o", "OUT/sheet.png"],
          ["sheet.png"]),
         ("caption rank", ["caption", photos[1], "-n", "4", "--seed", "5", "--rank"], []),
+        ("match", ["match", "A man is playing a guitar", "A person plays an instrument", "--json"], []),
+        ("match msrp", ["match", "The company said profit rose.", "Profit rose, the company said.", "-m", "text-msrp"],
+         []),
+        ("embed-text", ["embed-text", "a dog runs", "two women are dancing", "-o", "OUT/vectors.npy"], ["vectors.npy"]),
+        ("reconstruct-text", ["reconstruct-text", "a dog is running through the grass", "--json"], []),
+        ("interpolate-text", ["interpolate-text", "a dog runs on the beach", "two women are dancing", "--steps", "4"],
+         []),
         ("bad input", ["decode", "docs/demo.png", "OUT/demo.vqc", "-o", "OUT/bad/"], []),
         ("usage error", ["encode", "docs/demo.png", "--compress", "-o", "-", "--json"], []),
     ]
