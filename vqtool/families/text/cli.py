@@ -88,6 +88,8 @@ def compared_runs(compare: Optional[str], task: str, models_dir) -> dict:
     """name -> {decoder, label_fraction, sha256, metrics} of each --compare checkpoint (read, not re-run)."""
     from vqtool.hub import read_metadata, resolve, sha256_file
 
+    from .card import training_summary
+
     out = {}
     for name in [n.strip() for n in (compare or "").split(",") if n.strip()]:
         resolved = resolve(name, models_dir)
@@ -96,7 +98,8 @@ def compared_runs(compare: Optional[str], task: str, models_dir) -> dict:
             raise usage(f"'{name}' is not a {task} text-VAE checkpoint", "--compare")
         out[meta["name"]] = {"decoder": meta["config"]["decoder"], "label_fraction": meta["config"]["label_fraction"],
                              "sha256": sha256_file(resolved.path),
-                             "metrics": {k: v for k, v in meta["metrics"].items() if k != "baselines"}}
+                             "metrics": {**{k: v for k, v in meta["metrics"].items() if k not in ("baselines", "training")},
+                                         "training": training_summary(meta["metrics"]["training"])}}
     return out
 
 

@@ -219,6 +219,7 @@ def text_task(root, flickr, task: str, fraction: float, settings: dict, min_coun
     train_file = Path(root) / SPLIT_FILES[task]["train"]
     info = {"train_data": {"sick": "sick2014", "msrp": "msrp"}[task], "train_split": SPLIT_FILES[task]["train"],
             "train_items": len(labelled), "train_sha256": sha256_file(train_file), "training_pairs": len(train_pairs),
+            "eval_split": f"{SPLIT_FILES[task]['test']} ({len(test)} pairs; validation {SPLIT_FILES[task]['validation']})",
             "label_seed": LABEL_SEED, "unlabelled_sentences": len(text.sentences) if config.decoder != "none" else 0,
             "unlabelled_dropped": text.dropped, "unlabelled_shared_with_test": text.shared_with_test,
             "unlabelled_cut": cut, "vocabulary": f"{len(vocab)} words (seen >= {min_count} times in the unlabelled "
