@@ -23,19 +23,12 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
-
+from bench_caption import flops_of
 from bench_motion import median_seconds
 from bench_vqvae import matmul_peak
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH = 256
-
-
-def flops_of(run) -> int:
-    with FlopCounterMode(display=False) as counter:
-        run()
-    return counter.get_total_flops()
 
 
 def training_steps_per_second(model_config, decoder: str, tokens: torch.Tensor, labels: torch.Tensor) -> float:

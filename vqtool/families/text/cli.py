@@ -143,19 +143,24 @@ class Sentences:
                 self.blank += 1
 
     def _read_stdin(self, failures: list[str]) -> None:
-        for number, raw in enumerate(sys.stdin.buffer.read().splitlines(), 1):
-            source = f"stdin line {number}"
-            try:
-                line = raw.decode("utf-8").removeprefix("\ufeff")
-            except UnicodeDecodeError as exc:
-                report(failures, source, VqtoolError(f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at column "
-                                                     f"{exc.start + 1})"))
-                continue
+        for source, line in text_lines(sys.stdin.buffer.read(), "stdin", failures):
             if line.strip():
                 self.texts.append(line)
                 self.sources.append(source)
             else:
                 self.blank += 1
+
+
+def text_lines(data: bytes, name: str, failures: list[str]):
+    """(`NAME line N`, text) for each line that is UTF-8 (a byte-order mark ignored); the others are
+    reported, one line each, and left out."""
+    for number, raw in enumerate(data.splitlines(), 1):
+        source = f"{name} line {number}"
+        try:
+            yield source, raw.decode("utf-8").removeprefix("\ufeff")
+        except UnicodeDecodeError as exc:
+            report(failures, source, VqtoolError(f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at column "
+                                                 f"{exc.start + 1})"))
 
 
 def tell_about(net, texts: list[str], sources: list[str], blank: int, quiet: bool) -> list[int]:
@@ -317,14 +322,7 @@ def read_pairs_file(path: str, failures: list[str]) -> tuple[list[str], list[str
         report(failures, name, exc)
         return [], [], []
     firsts, seconds, sources = [], [], []
-    for number, raw in enumerate(data.splitlines(), 1):
-        source = f"{name} line {number}"
-        try:
-            line = raw.decode("utf-8").removeprefix("\ufeff")
-        except UnicodeDecodeError as exc:
-            report(failures, source, VqtoolError(f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at column "
-                                                 f"{exc.start + 1})"))
-            continue
+    for source, line in text_lines(data, name, failures):
         if not line.strip():
             continue
         columns = line.split("\t")
