@@ -77,4 +77,4 @@ def test_bundled_registry_is_pinned_and_small():
         assert hub.sha256_file(path) == entry["sha256"], name
         assert path.stat().st_size <= 20e6 and (hub.BUNDLED_DIR / entry["card"]).is_file()
         total += path.stat().st_size
-    assert total <= 100e6
+    assert total <= 200e6  # models/ in all (the project limit); each checkpoint at most 20 MB here, 25 MB allowed

@@ -63,16 +63,16 @@ def train_textvae(
 
     Example: `vqtool train textvae --data ../shared/data/sentence-pairs --task sick --labels 0.1 --name sick-10`
     """
-    from vqtool.training import fit
-
-    from .task import text_task
-
     if task not in ("sick", "msrp"):
         raise usage(f"sick or msrp, not '{task}'", "--task")
     if labels not in FRACTIONS:
         raise usage(f"one of {', '.join(map(str, FRACTIONS))}, not {labels}", "--labels")
     if decoder not in DECODERS:
         raise usage(f"one of {', '.join(DECODERS)}, not '{decoder}'", "--decoder")
+    from vqtool.training import fit  # after the checks: a usage error needs no torch
+
+    from .task import text_task
+
     flickr = flickr if flickr is not None else data.parent / "flickr8k-1k"
     channels = [features // 2] + [features] * (layers - 2)  # 256, 512, 512, ... before the last (512)
     settings = dict(decoder=decoder, layers=layers, embed=embed, channels=channels, features=features,
