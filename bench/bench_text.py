@@ -69,7 +69,7 @@ def main() -> None:
     pairs = read_pairs(args.data, task, "test")[:BATCH * 4]
     sentences = list(dict.fromkeys(s for p in pairs for s in (p.a, p.b)))[:BATCH * 4]
     first, second = [p.a for p in pairs[:BATCH]], [p.b for p in pairs[:BATCH]]
-    tokens, _ = model.tokens(sentences[:BATCH])
+    tokens = model.tokens(sentences[:BATCH])
     rows = []
 
     def add(op, items, unit, call, flops=True):
@@ -87,7 +87,7 @@ def main() -> None:
         if model.config.decoder != "none":
             add("reconstruct batched", BATCH, "sentences", lambda: model.reconstruct(sentences[:BATCH]))
     labels = torch.tensor([p.label for p in pairs[:BATCH]])
-    all_tokens, _ = model.tokens(sentences)
+    all_tokens = model.tokens(sentences)
     steps = {d: training_steps_per_second(model.config, d, all_tokens, labels) for d in ("deconv", "lstm", "none")}
     for decoder, per_s in steps.items():
         rows.append({"op": f"train step {decoder}", "items": 1, "unit": "steps", "ms": 1e3 / per_s, "per_s": per_s,

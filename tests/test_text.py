@@ -7,7 +7,8 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from vqtool.families.text.model import TextConfig, TextVAE, sentence_length
+from vqtool.families.text import sentence_length
+from vqtool.families.text.model import TextConfig, TextVAE, too_long
 from vqtool.families.text.task import f1_of, labelled_share
 
 from conftest import run_cli
@@ -32,7 +33,7 @@ def test_the_strides_reduce_the_fixed_length_to_one(layers):
     for conv in model.convolutions:
         h = conv(h)
     assert h.shape[-1] == 1
-    mu, _ = model.encode(model.tokens(["a dog runs", "a cat sits"])[0])
+    mu, _ = model.encode(model.tokens(["a dog runs", "a cat sits"]))
     assert mu.shape == (2, 4)
     assert model.decode(mu).shape == (2, length, len(WORDS))  # the deconvolutions mirror it back
 
@@ -55,15 +56,15 @@ def test_cosine_logits_are_the_cosine_over_the_temperature():
 def test_any_sentence_fits_the_fixed_length_and_decodes_back(words):
     model = tiny()
     text = " ".join(words)
-    ids, cut = model.tokens([text])
-    assert ids.shape == (1, 29) and cut == [len(words) > 28]
+    ids = model.tokens([text])
+    assert ids.shape == (1, 29) and too_long(text, 29) == (len(words) > 28)
     known = [w.lower().strip("!") if w.lower().strip("!") in WORDS else "<unk>" for w in words][:28]
     assert model.vocabulary.decode(ids[0].tolist()) == " ".join(known)
 
 
 def test_lstm_decoder_reads_the_previous_words_and_generates_greedily():
     model = tiny("lstm")
-    tokens, _ = model.tokens(["a dog runs", "a man plays a guitar"])
+    tokens = model.tokens(["a dog runs", "a man plays a guitar"])
     mu, _ = model.encode(tokens)
     full = model.decode(mu, tokens)
     changed = tokens.clone()
@@ -138,6 +139,24 @@ def test_training_selects_by_validation_and_records_the_curve(tiny_sick):
     assert meta["extra"]["task"] == "textvae" and "weights_dtype" in prov  # float16 by default
     card = tiny_sick.with_suffix(".md").read_text()
     assert "Test accuracy by share of labelled training pairs" in card and "| 25% | 40 |" in card
+
+
+def test_a_resumed_run_keeps_the_curve_and_exports_the_selected_weights(tmp_path, tiny_sick, pairs_folder):
+    import shutil
+
+    from vqtool.hub import read_metadata
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_sick.parent, run)
+    (run / "tiny.safetensors").unlink()
+    result = run_cli("train", "textvae", "--data", pairs_folder, "--flickr", run / "none", "--task", "sick",
+                     "--labels", "0.25", "--steps", "40", "--name", "tiny", "--out", run, "--resume", *TINY)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    before, after = read_metadata(tiny_sick)["metrics"], read_metadata(run / "tiny.safetensors")["metrics"]
+    assert after["training"]["curve"] == before["training"]["curve"]
+    assert after["training"]["selected_step"] == before["training"]["selected_step"]
+    assert after["validation_accuracy"] == before["validation_accuracy"]
+    assert after["test_accuracy"] == before["test_accuracy"]
 
 
 def test_semi_supervised_batch_mixes_labelled_pairs_and_unlabelled_text(tmp_path, pairs_folder):

@@ -54,7 +54,7 @@ def test_the_codes_carry_part_of_the_sentence(shipped):
     sentences = list(dict.fromkeys(s for p in pairs for s in (p.a, p.b)))
     random.Random(0).shuffle(sentences)  # the card's order (task.text_task); its first 300 of 2,000
     sentences = sentences[:300]
-    tokens, _ = model.tokens(sentences)
+    tokens = model.tokens(sentences)
     with torch.no_grad():
         ids = model.generate(model.encode(tokens)[0])
     real = tokens != 0

@@ -18,7 +18,7 @@ import torch.distributed as dist
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from .cards import write_card
 from .data import batches
@@ -27,7 +27,8 @@ from .hub import resolve_device, save_checkpoint
 from .media import atomic_path
 
 STATE_FILE = "state.safetensors"
-VALIDATION_FILE = "validation.safetensors"
+VALIDATION_FILE = "validation.json"  # the validation curve and the best point (Validation)
+BEST_FILE = "best.safetensors"  # the weights of the best validation point
 
 
 @dataclass
@@ -187,23 +188,22 @@ def round_weights(model: torch.nn.Module, dtype: torch.dtype) -> None:
 
 class Validation:
     """Periodic validation on rank 0 (`task.validate_every`): a curve of its numbers against training
-    seconds (validation itself not counted) and, with `task.select_by`, the best weights so far, kept in
-    the run folder (VALIDATION_FILE) so that a resumed run continues the curve and still exports them."""
+    seconds (validation itself not counted) and, with `task.select_by`, the best weights so far. Both
+    are kept in the run folder (the curve and best point in VALIDATION_FILE, rewritten at each point;
+    the weights in BEST_FILE, written only when the best improves), so that a resumed run continues
+    the curve and still exports the best weights."""
 
-    def __init__(self, task, main: bool, path: Path, resume: bool):
-        self.task, self.every, self.path = task, getattr(task, "validate_every", 0) if main else 0, path
+    def __init__(self, task, main: bool, out: Path, resume: bool):
+        self.task, self.every = task, getattr(task, "validate_every", 0) if main else 0
         self.key = getattr(task, "select_by", None)
+        self.record_path, self.weights_path = out / VALIDATION_FILE, out / BEST_FILE
         self.curve: list[dict] = []
         self.best: dict | None = None
-        self.best_state: dict | None = None
         self.spent = 0.0
-        self.offset = 0.0  # training seconds of the runs before a resume
-        if self.every and resume and path.is_file():
-            with safe_open(str(path), framework="pt") as handle:
-                meta = handle.metadata()
-                self.best_state = {k: handle.get_tensor(k) for k in handle.keys()} or None
-            self.curve, self.best = json.loads(meta["curve"]), json.loads(meta["best"])
-            self.offset = self.curve[-1]["seconds"] if self.curve else 0.0
+        if self.every and resume and self.record_path.is_file():
+            record = json.loads(self.record_path.read_text())
+            self.curve, self.best = record["curve"], record["best"]
+        self.offset = self.curve[-1]["seconds"] if self.curve else 0.0  # training seconds before a resume
 
     def due(self, step: int, done: float) -> bool:
         return bool(self.every) and (step % self.every == 0 or done >= 1)
@@ -217,10 +217,10 @@ class Validation:
         self.curve.append(point)
         if self.key and (self.best is None or point[self.key] > self.best[self.key]):
             self.best = point
-            self.best_state = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
-        with atomic_path(self.path) as tmp:
-            save_file(self.best_state or {}, str(tmp), metadata={"curve": json.dumps(self.curve),
-                                                                  "best": json.dumps(self.best)})
+            with atomic_path(self.weights_path) as tmp:
+                save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+        with atomic_path(self.record_path) as tmp:
+            tmp.write_text(json.dumps({"curve": self.curve, "best": self.best}))
         self.spent += time.time() - started
         return point
 
@@ -228,8 +228,8 @@ class Validation:
         """Restore the selected weights; the record that goes into the checkpoint's metrics."""
         if not self.every:
             return None
-        if self.best_state is not None:
-            model.load_state_dict(self.best_state)
+        if self.best is not None:
+            model.load_state_dict(load_file(str(self.weights_path)))
         return {"seconds": round(self.offset + seconds, 2), "steps": steps, "curve": self.curve,
                 **({"select_by": self.key, "selected_step": self.best["step"]} if self.best else {})}
 
@@ -268,7 +268,11 @@ def fit(task: Task, opts: TrainOptions) -> Path | None:
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                         TextColumn("{task.fields[metrics]}"), TimeRemainingColumn(), console=console)
     started, running, counted, done = time.time(), {}, 0, step / opts.steps
-    validation = Validation(task, ddp.main, out / VALIDATION_FILE, opts.resume)
+    validation = Validation(task, ddp.main, out, opts.resume)
+
+    def trained() -> float:  # seconds of training in this run, validation not counted
+        return time.time() - started - validation.spent
+
     model.train()
     with progress:
         bar = progress.add_task(f"train {opts.name}", total=opts.steps, completed=step, metrics="")
@@ -282,12 +286,12 @@ def fit(task: Task, opts: TrainOptions) -> Path | None:
             loss.backward()
             optimizer.step()
             step += 1
-            done = progress_of(step, time.time() - started - validation.spent, opts, ddp)
+            done = progress_of(step, trained(), opts, ddp)
             for key, value in metrics.items():
                 running[key] = running.get(key, 0.0) + value
             counted += 1  # steps since the last record (a resumed run starts mid-window)
             if step % opts.log_every == 0 or done >= 1:
-                record = {"step": step, "lr": lr, "seconds": round(time.time() - started - validation.spent, 1),
+                record = {"step": step, "lr": lr, "seconds": round(trained(), 1),
                           **{k: round(v / counted, 6) for k, v in running.items()}}
                 running, counted = {}, 0
                 if log:
@@ -296,7 +300,7 @@ def fit(task: Task, opts: TrainOptions) -> Path | None:
                 shown = " ".join(f"{k}={v:.4g}" for k, v in record.items() if k not in ("step", "lr", "seconds"))
                 progress.update(bar, completed=step, metrics=shown)
             if validation.due(step, done):
-                point = validation.run(model, device, step, time.time() - started - validation.spent)
+                point = validation.run(model, device, step, trained())
                 if log:
                     log.write(json.dumps({"validation": point}) + "\n")
             if ddp.main and (step % opts.checkpoint_every == 0 or done >= 1):
@@ -306,7 +310,7 @@ def fit(task: Task, opts: TrainOptions) -> Path | None:
         log.close()
     exported = None
     if ddp.main:
-        training = validation.finish(model, time.time() - started - validation.spent, step)
+        training = validation.finish(model, trained(), step)
         model.eval()
         dtype = getattr(task, "storage_dtype", None)
         if dtype is not None:

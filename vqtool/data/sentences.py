@@ -30,6 +30,7 @@ from .text import normalise
 SICK_LABELS = ("ENTAILMENT", "NEUTRAL", "CONTRADICTION")
 MSRP_LABELS = ("not paraphrase", "paraphrase")
 TASKS = ("sick", "msrp")
+CATALOGUE = {"sick": "sick2014", "msrp": "msrp"}  # each task's entry in vqtool/data/catalogue.py
 SPLIT_FILES = {
     "sick": {"train": "sick2014/SICK_train.txt", "validation": "sick2014/SICK_trial.txt",
              "test": "sick2014/SICK_test_annotated.txt"},

@@ -7,6 +7,13 @@ ARCHITECTURE = "text-deconv-vae"
 DECODERS = {"deconv": "deconvolutional VAE (the paper's model)", "lstm": "VAE with an LSTM decoder (the paper's "
             "baseline)", "none": "supervised only (the same encoder and classifier, labelled pairs alone)"}
 
+
+
+def sentence_length(layers: int) -> int:
+    """The fixed length (words + <eos>) that `layers` convolutions of kernel 5, stride 2 reduce to 1."""
+    return 2 ** (layers + 2) - 3
+
+
 FAMILY = Family(
     name="text",
     package=__name__,

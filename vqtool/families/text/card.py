@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from vqtool.cards import CardText
 
-from . import DECODERS
+from . import DECODERS, sentence_length
 
 FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 PUBLISHED = {"sick": "InferSent (Conneau et al., 2017; trained on SNLI's 570k pairs): SICK-E 86.3% accuracy",
@@ -61,7 +61,7 @@ CARDS = {
 
 
 def fields(config: dict) -> dict:
-    return {"words": 2 ** (config["layers"] + 2) - 4, "vocabulary": f"{len(config['words']):,}"}
+    return {"words": sentence_length(config["layers"]) - 1, "vocabulary": f"{len(config['words']):,}"}
 
 
 def _rows(meta: dict) -> list[dict]:
@@ -155,7 +155,7 @@ def evaluation_lines(meta: dict) -> list[str]:
 def info_lines(config: dict) -> list[str]:
     return [f"  {DECODERS[config['decoder']]}; task {config['task']}, labels {config['label_fraction']:.0%}, "
             f"latent {config['latent']}, vocabulary {len(config['words'])} words, "
-            f"sentences up to {2 ** (config['layers'] + 2) - 4} words"]
+            f"sentences up to {sentence_length(config['layers']) - 1} words"]
 
 
 def provenance_lines(prov: dict) -> list[str]:

@@ -17,6 +17,8 @@ from . import ARCHITECTURE, DECODERS
 DEFAULT_MODEL = "text-sick"
 FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 MAX_STEPS = 50  # interpolate-text
+SentencesArg = typer.Argument(..., metavar="TEXT...", help="Sentences, one per argument; '-' reads one per line "
+                                                           "from stdin.")
 ModelOpt = typer.Option(DEFAULT_MODEL, "--model", "-m", help="text-sick (entailment) or text-msrp (paraphrase), or "
                                                              "a checkpoint path.")
 
@@ -168,10 +170,12 @@ def tell_about(net, texts: list[str], sources: list[str], blank: int, quiet: boo
     count of each sentence."""
     from vqtool.data.text import tokenise
 
-    length = net.config.length - 1
+    from .model import too_long
+
     index = net.vocabulary.index
     unknown = [sum(w not in index for w in tokenise(t)) for t in texts]
-    cut = [s for t, s in zip(texts, sources) if len(tokenise(t)) > length]
+    cut = [s for t, s in zip(texts, sources) if too_long(t, net.config.length)]
+    length = net.config.length - 1
     if not quiet:
         if blank:
             note(f"skipped {blank} blank input(s)")
@@ -190,8 +194,7 @@ def _load(model: str, device: str, models_dir):
 
 
 def embed_text(
-    inputs: List[str] = typer.Argument(..., metavar="TEXT...", help="Sentences, one per argument; '-' reads one per "
-                                       "line from stdin."),
+    inputs: List[str] = SentencesArg,
     output: Optional[str] = typer.Option(None, "--output", "-o", help="vectors.npy (float32 [N, latent], one row per "
                                          "sentence in order) or vectors.jsonl (the text with its vector); '-' writes "
                                          "the .npy to stdout. Default: JSON lines on stdout."),
@@ -342,8 +345,7 @@ def _decoder_needed(net) -> None:
 
 
 def reconstruct_text(
-    inputs: List[str] = typer.Argument(..., metavar="TEXT...", help="Sentences, one per argument; '-' reads one per "
-                                       "line from stdin."),
+    inputs: List[str] = SentencesArg,
     model: str = ModelOpt,
     device: str = DeviceOpt,
     models_dir: Optional[Path] = ModelsDirOpt,

@@ -26,14 +26,21 @@ from torch import nn
 from vqtool.cvae import Head, sample
 from vqtool.data.text import BOS, Vocabulary, tokenise
 
-from . import ARCHITECTURE, DECODERS
+from . import ARCHITECTURE, DECODERS, sentence_length
 
 KERNEL, STRIDE = 5, 2
+EMBED_BATCH = 256  # sentences per pass of the library calls
 
 
-def sentence_length(layers: int) -> int:
-    """The fixed length (words + <eos>) that `layers` convolutions of kernel 5, stride 2 reduce to 1."""
-    return 2 ** (layers + 2) - 3
+def word_ids(vocabulary: Vocabulary, texts: list[str], length: int, device=None) -> torch.Tensor:
+    """Texts -> word ids [N, length]: cut to length - 1 words, then <eos>, padded (Vocabulary.encode)."""
+    ids = [vocabulary.encode(text, length) for text in texts]
+    return torch.tensor(ids, dtype=torch.long, device=device).view(len(texts), length)
+
+
+def too_long(text: str, length: int) -> bool:
+    """Whether a text loses words when read at this length (its words and <eos> do not fit)."""
+    return len(tokenise(text)) > length - 1
 
 
 @dataclass
@@ -99,6 +106,9 @@ class TextVAE(nn.Module):
         """Training pass over sentences [N, length] whose first 2 * `pairs` rows are the labelled pairs'
         first then second sentences: posterior, word logits from a sample of z (none without a
         decoder) and the matcher's logits on the posterior means."""
+        if self.training:
+            with torch.no_grad():
+                self.steps_trained += 1  # drives the KL annealing; resumes with the weights
         mu, logvar = self.encode(tokens)
         out = {"mu": mu, "logvar": logvar, "match": self.match_logits(mu[:pairs], mu[pairs:2 * pairs])}
         if self.config.decoder != "none":  # logits of real words only: padding is never a target
@@ -150,6 +160,10 @@ class TextVAE(nn.Module):
     def match_logits(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return self.matcher(torch.cat([u, v, u * v, (u - v).abs()], -1))
 
+    def pair_logits(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        """The matcher's logits for pairs of word-id rows, on their posterior means."""
+        return self.match_logits(self.encode(first)[0], self.encode(second)[0])
+
     @torch.no_grad()
     def generate(self, z: torch.Tensor) -> torch.Tensor:
         """The most likely words [N, length] given z: every position at once (deconv), greedy (lstm).
@@ -171,44 +185,41 @@ class TextVAE(nn.Module):
 
     # --- the library API: plain text in, arrays and text out ---------------------------------------------
 
-    def tokens(self, sentences: list[str]) -> tuple[torch.Tensor, list[bool]]:
-        """Word ids [N, length] on the model's device, and which sentences were cut to fit."""
-        length = self.config.length
-        ids = [self.vocabulary.encode(s, length) for s in sentences]
-        cut = [len(tokenise(s)) > length - 1 for s in sentences]  # words + <eos> did not fit
-        device = self.embedding.weight.device
-        return torch.tensor(ids, dtype=torch.long, device=device).view(len(sentences), length), cut
+    def tokens(self, sentences: list[str]) -> torch.Tensor:
+        """Word ids [N, length] on the model's device (too_long says which sentences lose words)."""
+        return word_ids(self.vocabulary, sentences, self.config.length, self.embedding.weight.device)
 
-    @torch.no_grad()
-    def embed(self, sentences: list[str], batch: int = 256) -> np.ndarray:
-        """Each sentence's code (the posterior mean) [N, latent], float32."""
+    def codes(self, sentences: list[str]) -> torch.Tensor:
+        """Posterior means [N, latent] on the model's device, EMBED_BATCH sentences a pass."""
         self.eval()
-        out = [self.encode(self.tokens(sentences[s:s + batch])[0])[0].float().cpu()
-               for s in range(0, len(sentences), batch)]
-        return torch.cat(out).numpy() if out else np.zeros((0, self.config.latent), np.float32)
+        out = [self.encode(self.tokens(sentences[s:s + EMBED_BATCH]))[0] for s in range(0, len(sentences), EMBED_BATCH)]
+        return torch.cat(out) if out else self.embedding.weight.new_zeros(0, self.config.latent)
 
     @torch.no_grad()
-    def match(self, first: list[str], second: list[str], batch: int = 256) -> np.ndarray:
+    def embed(self, sentences: list[str]) -> np.ndarray:
+        """Each sentence's code (the posterior mean) [N, latent], float32."""
+        return self.codes(sentences).float().cpu().numpy()
+
+    @torch.no_grad()
+    def match(self, first: list[str], second: list[str]) -> np.ndarray:
         """Class probabilities [N, labels] of each pair (first[i], second[i])."""
         if len(first) != len(second):
             raise ValueError(f"{len(first)} first sentences but {len(second)} second ones")
-        u, v = torch.from_numpy(self.embed(first, batch)), torch.from_numpy(self.embed(second, batch))
-        device = self.embedding.weight.device
-        return torch.softmax(self.match_logits(u.to(device), v.to(device)), -1).cpu().numpy()
+        return torch.softmax(self.match_logits(self.codes(first), self.codes(second)), -1).cpu().numpy()
 
     @torch.no_grad()
     def reconstruct(self, sentences: list[str]) -> list[str]:
         """Each sentence through its code and back (the posterior mean, most likely words)."""
-        return self.decode_codes(torch.from_numpy(self.embed(sentences)))
+        return self.decode_codes(self.codes(sentences))
 
     @torch.no_grad()
     def interpolate(self, first: str, second: str, steps: int = 5) -> list[str]:
         """Sentences decoded from `steps` codes evenly spaced from `first`'s to `second`'s (both included)."""
-        u, v = torch.from_numpy(self.embed([first, second]))
-        weights = torch.linspace(0, 1, steps).unsqueeze(1)
+        u, v = self.codes([first, second])
+        weights = torch.linspace(0, 1, steps, device=u.device).unsqueeze(1)
         return self.decode_codes((1 - weights) * u + weights * v)
 
     def decode_codes(self, codes: torch.Tensor) -> list[str]:
         self.eval()
-        ids = self.generate(codes.to(self.embedding.weight.device).float())
+        ids = self.generate(codes.to(self.embedding.weight.device))
         return [self.vocabulary.decode(row) for row in ids.cpu().tolist()]

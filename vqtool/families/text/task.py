@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from vqtool.cvae import annealed, collapse_report, gaussian_kl
 from vqtool.training import TaskBase
 
-from .model import TextConfig, TextVAE
+from .model import TextConfig, TextVAE, too_long, word_ids
 
 LABEL_SEED = 20180202
 RECONSTRUCTION_SENTENCES = 2000  # distinct test sentences for perplexity and word accuracy
@@ -41,8 +41,7 @@ def labelled_share(pairs: list, fraction: float) -> list:
 
 
 def pair_tensors(vocab, pairs: list, length: int) -> dict:
-    return {"a": torch.tensor([vocab.encode(p.a, length) for p in pairs], dtype=torch.long).view(-1, length),
-            "b": torch.tensor([vocab.encode(p.b, length) for p in pairs], dtype=torch.long).view(-1, length),
+    return {"a": word_ids(vocab, [p.a for p in pairs], length), "b": word_ids(vocab, [p.b for p in pairs], length),
             "label": torch.tensor([p.label for p in pairs], dtype=torch.long)}
 
 
@@ -81,7 +80,6 @@ class TextTask(TaskBase):
         return pairs
 
     def loss(self, model, batch, generator):
-        core = model.module if hasattr(model, "module") else model
         c = self.config
         pairs = len(batch["label"])
         parts = [batch["a"], batch["b"]] + ([batch["unlabelled"]] if batch["unlabelled"] is not None else [])
@@ -97,9 +95,8 @@ class TextTask(TaskBase):
         sentence = torch.arange(len(tokens), device=tokens.device).unsqueeze(1).expand_as(tokens)[real]
         nll = torch.zeros(len(tokens), device=tokens.device).index_add(0, sentence, per_word)
         kl = gaussian_kl(out["mu"], out["logvar"]).sum(1)
-        with torch.no_grad():
-            core.steps_trained += 1
-        beta = annealed(c.beta, int(core.steps_trained) - 1, c.anneal_steps)
+        core = model.module if hasattr(model, "module") else model
+        beta = annealed(c.beta, int(core.steps_trained) - 1, c.anneal_steps)  # forward counted this step
         words = real.sum()
         logged.update(nll=float(nll.detach().mean()), ppl=float(torch.exp(nll.detach().sum() / words)),
                       kl=float(kl.detach().mean()), beta=beta)
@@ -144,9 +141,8 @@ def pair_metrics(model, pairs: dict, device, task: str) -> dict:
     model.eval()
     predicted = []
     for s in range(0, len(pairs["label"]), EVAL_BATCH):
-        u = model.encode(pairs["a"][s:s + EVAL_BATCH].to(device))[0]
-        v = model.encode(pairs["b"][s:s + EVAL_BATCH].to(device))[0]
-        predicted.append(model.match_logits(u, v).argmax(-1).cpu())
+        logits = model.pair_logits(pairs["a"][s:s + EVAL_BATCH].to(device), pairs["b"][s:s + EVAL_BATCH].to(device))
+        predicted.append(logits.argmax(-1).cpu())
     guess, truth = torch.cat(predicted).numpy(), pairs["label"].numpy()
     out = {"accuracy": round(float((guess == truth).mean()), 4)}
     if task == "msrp":
@@ -190,8 +186,9 @@ def text_task(root, flickr, task: str, fraction: float, settings: dict, min_coun
     dropped and counted), the vocabulary of the training text, word ids."""
     from rich.console import Console
 
-    from vqtool.data.sentences import labels_of, read_pairs, unlabelled_sentences
-    from vqtool.data.text import Vocabulary, tokenise
+    from vqtool.data.sentences import CATALOGUE, SPLIT_FILES, labels_of, read_pairs, unlabelled_sentences
+    from vqtool.data.text import Vocabulary
+    from vqtool.hub import sha256_file
 
     console = Console(stderr=True, quiet=quiet)
     train_pairs = read_pairs(root, task, "train")
@@ -208,21 +205,16 @@ def text_task(root, flickr, task: str, fraction: float, settings: dict, min_coun
     sentences = sentences[:RECONSTRUCTION_SENTENCES]
     counts = np.bincount([p.label for p in train_pairs], minlength=len(config.labels))
     evaluation = {"validation": pair_tensors(vocab, validation, length), "test": pair_tensors(vocab, test, length),
-                  "test_sentences": torch.tensor([vocab.encode(s, length) for s in sentences], dtype=torch.long),
+                  "test_sentences": word_ids(vocab, sentences, length),
                   "majority": int(counts.argmax())}
-    unlabelled = torch.tensor([vocab.encode(s, length) for s in text.sentences], dtype=torch.long) \
-        if config.decoder != "none" else torch.zeros(0, length, dtype=torch.long)
-    cut = sum(len(tokenise(s)) > length - 1 for s in text.sentences)
-    from vqtool.data.sentences import SPLIT_FILES
-    from vqtool.hub import sha256_file
-
-    train_file = Path(root) / SPLIT_FILES[task]["train"]
-    info = {"train_data": {"sick": "sick2014", "msrp": "msrp"}[task], "train_split": SPLIT_FILES[task]["train"],
-            "train_items": len(labelled), "train_sha256": sha256_file(train_file), "training_pairs": len(train_pairs),
-            "eval_split": f"{SPLIT_FILES[task]['test']} ({len(test)} pairs; validation {SPLIT_FILES[task]['validation']})",
+    unlabelled = word_ids(vocab, text.sentences if config.decoder != "none" else [], length)
+    files = SPLIT_FILES[task]
+    info = {"train_data": CATALOGUE[task], "train_split": files["train"], "train_items": len(labelled),
+            "train_sha256": sha256_file(Path(root) / files["train"]), "training_pairs": len(train_pairs),
+            "eval_split": f"{files['test']} ({len(test)} pairs; validation {files['validation']})",
             "label_seed": LABEL_SEED, "unlabelled_sentences": len(text.sentences) if config.decoder != "none" else 0,
             "unlabelled_dropped": text.dropped, "unlabelled_shared_with_test": text.shared_with_test,
-            "unlabelled_cut": cut, "vocabulary": f"{len(vocab)} words (seen >= {min_count} times in the unlabelled "
+            "unlabelled_cut": sum(too_long(s, length) for s in text.sentences), "vocabulary": f"{len(vocab)} words (seen >= {min_count} times in the unlabelled "
             "text: training sentences of both tasks and the kept Flickr8k captions; the rest -> <unk>)",
             "sentence_length": length, "batch_size": batch_size,
             "test_sentences_for_reconstruction": len(sentences)}
