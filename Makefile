@@ -15,7 +15,7 @@ $(BIN)/vqtool: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# torch first, pinned: 2.13.0 is the local CPU wheel (an unpinned torch would pull CUDA builds)
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test,eval,caption-train]'
+	$(BIN)/pip install -q -e '.[test,eval,caption-train,rl,figures]'
 	touch $@
 
 install: $(BIN)/vqtool

@@ -71,3 +71,19 @@ def judge_record(judge) -> dict:
     """How provenance names a judge: its name, SHA-256 and the command that trained it."""
     return {"name": judge.name, "sha256": judge.sha256,
             "command": judge.metadata.get("provenance", {}).get("command")}
+
+
+KL_FLOOR = 1e-5  # added inside the logs of the KL terms, as the dynamics paper's code does
+
+
+def distribution_distances(p: np.ndarray, q: np.ndarray) -> dict:
+    """Distances between discrete distributions over the same outcomes (last axis; rows are pairs):
+    total variation 1/2 sum|p - q|, Hellinger ||sqrt p - sqrt q|| / sqrt 2 (both in [0, 1]), and KL both
+    ways with KL_FLOOR inside the logs (an outcome one side never gives stays finite). Means over rows."""
+    p, q = np.atleast_2d(np.asarray(p, dtype=np.float64)), np.atleast_2d(np.asarray(q, dtype=np.float64))
+    tv = 0.5 * np.abs(p - q).sum(-1)
+    hellinger = np.sqrt(((np.sqrt(p) - np.sqrt(q)) ** 2).sum(-1) / 2)
+    kl_pq = (p * (np.log(p + KL_FLOOR) - np.log(q + KL_FLOOR))).sum(-1)
+    kl_qp = (q * (np.log(q + KL_FLOOR) - np.log(p + KL_FLOOR))).sum(-1)
+    return {"tv": float(tv.mean()), "hellinger": float(hellinger.mean()), "kl_true_model": float(kl_pq.mean()),
+            "kl_model_true": float(kl_qp.mean())}

@@ -24,6 +24,7 @@ FAMILY_PACKAGES = [
     "vqtool.families.motion",
     "vqtool.families.caption",
     "vqtool.families.text",
+    "vqtool.families.dynamics",
 ]
 
 
