@@ -51,6 +51,10 @@ demo: install
 	$(BIN)/vqtool match "The company said profit rose." "Profit rose, the company said." -m text-msrp
 	$(BIN)/vqtool reconstruct-text "a dog is running through the grass" "two women are dancing on a stage"
 	$(BIN)/vqtool interpolate-text "a dog is running through the grass" "two women are dancing on a stage" --steps 5
+	$(BIN)/vqtool dynamics sample -m dynamics-grid --state 0,0,1,3,5,3 --action up -n 1000 --seed 0
+	$(BIN)/vqtool dynamics sample -m dynamics-toy --x 0.5 -n 8 --seed 0
+	$(BIN)/vqtool dynamics plot -m dynamics-grid -o out/dynamics-grid.png
+	@echo "look: out/dynamics-grid.png (the ghosts' next positions: true against the learned model)"
 
 test: install
 	$(BIN)/python -m pytest -q
@@ -68,6 +72,7 @@ bench: install
 	$(BIN)/python bench/bench_motion.py
 	$(BIN)/python bench/bench_caption.py
 	$(BIN)/python bench/bench_text.py
+	$(BIN)/python bench/bench_dynamics.py
 	$(BIN)/pip install -q -e '.[text-bench]' && $(BIN)/python bench/bench_text_baselines.py
 	$(BIN)/python bench/bench_units.py  # needs Debian's espeak-ng (apt-get install espeak-ng)
 

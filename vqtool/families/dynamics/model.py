@@ -8,7 +8,7 @@ NLLs compare. Models (`DynamicsConfig.model`):
 
 - ``cvae``: p(y|x) = E_{z ~ p(z|x)} p(y|x,z), trained on the ELBO with q(z|x,y); the latent is continuous
   (Gaussian, optionally through affine-coupling flow layers) or discrete (N categorical variables of K
-  classes, relaxed by Gumbel-softmax in training); the prior is N(0, I) / uniform (the paper's) or
+  classes, one-hot samples in training too, by the straight-through Gumbel-softmax estimator); the prior is N(0, I) / uniform (the paper's) or
   learned from x. Its NLL is the importance-weighted bound with k samples from q.
 - ``gaussian``: one output density from x (on the grid: independent coordinates).
 - ``mdn``: a mixture of `components` output densities with weights from x.
@@ -55,6 +55,8 @@ class DynamicsConfig(LatentConfig):
     tau_start: float = 2.0  # Gumbel-softmax temperature, annealed linearly ...
     tau_end: float = 0.5
     tau_steps: int = 5000  # ... over these steps
+    argmax: bool = False  # cvae on the grid: each coordinate's most likely value given z (the paper's
+    # sampling), so that every bit of randomness comes from z; else a draw from the categoricals
 
 
 def mlp(inputs: int, hidden: int, layers: int, outputs: int) -> nn.Sequential:
@@ -93,7 +95,8 @@ class CategoricalOutput:
 
     def log_prob(self, params, y):
         logp = params.unflatten(-1, (COORDINATES, SIZE)).log_softmax(-1)
-        return logp.gather(-1, y.long().unsqueeze(-1)).squeeze(-1).sum(-1)
+        index = y.long().unsqueeze(-1).expand(*logp.shape[:-1], 1)  # gather does not broadcast (mixtures)
+        return logp.gather(-1, index).squeeze(-1).sum(-1)
 
     def sample(self, params, generator):
         probs = params.unflatten(-1, (COORDINATES, SIZE)).softmax(-1)
@@ -145,7 +148,7 @@ class DynamicsModel(nn.Module):
         if c.env not in ENVS or c.model not in MODELS or c.kind not in LATENTS or c.prior not in ("standard", "learned"):
             raise ValueError(f"unknown env/model/latent/prior: {c.env}/{c.model}/{c.kind}/{c.prior}")
         self.output = OUTPUTS[c.env]()
-        inputs = 1 if c.env == "toy" else COORDINATES * SIZE + 4
+        inputs = 1 if c.env == "toy" else COORDINATES * SIZE + 3 * SIZE * SIZE + 2 * (2 * SIZE - 1) ** 2 + 4
         self.register_buffer("steps_trained", torch.zeros((), dtype=torch.long))
         out = self.output.size
         if c.model == "mse":
@@ -158,30 +161,40 @@ class DynamicsModel(nn.Module):
             self.members = nn.ModuleList(mlp(inputs, c.hidden, c.layers, out) for _ in range(c.members))
         else:
             code = c.latent if c.kind == "continuous" else c.variables * c.categories
-            targets = 1 if c.env == "toy" else COORDINATES * SIZE
+            targets = 1 if c.env == "toy" else COORDINATES * SIZE + 3 * SIZE * SIZE
             self.encoder = mlp(inputs + targets, c.hidden, c.layers - 1, c.hidden)
             posterior = 2 * c.latent if c.kind == "continuous" else code
             self.posterior = nn.Linear(c.hidden, posterior)
             self.flows = nn.ModuleList(Coupling(c.latent, c.hidden, c.hidden, i % 2 == 1) for i in range(c.flows))
             if c.prior == "learned":
-                self.prior_net = mlp(inputs, c.hidden, 1, posterior)
+                self.prior_net = mlp(inputs, c.hidden, c.layers, posterior)
             self.decoder = mlp(inputs + code, c.hidden, c.layers, out)
 
     # ------------------------------------------------------------------------------- encodings
     def features(self, inputs: torch.Tensor) -> torch.Tensor:
-        """toy: x [B] -> [B, 1]; grid: (state, action) rows [B, 7] -> one-hots [B, 46]."""
+        """toy: x [B] -> [B, 1]; grid: (state, action) rows [B, 7] -> one-hots of the six coordinates, of
+        the three entities' cells, of each ghost's position relative to the agent (so that "the agent
+        steps onto a ghost", a catch, is one conjunction with the action away) and of the action:
+        [B, 42 + 147 + 338 + 4]."""
         if self.config.env == "toy":
             return inputs.float().view(-1, 1)
         inputs = inputs.long()
-        return torch.cat([F.one_hot(inputs[:, :6], SIZE).flatten(1), F.one_hot(inputs[:, 6], 4)], 1).float()
+        cells = inputs[:, 0:6:2] * SIZE + inputs[:, 1:6:2]
+        span = 2 * SIZE - 1
+        relative = (inputs[:, 2:6:2] - inputs[:, 0:1] + SIZE - 1) * span + inputs[:, 3:6:2] - inputs[:, 1:2] + SIZE - 1
+        return torch.cat([F.one_hot(inputs[:, :6], SIZE).flatten(1), F.one_hot(cells, SIZE * SIZE).flatten(1),
+                          F.one_hot(relative, span * span).flatten(1), F.one_hot(inputs[:, 6], 4)], 1).float()
 
     def target_tensor(self, targets: torch.Tensor) -> torch.Tensor:
         return targets.float().view(-1, 1) if self.config.env == "toy" else targets.long()
 
     def target_features(self, targets: torch.Tensor) -> torch.Tensor:
+        """What the posterior reads of the next state: as `features` (without an action)."""
         if self.config.env == "toy":
             return targets.float().view(-1, 1)
-        return F.one_hot(targets.long(), SIZE).flatten(1).float()
+        targets = targets.long()
+        cells = targets[:, 0::2] * SIZE + targets[:, 1::2]
+        return torch.cat([F.one_hot(targets, SIZE).flatten(1), F.one_hot(cells, SIZE * SIZE).flatten(1)], 1).float()
 
     # ------------------------------------------------------------------------------- latent
     def _prior_params(self, xf):
@@ -234,10 +247,10 @@ class DynamicsModel(nn.Module):
             return z, log_q - log_p, kl
         log_q = q
         noise = gumbel(log_q.shape, generator, log_q.device)
-        if hard:
-            z = F.one_hot((log_q + noise).argmax(-1), c.categories).float()
-        else:
-            z = ((log_q + noise) / self.tau()).softmax(-1)
+        z = F.one_hot((log_q + noise).argmax(-1), c.categories).float()
+        if not hard:  # straight-through: the decoder sees the one-hot sample it will see at test time,
+            soft = ((log_q + noise) / self.tau()).softmax(-1)  # gradients flow through the relaxation
+            z = z + soft - soft.detach()
         ratio = ((log_q - prior) * z).sum((-1, -2)) if hard else None
         kl = (log_q.exp() * (log_q - prior)).sum((-1, -2))
         return z.flatten(1), ratio, kl
@@ -321,6 +334,8 @@ class DynamicsModel(nn.Module):
         if c.model == "mse":
             point = self.net(xf)
             out = point[:, 0] if c.env == "toy" else point.round().clamp(0, SIZE - 1).long()
+        elif c.argmax and c.model == "cvae" and c.env == "grid":
+            out = self._sample_params(xf, generator).unflatten(-1, (COORDINATES, SIZE)).argmax(-1)
         else:
             params = self._sample_params(xf, generator)
             out = self.output.sample(params, generator)

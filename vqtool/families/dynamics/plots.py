@@ -29,7 +29,9 @@ def draw(nets: list, output: str, states: int, samples: int) -> None:
 
 
 def _title(net) -> str:
-    return f"{describe(vars(net.config))}\n{net.name}"
+    from pathlib import Path
+
+    return f"{describe(vars(net.config))}\n{Path(net.name).stem}"
 
 
 def _toy(plt, nets):
@@ -50,7 +52,7 @@ def _toy(plt, nets):
         ax.set_ylim(-2, 8)
     axes[0].set_ylabel("y")
     figure.suptitle(f"Toy function: grey, test data; orange, {SAMPLES_PER_X} samples of each model at 500 x",
-                    fontsize=10)
+                    fontsize=10, y=1.06)
     return figure
 
 
@@ -114,5 +116,5 @@ def _grid(plt, nets, states: int, samples: int):
         for j, net in enumerate(nets):
             _board(axes[i, j + 1], row, _marginals(drawn[j][i]), _title(net))
     figure.suptitle("Gridworld: circles, where agent (green), ghost 1 (red) and ghost 2 (blue) are; shaded cells, "
-                    f"where each is next (share of {samples} samples; true: exact)", fontsize=8)
+                    f"where each is next (share of {samples} samples; true: exact)", fontsize=8, y=1.0)
     return figure
