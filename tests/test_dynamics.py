@@ -170,7 +170,8 @@ def test_closed_form_likelihoods_are_the_formulas():
 
 
 @pytest.mark.parametrize("settings_", [dict(model="mdn"), dict(model="ensemble"), dict(model="cvae"),
-                                       dict(model="cvae", flows=2), dict(model="cvae", kind="discrete", prior="learned")])
+                                       dict(model="cvae", flows=2), dict(model="cvae", kind="discrete", prior="learned"),
+                                       dict(model="cvae", kind="discrete", relaxed=True)])
 def test_grid_models_give_a_distribution_over_grid_states(settings_):
     model = tiny(env="grid", **settings_)
     row = torch.tensor([[*envs.START, 2]])
@@ -317,6 +318,7 @@ def test_sample_toy(tiny_runs):
     (["--state", "0,0,1,3,5,3", "--action", "up", "-n", "0"], "1..1,000,000"),
     (["--state", "0,0,1,3,5,3", "--action", "up", "-n", "99999999"], "1..1,000,000"),
     (["--x", "0.5"], "give --state and --action"),
+    (["--state", "0,0,1,3,5,3", "--action", "up", "--argmax"], "--argmax is for grid CVAEs"),
 ])
 def test_bad_grid_input_is_one_line_and_exit_2(tiny_runs, args, needle):
     result = run_cli("dynamics", "sample", "-m", tiny_runs["grid"], *args)

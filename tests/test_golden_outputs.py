@@ -70,6 +70,7 @@ def commands(data: Path) -> list[tuple[str, list[str], list[str]]]:
         ("reconstruct-text", ["reconstruct-text", "a dog is running through the grass", "--json"], []),
         ("interpolate-text", ["interpolate-text", "a dog runs on the beach", "two women are dancing", "--steps", "4"],
          []),
+        ("dynamics bad state", ["dynamics", "sample", "--state", "0,0,1,1,5,3", "--action", "up"], []),
         ("bad input", ["decode", "docs/demo.png", "OUT/demo.vqc", "-o", "OUT/bad/"], []),
         ("usage error", ["encode", "docs/demo.png", "--compress", "-o", "-", "--json"], []),
     ]

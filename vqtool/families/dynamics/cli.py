@@ -14,6 +14,9 @@ from . import ARCHITECTURE, ENVS, LATENTS, MODELS
 
 ACTION_NAMES = ("up", "down", "right", "left")
 MAX_SAMPLES = 1_000_000
+ArgmaxOpt = typer.Option(False, "--argmax", help="Grid CVAE: each coordinate's most likely value given the latent "
+                         "(the paper's sampling: every bit of randomness from z; fewer impossible states, farther "
+                         "from the true frequencies, docs/dynamics.md).")
 ModelOpt = typer.Option("dynamics-grid", "--model", "-m", help="dynamics-grid or dynamics-toy, or a checkpoint path.")
 
 
@@ -34,6 +37,9 @@ def train_dynamics(
     beta: float = typer.Option(1.0, "--beta", min=0.0, help="Final weight of the KL term."),
     anneal_steps: int = typer.Option(0, "--anneal-steps", min=0, help="Steps over which beta grows from 0."),
     free_bits: float = typer.Option(0.0, "--free-bits", min=0.0, help="Nats of KL not penalised (per example)."),
+    relaxed: bool = typer.Option(False, "--relaxed/--straight-through", help="Discrete latent in training: the "
+                                 "decoder reads the relaxed Gumbel-softmax sample (the paper's) or the one-hot one "
+                                 "(straight-through, as at test time)."),
     tau_start: float = typer.Option(2.0, "--tau-start", min=0.01),
     tau_end: float = typer.Option(0.5, "--tau-end", min=0.01),
     tau_steps: int = typer.Option(5000, "--tau-steps", min=1, help="Steps over which the Gumbel-softmax temperature "
@@ -66,7 +72,7 @@ def train_dynamics(
     config = DynamicsConfig(env=env, model=model, kind=kind, latent=latent, variables=variables, categories=categories,
                             flows=flows, prior=prior, hidden=hidden, layers=layers, components=components,
                             members=members, beta=beta, anneal_steps=anneal_steps, free_bits=free_bits,
-                            tau_start=tau_start, tau_end=tau_end, tau_steps=tau_steps)
+                            tau_start=tau_start, tau_end=tau_end, tau_steps=tau_steps, relaxed=relaxed)
     task = DynamicsTask(config, data_info(env), validate_every, compared_runs(compare, env, models_dir), samples)
     if half:
         task.storage_dtype = torch.float16
@@ -117,10 +123,15 @@ def parse_action(text: str) -> int:
     raise usage(f"up, down, right or left (or 0-3), not '{text}'", "--action")
 
 
-def _load(model: str, device: str, models_dir):
+def _load(model: str, device: str, models_dir, argmax: bool = False):
     from vqtool.hub import load
 
-    return load(model, device, models_dir, expect=ARCHITECTURE)
+    net = load(model, device, models_dir, expect=ARCHITECTURE)
+    if argmax:
+        if net.config.model != "cvae" or net.config.env != "grid":
+            raise usage("--argmax is for grid CVAEs (their randomness is in z)", "--argmax")
+        net.config.argmax = True
+    return net
 
 
 # ------------------------------------------------------------------------------------ commands
@@ -132,6 +143,7 @@ def sample(
     x: Optional[float] = typer.Option(None, "--x", help="Toy: the input x in [-1, 1]."),
     n: int = typer.Option(100, "-n", "--samples", help=f"Samples to draw (1..{MAX_SAMPLES:,})."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Same seed, same samples."),
+    argmax: bool = ArgmaxOpt,
     device: str = DeviceOpt,
     models_dir: Optional[Path] = ModelsDirOpt,
     as_json: bool = typer.Option(False, "--json", help="One JSON record: the samples and (grid) the frequency of each "
@@ -150,7 +162,7 @@ def sample(
     """
     if not 1 <= n <= MAX_SAMPLES:
         raise usage(f"must lie in 1..{MAX_SAMPLES:,}, not {n}", "-n")
-    net = _load(model, device, models_dir)
+    net = _load(model, device, models_dir, argmax)
     if net.config.env == "grid":
         if x is not None or state is None or action is None:
             raise usage(f"{net.name} models the gridworld: give --state and --action (not --x)")
@@ -194,6 +206,7 @@ def _print(text: str) -> None:
 def evaluate(
     model: str = ModelOpt,
     samples: int = typer.Option(2000, "--samples", min=10, help="Samples per test input for the distances."),
+    argmax: bool = ArgmaxOpt,
     device: str = DeviceOpt,
     models_dir: Optional[Path] = ModelsDirOpt,
     as_json: bool = typer.Option(False, "--json", help="One JSON record: the card's numbers and these."),
@@ -206,7 +219,7 @@ def evaluate(
 
     from .task import evaluate_model
 
-    net = _load(model, device, models_dir)
+    net = _load(model, device, models_dir, argmax)
     with torch.no_grad():
         now = evaluate_model(net, samples)
     card = net.metadata.get("metrics", {})

@@ -55,6 +55,8 @@ class DynamicsConfig(LatentConfig):
     tau_start: float = 2.0  # Gumbel-softmax temperature, annealed linearly ...
     tau_end: float = 0.5
     tau_steps: int = 5000  # ... over these steps
+    relaxed: bool = False  # discrete latent: the decoder reads the relaxed sample in training (the paper's
+    # Gumbel-softmax) instead of the one-hot one through the straight-through estimator
     argmax: bool = False  # cvae on the grid: each coordinate's most likely value given z (the paper's
     # sampling), so that every bit of randomness comes from z; else a draw from the categoricals
 
@@ -250,7 +252,7 @@ class DynamicsModel(nn.Module):
         z = F.one_hot((log_q + noise).argmax(-1), c.categories).float()
         if not hard:  # straight-through: the decoder sees the one-hot sample it will see at test time,
             soft = ((log_q + noise) / self.tau()).softmax(-1)  # gradients flow through the relaxation
-            z = z + soft - soft.detach()
+            z = soft if c.relaxed else z + soft - soft.detach()
         ratio = ((log_q - prior) * z).sum((-1, -2)) if hard else None
         kl = (log_q.exp() * (log_q - prior)).sum((-1, -2))
         return z.flatten(1), ratio, kl
