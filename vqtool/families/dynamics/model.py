@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vqtool.cvae import LatentConfig, annealed
+from vqtool.cvae import LatentConfig, annealed, gaussian_kl
 from vqtool.data.dynamics import SIZE
 
 from . import ARCHITECTURE, ENVS, LATENTS, MODELS
@@ -243,15 +243,13 @@ class DynamicsModel(nn.Module):
             log_p = normal_log_prob(z, *prior) if c.prior == "learned" else normal_log_prob(z)
             kl = None
             if not self.flows:
-                from vqtool.cvae import gaussian_kl
-
                 kl = gaussian_kl(mu, logvar, *(prior if c.prior == "learned" else ())).sum(-1)
             return z, log_q - log_p, kl
         log_q = q
         noise = gumbel(log_q.shape, generator, log_q.device)
         z = F.one_hot((log_q + noise).argmax(-1), c.categories).float()
-        if not hard:  # straight-through: the decoder sees the one-hot sample it will see at test time,
-            soft = ((log_q + noise) / self.tau()).softmax(-1)  # gradients flow through the relaxation
+        if not hard:  # training: the relaxed sample (the paper's), or straight-through: the one-hot sample
+            soft = ((log_q + noise) / self.tau()).softmax(-1)  # of test time, gradients through the relaxation
             z = soft if c.relaxed else z + soft - soft.detach()
         ratio = ((log_q - prior) * z).sum((-1, -2)) if hard else None
         kl = (log_q.exp() * (log_q - prior)).sum((-1, -2))
