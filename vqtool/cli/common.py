@@ -292,6 +292,22 @@ def compared_models(prior: str, compare: Optional[str], architecture: str, kinds
     return baselines
 
 
+def compared_checkpoints(compare: Optional[str], architecture: str, models_dir, fits, what: str) -> dict:
+    """`--compare A,B`: name -> (metadata, SHA-256) of each checkpoint, read and not re-run, for a card's
+    comparison table; one of another architecture, or whose config fails `fits`, is a usage error
+    ("'NAME' is not WHAT")."""
+    from ..hub import read_metadata, resolve, sha256_file
+
+    out = {}
+    for name in [n.strip() for n in (compare or "").split(",") if n.strip()]:
+        resolved = resolve(name, models_dir)
+        meta = read_metadata(resolved.path)
+        if meta["architecture"] != architecture or not fits(meta["config"]):
+            raise usage(f"'{name}' is not {what}", "--compare")
+        out[meta["name"]] = (meta, sha256_file(resolved.path))
+    return out
+
+
 def split_specs(attributes: str) -> list[str]:
     """`--attributes` -> one rule per comma-separated item."""
     specs = [s.strip() for s in attributes.split(",") if s.strip()]

@@ -178,8 +178,10 @@ def reward_of(next_state) -> tuple[float, bool]:
     return 0.0, False
 
 
+@lru_cache(maxsize=1)
 def all_pairs() -> np.ndarray:
-    """Every valid (state, action) as rows of 7 ints: 40^3 states x 4 actions = 256,000."""
+    """Every valid (state, action) as rows of 7 ints: 40^3 states x 4 actions = 256,000 (cached: do
+    not modify)."""
     cells = np.array(FREE)
     i, j, k, a = np.meshgrid(*(np.arange(len(cells)),) * 3, np.arange(4), indexing="ij")
     return np.concatenate([cells[i.ravel()], cells[j.ravel()], cells[k.ravel()], a.reshape(-1, 1)], 1)
@@ -206,6 +208,7 @@ def grid_split(split: str) -> np.ndarray:
     return pairs[np.random.default_rng(GRID_SEEDS["validation"]).choice(rest, GRID_VALIDATION_PAIRS, replace=False)]
 
 
+@lru_cache(maxsize=1)
 def training_pairs() -> np.ndarray:
     """Every valid (state, action) except the held-out ones (253,750): training draws from these."""
     pairs = all_pairs()

@@ -10,6 +10,7 @@ MODELS = {"cvae": "conditional VAE (the paper's model)", "mse": "deterministic n
           "gaussian": "one Gaussian (grid: one categorical per coordinate), learned variance",
           "mdn": "mixture density network", "ensemble": "five Gaussian networks, bounded log-variance (PETS)"}
 LATENTS = ("continuous", "discrete")
+PRIORS = ("standard", "learned")  # N(0, I) or uniform (the paper's), or a prior network p(z|x)
 
 FAMILY = Family(
     name="dynamics",

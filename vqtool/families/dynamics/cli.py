@@ -7,10 +7,11 @@ from typing import List, Optional
 
 import typer
 
-from vqtool.cli.common import DeviceOpt, ModelsDirOpt, console, emit_json, train_command, usage
+from vqtool.cli.common import (DeviceOpt, ModelsDirOpt, compared_checkpoints, console, emit_json, train_command,
+                               usage)
 from vqtool.errors import VqtoolError
 
-from . import ARCHITECTURE, ENVS, LATENTS, MODELS
+from . import ARCHITECTURE, ENVS, LATENTS, MODELS, PRIORS
 
 ACTION_NAMES = ("up", "down", "right", "left")
 MAX_SAMPLES = 1_000_000
@@ -59,7 +60,7 @@ def train_dynamics(
     Example: `vqtool train dynamics --env grid --model cvae --latent-kind discrete --name grid-cvae`
     """
     for value, allowed, option in ((env, ENVS, "--env"), (model, MODELS, "--model"), (kind, LATENTS, "--latent-kind"),
-                                   (prior, ("standard", "learned"), "--prior")):
+                                   (prior, PRIORS, "--prior")):
         if value not in allowed:
             raise usage(f"one of {', '.join(allowed)}, not '{value}'", option)
     import torch
@@ -81,19 +82,13 @@ def train_dynamics(
 
 def compared_runs(compare: Optional[str], env: str, models_dir) -> dict:
     """name -> {model, config, sha256, metrics} of each --compare checkpoint (read, not re-run)."""
-    from vqtool.hub import read_metadata, resolve, sha256_file
-
     out = {}
-    for name in [n.strip() for n in (compare or "").split(",") if n.strip()]:
-        resolved = resolve(name, models_dir)
-        meta = read_metadata(resolved.path)
-        if meta["architecture"] != ARCHITECTURE or meta["config"].get("env") != env:
-            raise usage(f"'{name}' is not a {env} dynamics checkpoint", "--compare")
+    for name, (meta, sha256) in compared_checkpoints(compare, ARCHITECTURE, models_dir, lambda c: c.get("env") == env,
+                                                     f"a {env} dynamics checkpoint").items():
         metrics = {k: v for k, v in meta["metrics"].items() if k not in ("baselines", "training")}
         if "training" in meta["metrics"]:
             metrics["selected_step"] = meta["metrics"]["training"].get("selected_step")
-        out[meta["name"]] = {"model": meta["config"]["model"], "config": meta["config"],
-                             "sha256": sha256_file(resolved.path), "metrics": metrics}
+        out[name] = {"model": meta["config"]["model"], "config": meta["config"], "sha256": sha256, "metrics": metrics}
     return out
 
 
@@ -186,12 +181,13 @@ def _sample_grid(net, state: tuple, action: int, n: int, seed, as_json: bool) ->
     truth = transition(state, action)
     rows = [{"state": list(s), "count": c, "frequency": round(c / n, 5), "true_probability": round(truth.get(s, 0.0), 5)}
             for s, c in counts]
+    drawn = dict(counts)
     missed = [{"state": list(s), "count": 0, "frequency": 0.0, "true_probability": round(p, 5)}
-              for s, p in sorted(truth.items(), key=lambda item: -item[1]) if s not in dict(counts)]
+              for s, p in sorted(truth.items(), key=lambda item: -item[1]) if s not in drawn]
     if as_json:
-        generator_samples = [list(s) for s, c in counts for _ in range(c)]
+        samples = [list(s) for s, c in counts for _ in range(c)]
         emit_json({"model": net.name, "state": list(state), "action": ACTION_NAMES[action], "n": n, "seed": seed,
-                   "samples": generator_samples, "frequencies": rows + missed})
+                   "samples": samples, "frequencies": rows + missed})
     else:
         _print("".join(f"{','.join(map(str, r['state']))}\t{r['count']}\t{r['frequency']:.4f}\t{r['true_probability']:.4f}\n"
                        for r in rows + missed))
@@ -215,13 +211,10 @@ def evaluate(
 
     Example: `vqtool dynamics eval -m dynamics-grid`
     """
-    import torch
-
     from .task import evaluate_model
 
     net = _load(model, device, models_dir, argmax)
-    with torch.no_grad():
-        now = evaluate_model(net, samples)
+    now = evaluate_model(net, samples)  # the model's sampling and likelihood run without gradients
     card = net.metadata.get("metrics", {})
     if as_json:
         emit_json({"model": net.name, "card": {k: v for k, v in card.items() if k in now}, "measured": now})

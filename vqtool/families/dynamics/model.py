@@ -31,7 +31,7 @@ from torch import nn
 from vqtool.cvae import LatentConfig, annealed, gaussian_kl
 from vqtool.data.dynamics import SIZE
 
-from . import ARCHITECTURE, ENVS, LATENTS, MODELS
+from . import ARCHITECTURE, ENVS, LATENTS, MODELS, PRIORS
 
 LOGVAR_BOUNDS = (-10.0, 4.0)
 COORDINATES = 6
@@ -147,7 +147,7 @@ class DynamicsModel(nn.Module):
     def __init__(self, config: DynamicsConfig):
         super().__init__()
         c = self.config = config
-        if c.env not in ENVS or c.model not in MODELS or c.kind not in LATENTS or c.prior not in ("standard", "learned"):
+        if c.env not in ENVS or c.model not in MODELS or c.kind not in LATENTS or c.prior not in PRIORS:
             raise ValueError(f"unknown env/model/latent/prior: {c.env}/{c.model}/{c.kind}/{c.prior}")
         self.output = OUTPUTS[c.env]()
         inputs = 1 if c.env == "toy" else COORDINATES * SIZE + 3 * SIZE * SIZE + 2 * (2 * SIZE - 1) ** 2 + 4

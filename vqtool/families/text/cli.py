@@ -8,8 +8,8 @@ from typing import List, Optional
 
 import typer
 
-from vqtool.cli.common import (DeviceOpt, ModelsDirOpt, console, emit_json, json_needs_file, note, report,
-                               train_command, usage)
+from vqtool.cli.common import (DeviceOpt, ModelsDirOpt, compared_checkpoints, console, emit_json, json_needs_file,
+                               note, report, train_command, usage)
 from vqtool.errors import VqtoolError
 
 from . import ARCHITECTURE, DECODERS
@@ -88,20 +88,15 @@ def train_textvae(
 
 def compared_runs(compare: Optional[str], task: str, models_dir) -> dict:
     """name -> {decoder, label_fraction, sha256, metrics} of each --compare checkpoint (read, not re-run)."""
-    from vqtool.hub import read_metadata, resolve, sha256_file
-
     from .card import training_summary
 
     out = {}
-    for name in [n.strip() for n in (compare or "").split(",") if n.strip()]:
-        resolved = resolve(name, models_dir)
-        meta = read_metadata(resolved.path)
-        if meta["architecture"] != ARCHITECTURE or meta["config"].get("task") != task:
-            raise usage(f"'{name}' is not a {task} text-VAE checkpoint", "--compare")
-        out[meta["name"]] = {"decoder": meta["config"]["decoder"], "label_fraction": meta["config"]["label_fraction"],
-                             "sha256": sha256_file(resolved.path),
-                             "metrics": {**{k: v for k, v in meta["metrics"].items() if k not in ("baselines", "training")},
-                                         "training": training_summary(meta["metrics"]["training"])}}
+    for name, (meta, sha256) in compared_checkpoints(compare, ARCHITECTURE, models_dir, lambda c: c.get("task") == task,
+                                                     f"a {task} text-VAE checkpoint").items():
+        out[name] = {"decoder": meta["config"]["decoder"], "label_fraction": meta["config"]["label_fraction"],
+                     "sha256": sha256,
+                     "metrics": {**{k: v for k, v in meta["metrics"].items() if k not in ("baselines", "training")},
+                                 "training": training_summary(meta["metrics"]["training"])}}
     return out
 
 
