@@ -6,6 +6,12 @@ Recorded with `VQTOOL_RECORD_GOLDEN=1 python -m pytest tests/test_golden_outputs
 a change that is meant to alter outputs re-records them and says so in its commit. Paths in stdout
 and stderr are replaced by placeholders; everything runs single-threaded (OMP_NUM_THREADS=1), so the
 float results do not depend on the number of cores.
+
+They do depend on the CPU: another instruction set (AVX2 against AVX-512) rounds differently, a
+distance ties the other way and a code flips, and training drifts a little. So a byte-identical
+output passes at once, and one that is not must match the recorded content within a tolerance far
+below what a real change does: media by a coarse profile of their values, code files by the share
+of equal codes, text by its words and numbers, training by its metrics and logged losses.
 """
 
 import hashlib
@@ -14,6 +20,7 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import ROOT, run_cli
@@ -93,6 +100,88 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+RELATIVE = 0.05  # drift allowed between CPUs: metrics moved by 0.1-0.7% between the two that ran this suite
+# the tiny Fader run is adversarial: with AVX2 kernels instead of AVX-512 its losses drift by 7% and whether its slider stays monotone past the trained range on 24 faces flips
+CHAOTIC = {"fader": 0.25}
+SAME_CODES = 0.8  # share of codes that must agree when a code file is not byte-identical
+PROFILE_BLOCKS = 64
+NUMBER = re.compile(r"-?\d+\.\d+(?:e-?\d+)?")
+
+
+def values_of(path: Path) -> np.ndarray | None:
+    """The numbers a media file holds, for files compared by content; None for the others."""
+    suffix = path.suffix.lower()
+    if suffix in (".wav", ".flac"):
+        import soundfile
+
+        return soundfile.read(str(path), dtype="float64")[0]
+    if suffix in (".png", ".jpg"):
+        from PIL import Image
+
+        return np.asarray(Image.open(path), dtype=np.float64) / 255
+    if suffix == ".npy":
+        return np.load(path, allow_pickle=False).astype(np.float64)
+    if suffix == ".bvh":
+        return np.array([float(x) for x in re.findall(r"-?\d+\.?\d*(?:e-?\d+)?", path.read_text())])
+    return None
+
+
+def fingerprint(path: Path) -> dict | None:
+    """What a file is compared by when its bytes differ: a code file's codes, or the shape of a media
+    file's values with their mean and RMS over PROFILE_BLOCKS blocks (the envelope of a sound, the
+    coarse picture of an image)."""
+    if path.suffix == ".vqc":
+        from vqtool.codes import read_codes
+        from vqtool.families.image.compress import restore
+        from vqtool.hub import load
+
+        records = read_codes(path.read_bytes())
+        grids = [r.codes if r.codes is not None else restore(load(r.model, "cpu").prior, r, str(path))
+                 for r in records]
+        return {"codes": [int(c) for grid in grids for c in np.ravel(grid)]}
+    values = values_of(path)
+    if values is None:
+        return None
+    blocks = np.array_split(values.ravel(), min(PROFILE_BLOCKS, values.size))
+    return {"shape": list(values.shape), "rms": round(float(np.sqrt((values ** 2).mean())), 6),
+            "means": [round(float(b.mean()), 6) for b in blocks],
+            "rmss": [round(float(np.sqrt((b ** 2).mean())), 6) for b in blocks]}
+
+
+def same_content(observed: dict | None, expected: dict | None) -> bool:
+    if observed is None or expected is None:
+        return observed == expected
+    if "codes" in expected:
+        a, b = observed["codes"], expected["codes"]
+        return len(a) == len(b) and np.mean(np.equal(a, b)) >= SAME_CODES
+    if observed["shape"] != expected["shape"]:
+        return False
+    scale = max(expected["rms"], 1e-6) * RELATIVE
+    return all(np.abs(np.subtract(observed[k], expected[k])).max() <= scale for k in ("means", "rmss"))
+
+
+def close(observed, expected, rtol: float = RELATIVE, flags: bool = True) -> bool:
+    """Equal structure, equal integers and strings, equal flags (unless `flags` is False); floats within rtol."""
+    if isinstance(expected, dict):
+        return isinstance(observed, dict) and observed.keys() == expected.keys() and all(
+            close(observed[k], expected[k], rtol, flags) for k in expected)
+    if isinstance(expected, list):
+        return isinstance(observed, list) and len(observed) == len(expected) and all(
+            close(a, b, rtol, flags) for a, b in zip(observed, expected))
+    if isinstance(expected, bool):
+        return isinstance(observed, bool) and (observed == expected or not flags)
+    if isinstance(expected, float) and isinstance(observed, (int, float)) and not isinstance(observed, bool):
+        return bool(np.isclose(observed, expected, rtol=rtol, atol=1e-4))
+    return observed == expected
+
+
+def close_text(observed: str, expected: str) -> bool:
+    """The same text, decimal numbers within RELATIVE (whole numbers exact)."""
+    if NUMBER.sub("#", observed) != NUMBER.sub("#", expected):
+        return False
+    return close([float(x) for x in NUMBER.findall(observed)], [float(x) for x in NUMBER.findall(expected)])
+
+
 def placeholders(text: str, out: Path, data: Path) -> str:
     """Machine-specific paths and the terminal's wrapping out of the way."""
     for path, name in ((out, "OUT"), (data, "DATA"), (ROOT, "ROOT")):
@@ -112,7 +201,9 @@ def observed(shared_data, tmp_path_factory) -> dict:
                           "stdout": placeholders(result.stdout.decode(errors="replace"), out, shared_data),
                           "stderr": placeholders(result.stderr.decode(errors="replace"), out, shared_data),
                           "files": {name: digest((out / name).read_bytes()) if (out / name).is_file() else None
-                                    for name in files}}
+                                    for name in files},
+                          "content": {name: fingerprint(out / name) if (out / name).is_file() else None
+                                      for name in files}}
     return results
 
 
@@ -137,9 +228,15 @@ def test_outputs_unchanged(observed):
         record("commands", observed)
     expected = json.loads(GOLDEN.read_text())["commands"]
     assert sorted(observed) == sorted(expected)
-    for label in expected:
-        for key in ("exit", "files", "stdout", "stderr"):
-            assert observed[label][key] == expected[label][key], f"{label}: {key} changed"
+    for label, want in expected.items():
+        got = observed[label]
+        assert got["exit"] == want["exit"], f"{label}: exit status changed"
+        for key in ("stdout", "stderr"):
+            assert got[key] == want[key] or close_text(got[key], want[key]), f"{label}: {key} changed"
+        assert got["files"].keys() == want["files"].keys()
+        for name in want["files"]:
+            assert got["files"][name] == want["files"][name] or same_content(
+                got["content"][name], want["content"][name]), f"{label}: {name} changed"
 
 
 def test_cards_unchanged():
@@ -150,7 +247,9 @@ def test_cards_unchanged():
 
 def trained(checkpoint: Path) -> dict:
     """What a training run produced, without what names the machine or the moment: the weights (SHA-256
-    over sorted names, dtypes, shapes and bytes), the held-out metrics, and the logged losses."""
+    over sorted names, dtypes, shapes and bytes), the held-out metrics, and the logged losses. (Weight
+    norms are no fallback for the hash: single tensors, a codebook's running sums, drift by 10% between
+    CPUs while the metrics move by 1%.)"""
     from safetensors import safe_open
 
     digest = hashlib.sha256()
@@ -161,11 +260,7 @@ def trained(checkpoint: Path) -> dict:
         metrics = json.loads(handle.metadata()["metrics"])
     log = [{k: v for k, v in json.loads(line).items() if k != "seconds"}
            for line in (checkpoint.parent / "metrics.jsonl").read_text().splitlines()]
-    return {"weights": digest.hexdigest(), "metrics": metrics, "log": digest_of(log)}
-
-
-def digest_of(value) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+    return {"weights": digest.hexdigest(), "metrics": metrics, "log": log}
 
 
 def test_training_unchanged(tiny_checkpoint, tiny_fader, tiny_speech, tiny_motion):
@@ -175,4 +270,13 @@ def test_training_unchanged(tiny_checkpoint, tiny_fader, tiny_speech, tiny_motio
             "attribute-judge": trained(tiny_fader.parent.parent / "judge" / "judge.safetensors")}
     if RECORD:
         record("training", runs)
-    assert runs == json.loads(GOLDEN.read_text())["training"]
+    expected = json.loads(GOLDEN.read_text())["training"]
+    assert sorted(runs) == sorted(expected)
+    for name, want in expected.items():
+        got = runs[name]
+        if got["weights"] == want["weights"]:
+            assert got == want, f"{name}: same weights, other numbers"
+            continue
+        rtol = CHAOTIC.get(name, RELATIVE)
+        for key in ("metrics", "log"):
+            assert close(got[key], want[key], rtol, name not in CHAOTIC), f"{name}: {key} changed beyond {rtol:.0%}"
