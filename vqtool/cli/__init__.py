@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Optional
 
 import typer
 
@@ -33,8 +34,17 @@ def _version(value: bool):
 
 
 def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Print the version and exit.")):
+                                       help="Print the version and exit."),
+          threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads for the models (default: "
+                                                "$VQTOOL_THREADS, else $OMP_NUM_THREADS, else the cores this "
+                                                "process may use: affinity and cgroup quota).")):
     """Discrete codes and controllable generation from media."""
+    from ..threads import configure
+
+    try:
+        configure(threads)
+    except VqtoolError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--threads") from None
 
 
 def build_app() -> typer.Typer:
