@@ -186,11 +186,13 @@ def autoregress(prior: PixelCNNPrior, labels: torch.Tensor, height: int, width: 
     The same walk samples (choose draws), range-decodes (choose reads the coder) and computes the
     probabilities for range-encoding (choose records them and returns the known codes).
     """
+    from contextlib import nullcontext
+
     from vqtool.threads import single_thread
 
     n = len(labels)
     codes = torch.zeros(n, height, width, dtype=torch.long, device=labels.device)
-    with single_thread():
+    with single_thread() if cached else nullcontext():  # the naive loop's whole-grid passes are big enough to share
         stepper = Stepper(prior, labels, height, width) if cached else None
         for row in range(height):
             if stepper:
