@@ -272,12 +272,55 @@ def encode_media(sources: list[str], request: CodeRequest) -> None:
         raise typer.Exit(1)
 
 
+DECODE_BATCH = 256  # records per model call in `vqtool decode`
+BATCH_CODES = 4096  # grids above this many codes (64 x 64) decode one at a time
+
+
+def _decoded(pending: list, cache, failures: list[str]):
+    """(entry, net, (H, W, C) uint8 pixels) of each record that decodes, in order: bit-packed records of
+    one checkpoint and grid go through the model DECODE_BATCH at a time (their pixels equal one-at-a-time
+    decoding: the model decodes in fixed chunks), range-coded ones after their sequential walk."""
+    import numpy as np
+    import torch
+
+    from .compress import restore
+
+    run: list = []  # (entry, codes) of one checkpoint and grid
+
+    def flush():
+        if not run:
+            return
+        net = run[0][2]
+        images = net.to_uint8(net.decode(torch.from_numpy(np.stack([codes for _, codes, _ in run]).astype(np.int64))))
+        for (entry, _, _), image in zip(run, images):
+            media = entry[2].media
+            yield entry, net, image[:media["height"], :media["width"]]
+        run.clear()
+
+    for entry in pending:
+        label, record = entry[4], entry[2]
+        try:
+            net = cache.for_record(record, label)
+            codes = restore(net.prior, record, label)
+        except VqtoolError as exc:
+            report(failures, label, exc)
+            continue
+        if run and (run[0][2] is not net or run[0][1].shape != codes.shape or len(run) == DECODE_BATCH
+                    or codes.size > BATCH_CODES):
+            yield from flush()
+        run.append((entry, codes, net))
+    yield from flush()
+
+
 def decode_media(pending: list, request: CodeRequest, cache, failures: list[str]) -> int:
     """`vqtool decode` for image records (source, index, record, output stem, name in messages):
-    several into one image file (or stdout) make one grid, as `vqtool sample` writes them."""
-    from vqtool.media import IMAGE_FORMATS, encode_image, image_format_for, tile, write_bytes
+    several into one image file (or stdout) make one grid, as `vqtool sample` writes them. Images are
+    compressed and written by a small thread pool (Pillow and file writes release the GIL) while the
+    model decodes the next batch; at most two batches wait in memory."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    from .codec import decode
+    from vqtool.media import IMAGE_FORMATS, encode_image, image_format_for, tile, write_bytes
+    from vqtool.threads import available_cores
 
     output, fmt = request.output, request.fmt
     default_format = IMAGE_FORMATS.get("." + fmt.lower(), "PNG")
@@ -286,23 +329,37 @@ def decode_media(pending: list, request: CodeRequest, cache, failures: list[str]
         Path(output).suffix.lower() in IMAGE_FORMATS and not Path(output).is_dir()))
     outputs = Outputs(output, 1 if as_grid else len(pending), suffix, list(request.inputs), request.quiet,
                       request.from_folder)
-    targets = [None if as_grid else outputs.path_for(source, stem) for source, _, _, stem, _ in pending]
-    cells, written = [], 0
-    for (source, index, record, _, label), target in zip(pending, targets):
+    targets = {id(entry): None if as_grid else outputs.path_for(entry[0], entry[3]) for entry in pending}
+    cells, written, waiting = [], 0, []
+
+    def store(target, pixels):
+        data = encode_image(pixels, image_format_for(target, default_format))
+        write_bytes(target, data)
+        return len(data)
+
+    def collect(job) -> int:
+        (source, index, _, _, label), net, pixels, target, future = job
         try:
-            net = cache.for_record(record, label)
-            pixels = decode(net, record, label)
+            size = future.result()
+        except VqtoolError as exc:
+            report(failures, label, exc)
+            return 0
+        if request.as_json:
+            emit_json({"input": source, "record": index, "output": target, "model": net.name,
+                       "width": pixels.shape[1], "height": pixels.shape[0], "bytes": size})
+        return 1
+
+    with ThreadPoolExecutor(max_workers=min(4, available_cores())) as pool:
+        for entry, net, pixels in _decoded(pending, cache, failures):
             if as_grid:
                 cells.append(pixels)
                 continue
-            data = encode_image(pixels, image_format_for(target, default_format))
-            write_bytes(target, data)
-            written += 1
-            if request.as_json:
-                emit_json({"input": source, "record": index, "output": target, "model": net.name,
-                           "width": pixels.shape[1], "height": pixels.shape[0], "bytes": len(data)})
-        except VqtoolError as exc:
-            report(failures, label, exc)
+            target = targets[id(entry)]
+            waiting.append((entry, net, pixels, target, pool.submit(store, target, pixels)))
+            while len(waiting) > 2 * DECODE_BATCH:
+                written += collect(waiting.pop(0))
+        for job in waiting:
+            written += collect(job)
     if cells:
         try:
             sheet = tile(cells, request.columns or math.ceil(math.sqrt(len(cells))))

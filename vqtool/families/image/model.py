@@ -26,6 +26,10 @@ from .prior import PixelCNNPrior, PriorConfig, autoregress, sampler
 
 TILE_CODES = 64  # tile edge in codes for large images
 HALO_CODES = 8  # context added around each tile, beyond the encoder's receptive field
+# grids that fit one tile decode in chunks of exactly this many, the last padded with copies: a convolution's
+# rounding depends on the batch size (batch 256 against 1 differed in 3 of 786,432 sub-pixels by one level),
+# so fixed chunks make a record's pixels the same whether it is decoded alone or among thousands
+DECODE_CHUNK = 16
 SAMPLE_CHUNK = 500  # grids sampled at once: bounds the prior's cached activations (~40 MB per 500)
 
 
@@ -130,7 +134,17 @@ class VQVAE(nn.Module):
         def pixels(part):
             return self.decoder(self.quantizer.lookup(part.long())) + 0.5
 
-        images = tiled(pixels, codes.float(), TILE_CODES, HALO_CODES, s, 1)
+        n = codes.shape[0]
+        if n and max(codes.shape[-2:]) <= TILE_CODES + 2 * HALO_CODES:
+            chunks = []
+            for i in range(0, n, DECODE_CHUNK):
+                part = codes[i:i + DECODE_CHUNK]
+                padded = torch.cat([part, part[:1].expand(DECODE_CHUNK - len(part), *part.shape[1:])])
+                chunks.append(pixels(padded)[:len(part)])
+            images = torch.cat(chunks)
+        else:  # large grids one at a time, tile by tile (memory), for the same reason
+            images = torch.cat([tiled(pixels, codes[i:i + 1].float(), TILE_CODES, HALO_CODES, s, 1)
+                                for i in range(n)]) if n else pixels(codes)
         images = images.clamp(0, 1) if clamp else images
         if size is not None:
             images = images[..., : size[0], : size[1]]
