@@ -285,7 +285,7 @@ def _decoded(pending: list, cache, failures: list[str]):
 
     from .compress import restore
 
-    run: list = []  # (entry, codes) of one checkpoint and grid
+    run: list = []  # (entry, codes, net) of one checkpoint and grid
 
     def flush():
         if not run:
