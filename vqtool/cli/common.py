@@ -7,6 +7,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Optional
@@ -67,6 +68,24 @@ def print_error(message: str) -> None:
     from ..errors import one_line
 
     console.print(f"vqtool: error: {one_line(message)}", markup=False, highlight=False, soft_wrap=True)
+
+
+PROGRESS_MIN = 64  # items: below this a call ends in a couple of seconds, and a bar would only flicker
+
+
+@contextmanager
+def progress(total: int, what: str, quiet: bool):
+    """A bar on stderr for a long call (`advance(n)` after each n items); nothing when quiet, when stderr
+    is not a terminal (logs, pipes, tests) or for fewer than PROGRESS_MIN items. It is removed at the end."""
+    if quiet or total < PROGRESS_MIN or not console.is_terminal:
+        yield lambda n=1: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console,
+                  transient=True) as bar:
+        task = bar.add_task(what, total=total)
+        yield lambda n=1: bar.advance(task, n)
 
 
 def report(failures: list[str], source: str, exc: VqtoolError) -> None:

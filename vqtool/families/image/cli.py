@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from vqtool.cli.common import (CodeRequest, DeviceOpt, LimitOpt, ModelsDirOpt, Outputs, RecordSink, console,
-                               emit_json, json_needs_file, report, train_command, usage)
+                               emit_json, json_needs_file, progress, report, train_command, usage)
 from vqtool.errors import VqtoolError
 
 from . import ARCHITECTURE
@@ -238,7 +238,7 @@ def encode_media(sources: list[str], request: CodeRequest) -> None:
     """`vqtool encode` for images: batched model calls, one record per image."""
     from vqtool.hub import load
 
-    from .codec import encode_arrays, grid_for, image_mode
+    from .codec import image_mode
 
     net = load(request.model, request.device, request.models_dir, expect=ARCHITECTURE)
     if request.compress:
@@ -246,30 +246,41 @@ def encode_media(sources: list[str], request: CodeRequest) -> None:
     sink = RecordSink(request.output, sources, request.quiet, request.from_folder)
     failures: list[str] = []
     written = 0
-    for chunk in _image_batches(sources, request.batch_size, image_mode(net), failures):
-        results = encode_arrays(net, [array for _, _, array in chunk], request.compress,
-                                [sink.name_of(index) for index, _, _ in chunk])
-        for (index, source, array), data in zip(chunk, results):
-            if isinstance(data, bytes):
-                try:
-                    sink.put(index, data)
-                except VqtoolError as exc:
-                    data = exc
-            if isinstance(data, VqtoolError):
-                report(failures, source, data)
-                continue
-            written += 1
-            if request.as_json:
-                grid = list(grid_for(net, *array.shape[:2]))
-                emit_json({"input": source, "output": sink.targets[index], "model": net.name, "grid": grid,
-                           "width": array.shape[1], "height": array.shape[0], "bytes": len(data),
-                           "coding": "range-prior" if request.compress else "packed"})
+    with progress(len(sources), "encoding", request.quiet) as advance:
+        for chunk in _image_batches(sources, request.batch_size, image_mode(net), failures):
+            written += _put_records(net, chunk, request, sink, failures)
+            advance(len(chunk))
     if not sink.close(failures):
         written = 0
     if not request.quiet:
         console.print(f"encoded {written} image(s) with {net.name}" + (f", {len(failures)} failed" if failures else ""))
     if failures:
         raise typer.Exit(1)
+
+
+def _put_records(net, chunk: list, request: CodeRequest, sink: RecordSink, failures: list[str]) -> int:
+    """Encode one batch of (index, source, array) and hand each record to the sink; how many went."""
+    from .codec import encode_arrays, grid_for
+
+    written = 0
+    results = encode_arrays(net, [array for _, _, array in chunk], request.compress,
+                            [sink.name_of(index) for index, _, _ in chunk])
+    for (index, source, array), data in zip(chunk, results):
+        if isinstance(data, bytes):
+            try:
+                sink.put(index, data)
+            except VqtoolError as exc:
+                data = exc
+        if isinstance(data, VqtoolError):
+            report(failures, source, data)
+            continue
+        written += 1
+        if request.as_json:
+            grid = list(grid_for(net, *array.shape[:2]))
+            emit_json({"input": source, "output": sink.targets[index], "model": net.name, "grid": grid,
+                       "width": array.shape[1], "height": array.shape[0], "bytes": len(data),
+                       "coding": "range-prior" if request.compress else "packed"})
+    return written
 
 
 DECODE_BATCH = 256  # records per model call in `vqtool decode`
@@ -349,8 +360,10 @@ def decode_media(pending: list, request: CodeRequest, cache, failures: list[str]
                        "width": pixels.shape[1], "height": pixels.shape[0], "bytes": size})
         return 1
 
-    with ThreadPoolExecutor(max_workers=min(4, available_cores())) as pool:
+    with ThreadPoolExecutor(max_workers=min(4, available_cores())) as pool, \
+            progress(len(pending), "decoding", request.quiet) as advance:
         for entry, net, pixels in _decoded(pending, cache, failures):
+            advance()
             if as_grid:
                 cells.append(pixels)
                 continue
