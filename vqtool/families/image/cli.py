@@ -328,6 +328,7 @@ def decode_media(pending: list, request: CodeRequest, cache, failures: list[str]
     several into one image file (or stdout) make one grid, as `vqtool sample` writes them. Images are
     compressed and written by a small thread pool (Pillow and file writes release the GIL) while the
     model decodes the next batch; at most two batches wait in memory."""
+    from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
     from vqtool.media import IMAGE_FORMATS, encode_image, image_format_for, tile, write_bytes
@@ -341,7 +342,7 @@ def decode_media(pending: list, request: CodeRequest, cache, failures: list[str]
     outputs = Outputs(output, 1 if as_grid else len(pending), suffix, list(request.inputs), request.quiet,
                       request.from_folder)
     targets = {id(entry): None if as_grid else outputs.path_for(entry[0], entry[3]) for entry in pending}
-    cells, written, waiting = [], 0, []
+    cells, written, waiting = [], 0, deque()
 
     def store(target, pixels):
         data = encode_image(pixels, image_format_for(target, default_format))
@@ -370,7 +371,7 @@ def decode_media(pending: list, request: CodeRequest, cache, failures: list[str]
             target = targets[id(entry)]
             waiting.append((entry, net, pixels, target, pool.submit(store, target, pixels)))
             while len(waiting) > 2 * DECODE_BATCH:
-                written += collect(waiting.pop(0))
+                written += collect(waiting.popleft())
         for job in waiting:
             written += collect(job)
     if cells:

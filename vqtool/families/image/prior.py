@@ -129,7 +129,7 @@ class Stepper:
         self.prior, self.height, self.width = prior, height, width
         n, c, dev, dtype = len(labels), prior.config, labels.device, prior.embed.weight.dtype
         self.r = r = c.kernel // 2
-        hidden = c.hidden
+        self.hidden = hidden = c.hidden
         self.v_const = [(layer.v_cond(labels) + layer.v_conv.bias)[:, None] for layer in prior.stack]
         # the class and bias terms of each horizontal layer, added to the vertical part once per row
         self.h_const = [(layer.h_cond(labels) + layer.h_conv.bias + layer.v_to_h.bias)[:, None] for layer in prior.stack]
@@ -168,7 +168,7 @@ class Stepper:
         """Logits (N, K) at (row, col); codes before it in raster order must be filled in."""
         if col > 0:
             self.inputs[col].copy_(self.prior.embed(codes[:, row, col - 1]))
-        hidden = self.prior.config.hidden
+        hidden = self.hidden
         for (terms, window, out, residual), (w_in, w_out, b_out) in zip(self.views[col], self.weights):
             feat = torch.addmm(terms, window, w_in)
             torch.addmm(b_out, torch.tanh(feat.narrow(1, 0, hidden)).mul_(torch.sigmoid(feat.narrow(1, hidden, hidden))),
