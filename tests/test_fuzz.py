@@ -286,6 +286,7 @@ MEDIA = {"image": (_image_seeds(), _read_image, 400 << 20), "audio": (_audio_see
        mutations)
 @example(("image", "TIFF-RGB"), ("flip", [1048576]))  # found by `make fuzz`: Pillow raised TypeError
 @example(("image", "TIFF-F"), ("flip-parsed", [229]))  # found by `make fuzz`: 503 MB for a 614-byte file
+@example(("motion", "NPY"), ("insert", (10, b"'")))  # found by `make test`: numpy raised tokenize.TokenError
 def test_fuzz_images_and_audio(seed, mutation):
     family, name = seed
     seeds, read, budget = MEDIA[family]

@@ -250,3 +250,42 @@ def tile(images: list[np.ndarray], columns: int, gutter: int = 2, background: in
         top, left = gutter + (index // columns) * (height + gutter), gutter + (index % columns) * (width + gutter)
         sheet[top:top + height, left:left + width] = image
     return sheet
+
+
+# --- .npy arrays from files we did not write ----------------------------------------------------------
+MAX_NPY_HEADER = 1 << 16
+
+
+def npy_header(stream, source: str) -> tuple[tuple[int, ...], np.dtype, bool]:
+    """(shape, dtype, fortran order) of a .npy stream, left at the first data byte. numpy's header
+    parser can raise nearly anything on a hostile header (a tokenizer error, a SyntaxError); every
+    failure, and any dtype that holds Python objects, is one VqtoolError naming `source`."""
+    try:
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream, max_header_size=MAX_NPY_HEADER)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream, max_header_size=MAX_NPY_HEADER)
+        else:
+            raise ValueError(f"format version {version[0]}.{version[1]} is not read here (1.0 and 2.0 are)")
+    except Exception as exc:  # noqa: BLE001 - numpy's header parser is not hardened
+        raise VqtoolError(f"not a readable .npy array ({type(exc).__name__}: {exc})", source) from None
+    if dtype.hasobject or not all(isinstance(n, int) and n >= 0 for n in shape):
+        raise VqtoolError(f"not a plain .npy array (dtype {dtype}, shape {shape})", source)
+    return tuple(shape), dtype, bool(fortran)
+
+
+def parse_npy(data: bytes, source: str) -> np.ndarray:
+    """A whole .npy file from bytes, refused (never allocated) when the header claims more data than
+    the file holds."""
+    import math
+
+    stream = io.BytesIO(data)
+    shape, dtype, fortran = npy_header(stream, source)
+    need = math.prod(shape) * dtype.itemsize
+    have = len(data) - stream.tell()
+    if have != need:
+        raise VqtoolError(f"the .npy header promises {need} bytes of data, the file holds {have}"
+                          + (" (truncated)" if have < need else ""), source)
+    array = np.frombuffer(data, dtype=dtype, count=math.prod(shape), offset=stream.tell())
+    return array.reshape(shape, order="F" if fortran else "C")

@@ -6,7 +6,6 @@ predicted frames, 8 test windows per test file from a fixed seed."""
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,10 +27,9 @@ VALIDATION_PER_ACTION = 100
 def parse_motion(data: bytes, source: str, suffix: str = ".txt") -> np.ndarray:
     """A clip as a float32 array [frames, 117]; anything else is one clear error naming `source`."""
     if suffix == ".npy" or data[:6] == b"\x93NUMPY":
-        try:
-            array = np.load(io.BytesIO(data), allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise VqtoolError(f"not a readable .npy array ({exc})", source) from None
+        from ..media import parse_npy
+
+        array = parse_npy(data, source)
         if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
             raise VqtoolError(f"a .npy clip must be a 2-D numeric array [frames, {FRAME_VALUES}], "
                               f"not {array.dtype} {list(array.shape)}", source)
