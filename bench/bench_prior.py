@@ -42,17 +42,13 @@ def cached_flops(prior, n: int) -> int:
     return 2 * n * rows * cols * (per_code + per_column_of_row)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--model", default="cifar10")
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
+def sampling_rows(model_name: str, threads: int, peak: float) -> dict:
+    """Cached and naive sampling at batch 1, 16 and 100, range coding of 100 grids; ratios."""
     import vqtool
     from vqtool.families.image.compress import compress, decompress
 
-    peak = matmul_peak(args.threads)
-    torch.set_num_threads(args.threads)
-    model = vqtool.load(args.model, device="cpu")
+    torch.set_num_threads(threads)
+    model = vqtool.load(model_name, device="cpu")
     rows = []
     for batch in (1, 16, 100):
         labels = [i % 10 for i in range(batch)]
@@ -69,20 +65,32 @@ def main() -> None:
                      ("decompress", lambda: decompress(model.prior, payloads, grid))):
         seconds = timed(call, 3.0)
         rows.append({"op": op, "batch": 100, "per_s": 100 / seconds, "ms_per_call": seconds * 1e3, "gflops": None})
+    ratios = {}
+    by = {(r["op"], r["batch"]): r for r in rows}
+    for batch in (1, 16, 100):
+        ratios[batch] = by[("sample cached", batch)]["per_s"] / by[("sample naive", batch)]["per_s"]
+    return {"rows": rows, "cached_over_naive": ratios, "mean_payload_bytes": sum(map(len, payloads)) / len(payloads)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="cifar10")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    peak = matmul_peak(args.threads)
+    measured = sampling_rows(args.model, args.threads, peak)
+    rows, ratios = measured["rows"], measured["cached_over_naive"]
     print(f"vqtool {args.model} prior on {platform.processor() or platform.machine()}, {args.threads} threads, "
           f"torch {torch.__version__}; float32 matmul peak {peak:.1f} GFLOP/s")
     print(f"{'op':16} {'batch':>5} {'per s':>9} {'ms/call':>10} {'GFLOP/s':>8} {'% peak':>7}")
     for r in rows:
         gf = f"{r['gflops']:>8.1f} {100 * r['gflops'] / peak:>6.1f}%" if r["gflops"] else f"{'':>8} {'':>7}"
         print(f"{r['op']:16} {r['batch']:>5} {r['per_s']:>9.1f} {r['ms_per_call']:>10.1f} {gf}")
-    by = {(r["op"], r["batch"]): r for r in rows}
-    ratios = {}
     for batch in (1, 16, 100):
-        ratios[batch] = by[("sample cached", batch)]["per_s"] / by[("sample naive", batch)]["per_s"]
         print(f"batch {batch}: cached sampling is {ratios[batch]:.1f}x the naive loop (same samples)")
     result = {"model": args.model, "threads": args.threads, "torch": torch.__version__,
               "matmul_peak_gflops": peak, "rows": rows, "cached_over_naive": ratios,
-              "mean_payload_bytes": sum(map(len, payloads)) / len(payloads)}
+              "mean_payload_bytes": measured["mean_payload_bytes"]}
     out = Path(__file__).parent / "results" / f"prior-{Path(args.model).stem}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")

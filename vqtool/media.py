@@ -110,6 +110,18 @@ def path_key(path: str | Path) -> str:
 _stdin: bytes | None = None
 
 
+def peek_stdin(count: int) -> bytes:
+    """The first bytes of stdin, left for the reader (`stdin_stream`)."""
+    if _stdin is None and hasattr(sys.stdin.buffer, "peek"):
+        return sys.stdin.buffer.peek(count)[:count]
+    return read_bytes(STDIO)[:count]
+
+
+def stdin_stream():
+    """Stdin to read from: streamed, unless `read_bytes` or `peek_stdin` has kept it already."""
+    return io.BytesIO(_stdin) if _stdin is not None else sys.stdin.buffer
+
+
 def read_bytes(source: str | Path) -> bytes:
     """Whole file, or all of stdin for '-' (formats here need random access, pipes have none).
     Stdin is read once and kept, so that a format can be sniffed before it is decoded."""

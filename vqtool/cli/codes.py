@@ -17,9 +17,11 @@ from .common import (CodeRequest, DeviceOpt, ModelsDirOpt, any_folder, console, 
                      record_stem, report, usage)
 
 
-def _split_media(items: list[str], quiet: bool) -> tuple[list[str], str, bool]:
-    """`encode`'s inputs, their media kind (image or audio), and whether a folder was named. Files named on the
-    command line must be of one kind; files of the other kind found inside folders are skipped with a note."""
+def _split_media(items: list[str], quiet: bool) -> tuple[list[str], str, bool, list[str]]:
+    """`encode`'s inputs, their media kind (image or audio), whether a folder was named, and each input's
+    name relative to the folder it was found in. Files named on the command line must be of one kind;
+    files of the other kind found inside folders are skipped with a note."""
+    from ..codearrays import relative_names
     from collections import Counter
 
     from ..audio import AUDIO_SUFFIXES
@@ -29,10 +31,13 @@ def _split_media(items: list[str], quiet: bool) -> tuple[list[str], str, bool]:
     if items.count("-") > 1:
         raise usage("stdin ('-') can be read only once")
     tagged = []  # (source, media kind, from a folder)
+    roots = {}  # source -> the folder it was found in
     for item in items:
         folder = item != "-" and Path(item).is_dir()
         for source in expand_inputs([item], IMAGE_SUFFIXES | AUDIO_SUFFIXES):
             tagged.append((source, media_kind(source, read_bytes(source) if source == "-" else None), folder))
+            if folder:
+                roots.setdefault(source, item)
     named = {kind for _, kind, folder in tagged if not folder}
     if len(named) > 1:
         raise usage("encode images and audio in separate calls")
@@ -43,7 +48,8 @@ def _split_media(items: list[str], quiet: bool) -> tuple[list[str], str, bool]:
     if skipped and not quiet:
         note(f"skipping {len(skipped)} {'image' if kind == 'audio' else 'audio'} file(s) found in folders (first: "
              f"{skipped[0]}); encode them in a separate call")
-    return [s for s, k, _ in tagged if k == kind], kind, any(f for _, _, f in tagged)
+    sources = [s for s, k, _ in tagged if k == kind]
+    return sources, kind, any(f for _, _, f in tagged), relative_names(sources, [roots.get(s) for s in sources])
 
 
 def encode(
@@ -51,7 +57,8 @@ def encode(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint name or path "
                                                                     "(default: cifar10 for images, speech for audio)."),
     output: Optional[str] = typer.Option(None, "--output", "-o",
-                                         help="File, folder (for many inputs) or '-' for stdout. "
+                                         help="File, folder (for many inputs), '-' for stdout, or NAME.npz: the codes "
+                                              "of all images as one array (docs/codes-npz.md). "
                                               "Default: INPUT with the .vqc suffix."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per model call."),
     device: str = DeviceOpt,
@@ -81,13 +88,26 @@ def encode(
 
     `vqtool encode photo.png --compress`  (range-coded under the prior)
 
+    `vqtool encode images/ -o codes.npz`  (one array for a whole dataset: codes, names, sizes)
+
     `vqtool encode speech.wav -o - | vqtool decode - --to spk3 -o other-voice.wav`
     """
+    from ..codearrays import SUFFIX
+
     json_needs_file(as_json, output)
-    sources, kind, from_folder = _split_media(inputs, quiet)
+    sources, kind, from_folder, names = _split_media(inputs, quiet)
+    if output is not None and output.lower().endswith(SUFFIX):
+        if kind != "image":
+            raise usage("a codes.npz holds image code grids; encode audio to .vqc files", "--output")
+        if compress:
+            raise usage("a codes.npz holds the codes themselves; --compress writes range-coded .vqc files",
+                        "--compress")
+        if Path(output).is_dir():
+            raise usage(f"'{output}' is a folder; a codes.npz is one file", "--output")
     family = registry.for_media(kind)
     request = CodeRequest(model or family.media[kind].default_model, output, device, models_dir, as_json, quiet,
-                          from_folder, tuple(sources), batch_size=batch_size, compress=compress)
+                          from_folder, tuple(sources), batch_size=batch_size, compress=compress, given=tuple(inputs),
+                          names=tuple(names))
     family.module("cli").encode_media(sources, request)
 
 
@@ -96,14 +116,43 @@ def _records(source: str):
     import io
 
     from ..codes import iter_records
-    from ..media import read_bytes
+    from ..media import read_bytes, stdin_stream
 
-    stream = sys.stdin.buffer if source == "-" else io.BytesIO(read_bytes(source))
+    stream = stdin_stream() if source == "-" else io.BytesIO(read_bytes(source))
     yield from ((source, i, r) for i, r in enumerate(iter_records(stream, "<stdin>" if source == "-" else source)))
 
 
+def _array_rows(source: str, data: bytes | None, cache) -> list:
+    """(source, index, CodeFile, output stem, name in messages) for every row of a codes.npz. The array
+    is checked as a whole first (format, names, length, checkpoint), so that a foreign or truncated
+    file is one error, not one per row. Rows decode to their stored relative path (folders kept)."""
+    from ..codearrays import open_code_array
+    from ..codes import CodeFile
+
+    label = "<stdin>" if source == "-" else source
+    array = open_code_array(label, data)
+    try:
+        meta = array.meta
+        entries = []
+        for start, codes in array.chunks():
+            for offset, grid in enumerate(codes):
+                row = start + offset
+                name = array.names[row]
+                height, width = (int(v) for v in array.sizes[row])
+                record = CodeFile(grid, meta["model"], meta["checkpoint_sha256"], meta["codebook_size"],
+                                  {"kind": "image", "height": height, "width": width, "channels": meta["channels"]})
+                if row == 0:
+                    cache.for_record(record, label)  # the checkpoint and grid, once for the whole array
+                stem = name.rsplit(".", 1)[0] if "." in name.rsplit("/", 1)[-1] else name
+                entries.append((source, row, record, stem, f"{label}:{name}"))
+        return entries
+    finally:
+        array.close()
+
+
 def decode(
-    inputs: List[str] = typer.Argument(..., metavar="CODES", help=".vqc files or folders; '-' reads records from stdin."),
+    inputs: List[str] = typer.Argument(..., metavar="CODES", help=".vqc files or folders, codes.npz arrays; '-' reads "
+                                                                  "records (or an array) from stdin."),
     output: Optional[str] = typer.Option(None, "--output", "-o",
                                          help="File (suffix picks the format), folder, or '-' for stdout. "
                                               "Default: INPUT.decoded.png beside each input."),
@@ -136,12 +185,15 @@ def decode(
     `vqtool sample --codes -n 16 -o - | vqtool decode - -o grid.png`
 
     `vqtool decode speech.vqc --to spk3 -o other-voice.wav`
+
+    `vqtool decode codes.npz -o images/`  (every row, under its stored relative path)
     """
     from collections import Counter
 
     from ..audio import OUTPUT_FORMATS
+    from ..codearrays import is_code_array
     from ..codefiles import ModelCache
-    from ..media import IMAGE_FORMATS, expand_inputs
+    from ..media import IMAGE_FORMATS, expand_inputs, peek_stdin, read_bytes
 
     json_needs_file(as_json, output)
     if "." + fmt.lower() not in {**IMAGE_FORMATS, **OUTPUT_FORMATS}:
@@ -150,15 +202,19 @@ def decode(
     sources = expand_inputs(inputs, {".vqc"})
     cache = ModelCache(model, device, models_dir)
     failures: list[str] = []
-    pending = []
+    pending, rows = [], []
     for source in sources:
         try:
-            pending.extend(_records(source))
+            # stdin: sniffed without consuming it (a stream of .vqc records is read as it comes)
+            if is_code_array(source, peek_stdin(4) if source == "-" else None):
+                rows.extend(_array_rows(source, read_bytes(source) if source == "-" else None, cache))
+            else:
+                pending.extend(_records(source))
         except VqtoolError as exc:
             report(failures, source, exc)
     counts = Counter(source for source, _, _ in pending)
     # (source, index, record, output stem, name in messages), grouped by media kind
-    by_kind: dict[str, list] = {}
+    by_kind: dict[str, list] = {"image": rows} if rows else {}
     for source, index, record in pending:
         by_kind.setdefault(record.media["kind"], []).append(
             (source, index, record, record_stem(source, index, record, counts[source]),

@@ -216,6 +216,8 @@ class CodeRequest:
     to: Optional[str] = None
     to_voice: Optional[str] = None
     columns: Optional[int] = None
+    given: tuple = ()  # the inputs as named on the command line (folders unexpanded)
+    names: tuple = ()  # encode: each input's name relative to the folder it was found in (codes.npz rows)
 
 
 # --- training --------------------------------------------------------------------------------------

@@ -58,7 +58,11 @@ def train_vqvae(
 
 
 def train_prior(
-    data: Path = DataOpt,
+    data: Optional[Path] = typer.Option(None, "--data", help="Folder or .zip of training images (labels = parent "
+                                                             "folder); with --codes, images to fit the pixel scale."),
+    codes: Optional[Path] = typer.Option(None, "--codes", help="Train on a codes.npz made by `vqtool encode DIR -o "
+                                                               "codes.npz` with this VQ-VAE (labels = the names' "
+                                                               "parent folders) instead of encoding --data."),
     vqvae: str = typer.Option("cifar10", "--vqvae", help="The trained VQ-VAE whose codes the prior models."),
     eval_data: Optional[Path] = EvalDataOpt,
     judge: Optional[str] = typer.Option(None, "--judge", help="Classifier checkpoint that scores class-conditional "
@@ -68,7 +72,8 @@ def train_prior(
     class_dropout: float = typer.Option(0.2, "--class-dropout", min=0.0, max=1.0,
                                         help="Share of examples trained without their class (the unconditional prior)."),
     unconditional: bool = typer.Option(False, "--unconditional", help="Ignore the class labels."),
-    flip: bool = typer.Option(True, "--flip/--no-flip", help="Also train on the codes of mirrored images."),
+    flip: bool = typer.Option(True, "--flip/--no-flip", help="Also train on the codes of mirrored images "
+                                                             "(images only: a codes.npz has no mirror images)."),
     limit: Optional[int] = LimitOpt,
     eval_limit: Optional[int] = typer.Option(None, "--eval-limit"),
     models_dir: Optional[Path] = ModelsDirOpt,
@@ -76,37 +81,76 @@ def train_prior(
 ):
     """Train a class-conditional gated PixelCNN prior over a VQ-VAE's codes.
 
-    The training images are encoded once; the exported checkpoint is the VQ-VAE with the prior inside
-    (one name for encode, decode, sample and compress).
+    The training images are encoded once (or read from a codes.npz); the exported checkpoint is the
+    VQ-VAE with the prior inside (one name for encode, decode, sample and compress).
 
     Example: `vqtool train prior --vqvae cifar10 --data ../shared/data/cifar10/train.zip --eval-data ../shared/data/cifar10/test.zip`
+
+    From codes: `vqtool encode train/ -o train-codes.npz && vqtool train prior --codes train-codes.npz`
     """
-    from vqtool.data import refuse_test_split
+    import torch
+
+    from vqtool.data import fingerprint, refuse_test_split
     from vqtool.data.images import load_images, provenance
     from vqtool.evaluation import IMAGE_CLASSIFIER, load_judge
     from vqtool.hub import load
     from vqtool.training import fit
 
     from .prior import PriorConfig
-    from .task import PriorTask
+    from .task import PriorTask, array_codes, training_codes
 
-    refuse_test_split(data)
+    if data is None and codes is None:
+        raise usage("give the training images (--data) or their codes (--codes)", "--data")
+    for path in [p for p in (data, codes) if p is not None]:
+        refuse_test_split(path)
     base = load(vqvae, train.device, models_dir, expect=ARCHITECTURE)
     scorer = load_judge(judge, IMAGE_CLASSIFIER, "cpu", models_dir) if judge else None
     if base.config.prior:
         console.print(f"{vqvae} already has a prior; training a new one over the same codes")
     name = train.name or Path(base.name).stem
-    if not train.quiet:
-        console.print(f"loading {data} and encoding it with {base.name}…")
-    images = load_images(data, limit=limit)
-    classes = [] if unconditional else images.classes
+    if codes is not None:
+        if data is None and not base.config.prior:
+            raise usage(f"{base.name} has no prior whose pixel scale a prior from codes could keep; add --data "
+                        "(training images) to fit it", "--codes")
+        if not train.quiet:
+            console.print(f"reading {codes}…")
+        grids, labels, classes, meta = array_codes(base, str(codes))
+        for given in meta.get("inputs", []):  # what the array was encoded from
+            if isinstance(given, str):
+                refuse_test_split(given)
+        if limit:
+            keep = torch.as_tensor(seeded_subset(len(grids), limit))
+            grids, labels = grids[keep], labels[keep]
+        scale_images = load_images(data, limit=2000).images if data is not None else None
+        info = {"train_data": str(codes), "train_split": codes.stem, "train_items": len(grids),
+                "train_sha256": fingerprint(codes), "classes": classes, "codes_inputs": meta.get("inputs", []),
+                "eval_data": str(eval_data) if eval_data else None,
+                "eval_split": eval_data.stem if eval_data else None, "flip": False}
+        if flip and not train.quiet:
+            console.print("training on the array's codes only (no mirror images: --flip needs --data)")
+    else:
+        if not train.quiet:
+            console.print(f"loading {data} and encoding it with {base.name}…")
+        images = load_images(data, limit=limit)
+        classes = images.classes
+        grids, labels = training_codes(base, images, flip)
+        scale_images = images.images[:2000]
+        info = {**provenance(data, images, eval_data), "flip": flip}
+    if unconditional:
+        classes = []
     prior = PriorConfig(num_codes=base.config.num_codes, classes=classes, hidden=hidden, layers=layers,
                         class_dropout=class_dropout if classes else 0.0)
-    info = {**provenance(data, images, eval_data), "flip": flip,
-            "codec": {"name": base.name, "sha256": base.sha256, **base.metadata.get("provenance", {})}}
-    task = PriorTask(base, prior, images, str(eval_data) if eval_data else None, flip, eval_limit, scorer, info,
-                     name)
+    info["codec"] = {"name": base.name, "sha256": base.sha256, **base.metadata.get("provenance", {})}
+    task = PriorTask(base, prior, grids, labels, scale_images, str(eval_data) if eval_data else None, eval_limit,
+                     scorer, info, name)
     fit(task, train.options(name, run_folder=f"{name}-prior"))
+
+
+def seeded_subset(count: int, limit: int):
+    """The same seeded choice of `limit` items that `load_images(limit=...)` makes."""
+    import numpy as np
+
+    return sorted(np.random.default_rng(0).choice(count, size=min(limit, count), replace=False))
 
 
 MAX_SAMPLES = 10_000  # per call: beyond this, loop in the shell (memory grows with N)
@@ -212,30 +256,58 @@ def sample(
 PIXELS_PER_CALL = 1 << 22  # about 4 megapixels per model call: bounds memory for large photos
 
 
+READ_AHEAD = 2  # batches of images read and decoded ahead of the model, by a small thread pool
+
+
 def _image_batches(sources: list[str], batch_size: int, mode: str, failures: list[str]):
     """(index, source, array) of the decoded images in batches of at most `batch_size` images and
-    PIXELS_PER_CALL pixels."""
-    from vqtool.media import image_to_array, read_image
+    PIXELS_PER_CALL pixels. Files are read and decoded by a small thread pool (Pillow releases the
+    GIL) while the model encodes the batch before; at most READ_AHEAD batches wait in memory."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
 
-    batch, pixels = [], 0
-    for index, source in enumerate(sources):
+    from vqtool.media import image_to_array, read_image
+    from vqtool.threads import available_cores
+
+    def read(source):
         try:
-            array = image_to_array(read_image(source, mode))
+            return image_to_array(read_image(source, mode))
         except VqtoolError as exc:
-            report(failures, source, exc)
-            continue
-        size = array.shape[0] * array.shape[1]
+            return exc
+
+    batch, pixels, waiting = [], 0, deque()
+
+    def settle():
+        """Take the oldest read; the batch it completes, if any."""
+        nonlocal batch, pixels
+        index, source, future = waiting.popleft()
+        array = future.result()
+        if isinstance(array, VqtoolError):
+            report(failures, source, array)
+            return None
+        size, full = array.shape[0] * array.shape[1], None
         if batch and (len(batch) == batch_size or pixels + size > PIXELS_PER_CALL):
-            yield batch
-            batch, pixels = [], 0
+            full, batch, pixels = batch, [], 0
         batch.append((index, source, array))
         pixels += size
+        return full
+
+    with ThreadPoolExecutor(max_workers=min(4, available_cores())) as pool:
+        for index, source in enumerate(sources):
+            waiting.append((index, source, pool.submit(read, source)))
+            if len(waiting) > READ_AHEAD * batch_size and (full := settle()):
+                yield full
+        while waiting:
+            if full := settle():
+                yield full
     if batch:
         yield batch
 
 
 def encode_media(sources: list[str], request: CodeRequest) -> None:
-    """`vqtool encode` for images: batched model calls, one record per image."""
+    """`vqtool encode` for images: batched model calls, one record per image, or one row each of a
+    codes.npz (`-o NAME.npz`)."""
+    from vqtool.codearrays import SUFFIX, CodeArrayWriter
     from vqtool.hub import load
 
     from .codec import image_mode
@@ -243,19 +315,57 @@ def encode_media(sources: list[str], request: CodeRequest) -> None:
     net = load(request.model, request.device, request.models_dir, expect=ARCHITECTURE)
     if request.compress:
         net.require_prior()
-    sink = RecordSink(request.output, sources, request.quiet, request.from_folder)
+    if request.output is not None and request.output.lower().endswith(SUFFIX):
+        sink = CodeArrayWriter(request.output, net.name, net.sha256, net.config.num_codes, "image",
+                               list(request.given))
+        put = _put_rows
+    else:
+        sink = RecordSink(request.output, sources, request.quiet, request.from_folder)
+        put = _put_records
     failures: list[str] = []
     written = 0
-    with progress(len(sources), "encoding", request.quiet) as advance:
-        for chunk in _image_batches(sources, request.batch_size, image_mode(net), failures):
-            written += _put_records(net, chunk, request, sink, failures)
-            advance(len(chunk))
-    if not sink.close(failures):
+    try:
+        with progress(len(sources), "encoding", request.quiet) as advance:
+            for chunk in _image_batches(sources, request.batch_size, image_mode(net), failures):
+                written += put(net, chunk, request, sink, failures)
+                advance(len(chunk))
+    except BaseException:
+        if isinstance(sink, CodeArrayWriter):
+            sink.discard()
+        raise
+    if isinstance(sink, CodeArrayWriter):
+        try:
+            sink.close()
+        except VqtoolError as exc:
+            report(failures, request.output, exc)
+            written = 0
+    elif not sink.close(failures):
         written = 0
     if not request.quiet:
-        console.print(f"encoded {written} image(s) with {net.name}" + (f", {len(failures)} failed" if failures else ""))
+        where = f" into {request.output}" if isinstance(sink, CodeArrayWriter) and written else ""
+        console.print(f"encoded {written} image(s) with {net.name}{where}"
+                      + (f", {len(failures)} failed" if failures else ""))
     if failures:
         raise typer.Exit(1)
+
+
+def _put_rows(net, chunk: list, request: CodeRequest, sink, failures: list[str]) -> int:
+    """Encode one batch of (index, source, array) into rows of a codes.npz; how many went."""
+    from .codec import encode_grids
+
+    written = 0
+    for (index, source, array), grid in zip(chunk, encode_grids(net, [array for _, _, array in chunk])):
+        name = request.names[index] if request.names else source
+        try:
+            row = sink.add(grid, name, array.shape, source)
+        except VqtoolError as exc:
+            report(failures, source, exc)
+            continue
+        written += 1
+        if request.as_json:
+            emit_json({"input": source, "output": request.output, "row": row, "name": name, "model": net.name,
+                       "grid": list(grid.shape), "width": array.shape[1], "height": array.shape[0]})
+    return written
 
 
 def _put_records(net, chunk: list, request: CodeRequest, sink: RecordSink, failures: list[str]) -> int:

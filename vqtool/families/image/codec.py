@@ -23,6 +23,22 @@ def image_record(grid: np.ndarray, shape: tuple, model: str, sha256: str, num_co
     return CodeFile(grid, model, sha256, num_codes, media, extra or {})
 
 
+def _by_shape(net, arrays: list[np.ndarray]):
+    """(indices, codes tensor) for each group of same-sized images: one model call per size."""
+    for shape in dict.fromkeys(array.shape for array in arrays):
+        group = [i for i, array in enumerate(arrays) if array.shape == shape]
+        yield group, net.encode(np.stack([arrays[i] for i in group])).cpu()
+
+
+def encode_grids(net, arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """The code grid of each (H, W, C) uint8 image, in order."""
+    grids: list = [None] * len(arrays)
+    for group, codes in _by_shape(net, arrays):
+        for i, grid in zip(group, codes.numpy()):
+            grids[i] = grid
+    return grids
+
+
 def encode_arrays(net, arrays: list[np.ndarray], compress: bool = False, names: list[dict] | None = None
                   ) -> list[bytes | VqtoolError]:
     """One record per (H, W, C) uint8 image, or the reason it has none; one model call per image size.
@@ -31,9 +47,8 @@ def encode_arrays(net, arrays: list[np.ndarray], compress: bool = False, names: 
         net.require_prior()
     names = names or [{}] * len(arrays)
     results: list = [None] * len(arrays)
-    for shape in {array.shape for array in arrays}:
-        group = [i for i, array in enumerate(arrays) if array.shape == shape]
-        codes = net.encode(np.stack([arrays[i] for i in group])).cpu()
+    for group, codes in _by_shape(net, arrays):
+        shape = arrays[group[0]].shape
         try:
             payloads = range_code(net.prior, codes) if compress else [None] * len(group)
         except VqtoolError as exc:  # too large to range-code: every image of this size fails

@@ -33,6 +33,41 @@ def encode_all(model: VQVAE, images: torch.Tensor, flip: bool = False) -> torch.
     return in_batches(lambda part: model.encode((part.flip(2) if flip else part).numpy()).short(), images)
 
 
+def training_codes(base: VQVAE, images, flip: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(codes, labels) of a training set encoded once, with its mirror image when `flip`."""
+    codes = [encode_all(base, images.images)] + ([encode_all(base, images.images, flip=True)] if flip else [])
+    return torch.cat(codes), images.labels.repeat(len(codes))
+
+
+def array_codes(base: VQVAE, path: str) -> tuple[torch.Tensor, torch.Tensor, list[str], dict]:
+    """(codes, labels, classes, meta) of a codes.npz made with this VQ-VAE; labels are the names'
+    parent folders (-1 for a name without one)."""
+    from vqtool.codearrays import open_code_array
+    from vqtool.errors import VqtoolError
+
+    array = open_code_array(path)
+    try:
+        codec = base.metadata.get("extra", {}).get("codec_sha256") if hasattr(base, "metadata") else None
+        made_by = array.meta["checkpoint_sha256"]
+        if made_by not in (getattr(base, "sha256", None), codec):
+            raise VqtoolError(f"codes were made by checkpoint {made_by[:12]}… of model '{array.meta['model']}', not "
+                              f"by {base.name} ({base.sha256[:12]}…); encode the images with it", path)
+        if array.meta["codebook_size"] != base.config.num_codes:
+            raise VqtoolError(f"codebook of {array.meta['codebook_size']}, but {base.name} has {base.config.num_codes}",
+                              path)
+        codes = torch.empty((array.count, *array.grid), dtype=torch.int16 if base.config.num_codes <= 1 << 15
+                            else torch.int32)
+        for start, chunk in array.chunks():
+            codes[start:start + len(chunk)] = torch.from_numpy(chunk)
+        parents = [name.rsplit("/", 1)[0].rsplit("/", 1)[-1] if "/" in name else "" for name in array.names]
+        classes = sorted(set(parents) - {""})
+        index = {c: i for i, c in enumerate(classes)}
+        labels = torch.tensor([index.get(p, -1) for p in parents], dtype=torch.long)
+        return codes, labels, classes, array.meta
+    finally:
+        array.close()
+
+
 class VQVAETask(TaskBase):
     """Training recipe for `fit`: MSE reconstruction + quantiser loss, evaluated on a held-out set."""
 
@@ -91,18 +126,18 @@ class PriorTask(TaskBase):
 
     model_class = VQVAE
 
-    def __init__(self, base: VQVAE, prior: PriorConfig, train, eval_path: str | None, flip: bool = True,
-                 eval_limit: int | None = None, judge=None, data_info: dict | None = None, name: str = "cifar10"):
-        """`judge`: a loaded image classifier (`load_judge`) that scores class-conditional samples."""
+    def __init__(self, base: VQVAE, prior: PriorConfig, codes: torch.Tensor, labels: torch.Tensor,
+                 scale_images: torch.Tensor | None, eval_path: str | None, eval_limit: int | None = None, judge=None,
+                 data_info: dict | None = None, name: str = "cifar10"):
+        """`codes` (N, h, w) and `labels` (N, -1 for none) are the training grids; `scale_images` (uint8
+        N, H, W, C) fit the decoder's pixel scale, or None to keep the VQ-VAE's prior's; `judge`: a loaded
+        image classifier (`load_judge`) that scores class-conditional samples."""
         self.base, self.eval_path, self.name = base, eval_path, name
         self.eval_limit, self.judge = eval_limit, judge
         self.data_info = {**(data_info or {}), **({"judge": judge_record(judge)} if judge is not None else {})}
-        codes = [encode_all(base, train.images)] + ([encode_all(base, train.images, flip=True)] if flip else [])
-        self.codes = torch.cat(codes)
+        self.codes, self.labels, self.scale_images = codes, labels, scale_images
         self.prior_config = prior = replace(prior, grid=list(self.codes.shape[1:]))
         self.config = replace(base.config, prior=asdict(prior))
-        self.labels = train.labels.repeat(len(codes))
-        self.scale_images = train.images[:2000]
 
     def build(self) -> VQVAE:
         model = VQVAE(self.config)
@@ -111,8 +146,11 @@ class PriorTask(TaskBase):
         for name, param in model.named_parameters():
             param.requires_grad_(name.startswith("prior."))
         # the discrete likelihood p(x | z) of the frozen decoder: one logistic scale per channel,
-        # fitted by maximum likelihood on training images
+        # fitted by maximum likelihood on training images (or kept from the VQ-VAE's prior)
         with torch.no_grad():
+            if self.scale_images is None:
+                model.prior.pixel_log_scale.copy_(self.base.prior.pixel_log_scale)
+                return model
             originals = self.scale_images.permute(0, 3, 1, 2)
             mean = decoder_mean(self.base, self.base.encode(self.scale_images.numpy()))
             model.prior.pixel_log_scale.copy_(fit_log_scale(mean, originals))
