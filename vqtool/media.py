@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import os
 import re
 import sys
 import tempfile
+import threading
 import unicodedata
 import warnings
 from pathlib import Path
@@ -79,13 +81,53 @@ def write_stdout(data: bytes) -> None:
         raise StdoutClosed from None
 
 
+_made_folders: set[str] = set()  # folders this process has made or found; forgotten if one disappears
+_folder_lock = threading.Lock()  # a writer thread's temporary must not look stale to another's first scan
+
+
 def write_bytes(target: str | Path, data: bytes) -> None:
-    """Write to a file atomically, or to stdout for '-'."""
+    """Write to a file atomically, or to stdout for '-'. The same promise as `atomic_path` with
+    fewer system calls (open, write, close, rename), for commands that write thousands of small
+    files: the temporary is created with the usual permissions and a name of this process's own."""
     if str(target) == STDIO:
         write_stdout(data)
         return
-    with atomic_path(Path(target)) as tmp:
-        tmp.write_bytes(data)
+    path = Path(target)
+    folder = str(path.parent)
+    tmp = None
+    try:
+        if folder not in _made_folders:
+            with _folder_lock:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                warn_stale_parts(path.parent)
+                _made_folders.add(folder)
+        for attempt in itertools.count():
+            tmp = os.path.join(folder, f".{path.name[:200]}.{os.getpid()}-{threading.get_ident()}-{attempt}"
+                                       f"{PART_SUFFIX}")
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+                break
+            except FileExistsError:
+                continue
+            except FileNotFoundError:
+                if folder not in _made_folders or attempt:
+                    raise
+                _made_folders.discard(folder)  # removed since: make it again
+                path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        raise VqtoolError(f"cannot write ({exc.strerror or exc})", str(path)) from None
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 MAX_NAME_BYTES = 100
@@ -102,9 +144,17 @@ def safe_name(name: str, fallback: str) -> str:
     return cleaned or fallback
 
 
-def path_key(path: str | Path) -> str:
-    """One spelling per file, to tell whether two paths name the same file."""
-    return os.path.normcase(os.path.realpath(path))
+def path_key(path: str | Path, folders: dict | None = None) -> str:
+    """One spelling per file, to tell whether two paths name the same file. `folders` caches the
+    resolved folders for a caller that names thousands of files in a few folders (realpath costs a
+    system call per path component); the file itself is resolved whenever it is a link."""
+    if folders is None:
+        return os.path.normcase(os.path.realpath(path))
+    folder, name = os.path.split(os.path.abspath(path))
+    if folder not in folders:
+        folders[folder] = os.path.realpath(folder)
+    joined = os.path.join(folders[folder], name)
+    return os.path.normcase(os.path.realpath(joined) if os.path.islink(joined) else joined)
 
 
 _stdin: bytes | None = None

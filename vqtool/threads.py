@@ -79,10 +79,25 @@ def configure(option: int | None = None) -> int:
 def single_thread():
     """One intra-op thread for a sequential walk: its operations are too small to share, and spare
     threads only spin against other work on the cores."""
+    with fewer_threads(lambda threads: 1):
+        yield
+
+
+@contextmanager
+def core_for_writers():
+    """One core fewer for torch while a thread pool compresses and writes the model's output (decode to
+    files): on 2 cores the model alone at 1 thread and the writers beside it beat 2 threads fighting
+    the writers for both cores (10,000 CIFAR-10 images: 7.2-7.6 s against 8.3-8.6 s)."""
+    with fewer_threads(lambda threads: max(1, threads - 1)):
+        yield
+
+
+@contextmanager
+def fewer_threads(rule):
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(rule(before))
     try:
         yield
     finally:

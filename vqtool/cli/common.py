@@ -111,7 +111,8 @@ class Outputs:
         if named and count > 1 and not self.to_dir:
             raise usage(f"'{target}' names one file, but this call makes {count} outputs; give a folder "
                         f"(-o {Path(target).with_suffix('')}/)", "--output")
-        self.inputs = {path_key(s) for s in inputs if s != "-"}
+        self.folders: dict = {}  # resolved folders, for path_key
+        self.inputs = {path_key(s, self.folders) for s in inputs if s != "-"}
         self.claimed: set[str] = set()
         if named and not self.to_dir and path_key(target) in self.inputs:
             raise usage(f"'{target}' is also an input; refusing to overwrite it", "--output")
@@ -127,14 +128,14 @@ class Outputs:
             return self.target
         folder = Path(self.target) if self.to_dir else Path(source).parent
         path, number = folder / f"{stem}{self.suffix}", 1
-        while path_key(path) in self.claimed:
+        while (key := path_key(path, self.folders)) in self.claimed:
             number += 1
             path = folder / f"{stem}-{number}{self.suffix}"
-        if path_key(path) in self.inputs:
+        if key in self.inputs:
             raise usage(f"the output for {source} would be {path}, which is an input; choose another -o", "--output")
         if number > 1 and not self.quiet:
             note(f"{source} -> {path} ({stem}{self.suffix} is another output of this call)")
-        self.claimed.add(path_key(path))
+        self.claimed.add(key)
         return str(path)
 
     def plan(self, sources: list[str]) -> list[str]:

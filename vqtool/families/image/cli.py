@@ -442,7 +442,7 @@ def decode_media(pending: list, request: CodeRequest, cache, failures: list[str]
     from concurrent.futures import ThreadPoolExecutor
 
     from vqtool.media import IMAGE_FORMATS, encode_image, image_format_for, tile, write_bytes
-    from vqtool.threads import available_cores
+    from vqtool.threads import available_cores, core_for_writers
 
     output, fmt = request.output, request.fmt
     default_format = IMAGE_FORMATS.get("." + fmt.lower(), "PNG")
@@ -471,7 +471,7 @@ def decode_media(pending: list, request: CodeRequest, cache, failures: list[str]
                        "width": pixels.shape[1], "height": pixels.shape[0], "bytes": size})
         return 1
 
-    with ThreadPoolExecutor(max_workers=min(4, available_cores())) as pool, \
+    with ThreadPoolExecutor(max_workers=min(4, available_cores())) as pool, core_for_writers(), \
             progress(len(pending), "decoding", request.quiet) as advance:
         for entry, net, pixels in _decoded(pending, cache, failures):
             advance()
