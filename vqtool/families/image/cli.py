@@ -397,14 +397,40 @@ DECODE_BATCH = 256  # records per model call in `vqtool decode`
 BATCH_CODES = 4096  # grids above this many codes (64 x 64) decode one at a time
 
 
+def _restored(pending: list, cache, failures: list[str]):
+    """(entry, net, codes) of each record that can be read, in order. Range-coded records of one
+    checkpoint and grid are decoded together, DECODE_BATCH at a time, in one walk of the prior."""
+    from .compress import restore_many
+
+    for start in range(0, len(pending), DECODE_BATCH):
+        window = []
+        for entry in pending[start:start + DECODE_BATCH]:
+            try:
+                window.append((entry, cache.for_record(entry[2], entry[4])))
+            except VqtoolError as exc:
+                report(failures, entry[4], exc)
+        groups: dict = {}
+        for entry, net in window:
+            if entry[2].codes is None:
+                groups.setdefault((id(net), tuple(entry[2].grid)), []).append((entry, net))
+        restored = {}
+        for group in groups.values():
+            results = restore_many(group[0][1].prior, [e[2] for e, _ in group], [e[4] for e, _ in group])
+            restored.update({id(entry): result for (entry, _), result in zip(group, results)})
+        for entry, net in window:
+            codes = restored.get(id(entry), entry[2].codes)
+            if isinstance(codes, VqtoolError):
+                report(failures, entry[4], codes)
+                continue
+            yield entry, net, codes
+
+
 def _decoded(pending: list, cache, failures: list[str]):
-    """(entry, net, (H, W, C) uint8 pixels) of each record that decodes, in order: bit-packed records of
-    one checkpoint and grid go through the model DECODE_BATCH at a time (their pixels equal one-at-a-time
-    decoding: the model decodes in fixed chunks), range-coded ones after their sequential walk."""
+    """(entry, net, (H, W, C) uint8 pixels) of each record that decodes, in order: records of one
+    checkpoint and grid go through the model DECODE_BATCH at a time (their pixels equal one-at-a-time
+    decoding: the model decodes in fixed chunks)."""
     import numpy as np
     import torch
-
-    from .compress import restore
 
     run: list = []  # (entry, codes, net) of one checkpoint and grid
 
@@ -418,14 +444,7 @@ def _decoded(pending: list, cache, failures: list[str]):
             yield entry, net, image[:media["height"], :media["width"]]
         run.clear()
 
-    for entry in pending:
-        label, record = entry[4], entry[2]
-        try:
-            net = cache.for_record(record, label)
-            codes = restore(net.prior, record, label)
-        except VqtoolError as exc:
-            report(failures, label, exc)
-            continue
+    for entry, net, codes in _restored(pending, cache, failures):
         if run and (run[0][2] is not net or run[0][1].shape != codes.shape or len(run) == DECODE_BATCH
                     or codes.size > BATCH_CODES):
             yield from flush()
