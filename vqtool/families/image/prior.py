@@ -107,7 +107,10 @@ class PixelCNNPrior(nn.Module):
         if self.embed.weight.dtype == torch.float64:
             return self.eval()
         if "_float64" not in self.__dict__:
-            self.__dict__["_float64"] = copy.deepcopy(self).double().eval()
+            twin = copy.deepcopy(self)
+            for cache in ("_step_weights", "_step_buffers"):  # the walk's caches belong to these weights
+                twin.__dict__.pop(cache, None)
+            self.__dict__["_float64"] = twin.double().eval()
         return self.__dict__["_float64"]
 
 
@@ -127,28 +130,16 @@ class Stepper:
 
     def __init__(self, prior: PixelCNNPrior, labels: torch.Tensor, height: int, width: int):
         self.prior, self.height, self.width = prior, height, width
-        n, c, dev, dtype = len(labels), prior.config, labels.device, prior.embed.weight.dtype
-        self.r = r = c.kernel // 2
-        self.hidden = hidden = c.hidden
+        n, c = len(labels), prior.config
+        self.r, self.hidden = c.kernel // 2, c.hidden
         self.v_const = [(layer.v_cond(labels) + layer.v_conv.bias)[:, None] for layer in prior.stack]
         # the class and bias terms of each horizontal layer, added to the vertical part once per row
         self.h_const = [(layer.h_cond(labels) + layer.h_conv.bias + layer.v_to_h.bias)[:, None] for layer in prior.stack]
-        # vertical inputs of every layer, padded as the full pass pads them
-        self.v = [torch.zeros(n, hidden, height + r, width + 2 * r, device=dev, dtype=dtype) for _ in range(c.layers)]
-        self.h = [torch.zeros(n, width + r, hidden, device=dev, dtype=dtype) for _ in range(c.layers + 1)]
-        self.terms = [torch.zeros(n, width, 2 * hidden, device=dev, dtype=dtype) for _ in range(c.layers)]
-        self.vertical = [(layer.v_conv.weight.reshape(2 * hidden, -1).t().contiguous(),
-                          layer.v_to_h.weight[:, :, 0, 0].t().contiguous()) for layer in prior.stack]
-        self.weights = [(layer.h_conv.weight[:, :, 0].permute(2, 1, 0).reshape((r + 1) * hidden, -1).contiguous(),
-                         layer.h_out.weight[:, :, 0, 0].t().contiguous(), layer.h_out.bias) for layer in prior.stack]
-        first, second = prior.head[1], prior.head[3]
-        self.head = (first.weight[:, :, 0, 0].t().contiguous(), first.bias,
-                     second.weight[:, :, 0, 0].t().contiguous(), second.bias)
-        # every view the per-code step touches, made once: (row terms, input window, output, residual) per layer
-        self.views = [[(self.terms[i][:, col], self.h[i][:, col:col + r + 1].reshape(n, -1), self.h[i + 1][:, r + col],
-                        self.h[i][:, col + r]) for i in range(c.layers)] for col in range(width)]
-        self.inputs = [self.h[0][:, r + col] for col in range(width)]
-        self.outputs = [self.h[-1][:, r + col] for col in range(width)]
+        self.vertical, self.weights, self.head = _step_weights(prior)
+        buffers = _step_buffers(prior, n, height, width, labels.device)
+        self.v, self.h, self.terms, self.views, self.inputs, self.outputs, self.gate_buffers = buffers
+        for v in self.v:  # rows are filled in as the walk goes; the padding must read as zeros
+            v.zero_()
 
     def start_row(self, row: int, codes: torch.Tensor) -> None:
         r, n, width, layers = self.r, codes.shape[0], self.width, self.prior.stack
@@ -168,14 +159,69 @@ class Stepper:
         """Logits (N, K) at (row, col); codes before it in raster order must be filled in."""
         if col > 0:
             self.inputs[col].copy_(self.prior.embed(codes[:, row, col - 1]))
-        hidden = self.hidden
+        feat, tanh_in, sigmoid_in, gated, opened = self.gate_buffers
         for (terms, window, out, residual), (w_in, w_out, b_out) in zip(self.views[col], self.weights):
-            feat = torch.addmm(terms, window, w_in)
-            torch.addmm(b_out, torch.tanh(feat.narrow(1, 0, hidden)).mul_(torch.sigmoid(feat.narrow(1, hidden, hidden))),
-                        w_out, out=out)
+            torch.addmm(terms, window, w_in, out=feat)
+            torch.tanh(tanh_in, out=gated)
+            torch.sigmoid(sigmoid_in, out=opened)
+            torch.addmm(b_out, gated.mul_(opened), w_out, out=out)
             out.add_(residual)
         w1, b1, w2, b2 = self.head
         return torch.addmm(b2, torch.addmm(b1, self.outputs[col].relu(), w1).relu_(), w2)
+
+
+def _step_weights(prior: PixelCNNPrior) -> tuple:
+    """The walk's weights laid out for matrix products, made once per set of weights (kept on the prior
+    until a parameter changes: training updates them in place, which bumps their version)."""
+    key = tuple((p.data_ptr(), p._version) for p in prior.parameters())
+    cached = prior.__dict__.get("_step_weights")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    r, hidden = prior.config.kernel // 2, prior.config.hidden
+    vertical = [(layer.v_conv.weight.reshape(2 * hidden, -1).t().contiguous(),
+                 layer.v_to_h.weight[:, :, 0, 0].t().contiguous()) for layer in prior.stack]
+    weights = [(layer.h_conv.weight[:, :, 0].permute(2, 1, 0).reshape((r + 1) * hidden, -1).contiguous(),
+                layer.h_out.weight[:, :, 0, 0].t().contiguous(), layer.h_out.bias) for layer in prior.stack]
+    first, second = prior.head[1], prior.head[3]
+    head = (first.weight[:, :, 0, 0].t().contiguous(), first.bias, second.weight[:, :, 0, 0].t().contiguous(),
+            second.bias)
+    prior.__dict__["_step_weights"] = (key, (vertical, weights, head))
+    return vertical, weights, head
+
+
+STEP_BUFFERS_KEPT = 1 << 22  # elements: walks this small keep their buffers for the next call
+
+
+def _step_buffers(prior: PixelCNNPrior, n: int, height: int, width: int, device) -> tuple:
+    """The walk's activations and every view its per-code step touches, made once per (batch, grid) and
+    reused by later calls of the same size from the same thread (a small grid's set-up otherwise costs
+    as much as a tenth of a one-image walk)."""
+    import threading
+
+    c, dtype = prior.config, prior.embed.weight.dtype
+    r, hidden = c.kernel // 2, c.hidden
+    key = (threading.get_ident(), n, height, width, dtype, str(device))
+    kept = prior.__dict__.setdefault("_step_buffers", {})
+    if key in kept:
+        return kept[key]
+    # vertical inputs of every layer, padded as the full pass pads them
+    v = [torch.zeros(n, hidden, height + r, width + 2 * r, device=device, dtype=dtype) for _ in range(c.layers)]
+    h = [torch.zeros(n, width + r, hidden, device=device, dtype=dtype) for _ in range(c.layers + 1)]
+    terms = [torch.zeros(n, width, 2 * hidden, device=device, dtype=dtype) for _ in range(c.layers)]
+    # (row terms, input window, output, residual) per layer, per column
+    views = [[(terms[i][:, col], h[i][:, col:col + r + 1].reshape(n, -1), h[i + 1][:, r + col], h[i][:, col + r])
+              for i in range(c.layers)] for col in range(width)]
+    inputs = [h[0][:, r + col] for col in range(width)]
+    outputs = [h[-1][:, r + col] for col in range(width)]
+    feat = torch.zeros(n, 2 * hidden, device=device, dtype=dtype)
+    gate_buffers = (feat, feat[:, :hidden], feat[:, hidden:], torch.zeros(n, hidden, device=device, dtype=dtype),
+                    torch.zeros(n, hidden, device=device, dtype=dtype))
+    buffers = (v, h, terms, views, inputs, outputs, gate_buffers)
+    if sum(t.numel() for t in v + h + terms) <= STEP_BUFFERS_KEPT:
+        if len(kept) >= 8:
+            kept.clear()
+        kept[key] = buffers
+    return buffers
 
 
 @torch.no_grad()
