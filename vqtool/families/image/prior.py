@@ -125,7 +125,9 @@ class Stepper:
     horizontal convolutions, the 1x1 convolutions and the head become matrix products with weights laid
     out once (a convolution call costs ~10x a matmul call on a (1, hidden) input), the row's vertical
     and class terms are summed once per row, and the activations live channels-last, (N, W, hidden), so
-    that a window of columns is a plain view.
+    that a window of columns is a plain view. The per-code steps run on one thread (`autoregress`); a
+    row's vertical pass, a few large products once there are ROW_POOL_MIN columns in the batch, shares
+    the thread pool (batch 100: range coding 116 -> ~175 grids/s, sampling 190 -> ~320/s on 2 cores).
     """
 
     def __init__(self, prior: PixelCNNPrior, labels: torch.Tensor, height: int, width: int):
@@ -145,10 +147,10 @@ class Stepper:
         r, n, width, layers = self.r, codes.shape[0], self.width, self.prior.stack
         if row > 0:
             self.v[0][:, :, row + r, r:r + width] = self.prior.embed(codes[:, row - 1]).permute(0, 2, 1)
-        for i, (w_v, w_to_h) in enumerate(self.vertical):
-            # the vertical convolution at every column of this row, as one matrix product over unfolded windows
-            windows = self.v[i][:, :, row:row + r + 1].unfold(3, 2 * r + 1, 1).permute(0, 3, 1, 2, 4)
-            feat = (windows.reshape(n * width, -1) @ w_v).view(n, width, -1) + self.v_const[i]
+        for i, w_to_h in enumerate(self.vertical):
+            # the vertical convolution at every column of this row (one call: large enough to share threads)
+            feat = F.conv2d(self.v[i][:, :, row:row + r + 1], layers[i].v_conv.weight)[:, :, 0].transpose(1, 2) \
+                + self.v_const[i]
             torch.baddbmm(self.h_const[i], feat, w_to_h.expand(n, *w_to_h.shape), out=self.terms[i])
             if i + 1 < len(layers):
                 self.v[i + 1][:, :, row + r, r:r + width] = gate(feat.transpose(1, 2))
@@ -178,8 +180,7 @@ def _step_weights(prior: PixelCNNPrior) -> tuple:
     if cached is not None and cached[0] == key:
         return cached[1]
     r, hidden = prior.config.kernel // 2, prior.config.hidden
-    vertical = [(layer.v_conv.weight.reshape(2 * hidden, -1).t().contiguous(),
-                 layer.v_to_h.weight[:, :, 0, 0].t().contiguous()) for layer in prior.stack]
+    vertical = [layer.v_to_h.weight[:, :, 0, 0].t().contiguous() for layer in prior.stack]
     weights = [(layer.h_conv.weight[:, :, 0].permute(2, 1, 0).reshape((r + 1) * hidden, -1).contiguous(),
                 layer.h_out.weight[:, :, 0, 0].t().contiguous(), layer.h_out.bias) for layer in prior.stack]
     first, second = prior.head[1], prior.head[3]
@@ -224,6 +225,9 @@ def _step_buffers(prior: PixelCNNPrior, n: int, height: int, width: int, device)
     return buffers
 
 
+ROW_POOL_MIN = 256  # batch x width: below this a row's vertical pass is too small to share between threads
+
+
 @torch.no_grad()
 def autoregress(prior: PixelCNNPrior, labels: torch.Tensor, height: int, width: int, choose,
                 cached: bool = True) -> torch.Tensor:
@@ -238,11 +242,15 @@ def autoregress(prior: PixelCNNPrior, labels: torch.Tensor, height: int, width: 
 
     n = len(labels)
     codes = torch.zeros(n, height, width, dtype=torch.long, device=labels.device)
+    pool = torch.get_num_threads()
     with single_thread() if cached else nullcontext():  # the naive loop's whole-grid passes are big enough to share
         stepper = Stepper(prior, labels, height, width) if cached else None
         for row in range(height):
             if stepper:
+                # a row's vertical pass is a few large matrix products: those share the pool
+                torch.set_num_threads(pool if n * width >= ROW_POOL_MIN else 1)
                 stepper.start_row(row, codes)
+                torch.set_num_threads(1)
             for col in range(width):
                 logits = stepper.logits(row, col, codes) if stepper else prior(codes, labels)[:, :, row, col]
                 codes[:, row, col] = choose(row, col, logits)
