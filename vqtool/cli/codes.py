@@ -21,10 +21,10 @@ def _split_media(items: list[str], quiet: bool) -> tuple[list[str], str, bool, l
     """`encode`'s inputs, their media kind (image or audio), whether a folder was named, and each input's
     name relative to the folder it was found in. Files named on the command line must be of one kind;
     files of the other kind found inside folders are skipped with a note."""
-    from ..codearrays import relative_names
     from collections import Counter
 
     from ..audio import AUDIO_SUFFIXES
+    from ..codearrays import relative_names
     from ..codefiles import media_kind
     from ..media import IMAGE_SUFFIXES, expand_inputs, read_bytes
 

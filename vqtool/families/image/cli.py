@@ -88,16 +88,13 @@ def train_prior(
 
     From codes: `vqtool encode train/ -o train-codes.npz && vqtool train prior --codes train-codes.npz`
     """
-    import torch
-
-    from vqtool.data import fingerprint, refuse_test_split
-    from vqtool.data.images import load_images, provenance
+    from vqtool.data import refuse_test_split
     from vqtool.evaluation import IMAGE_CLASSIFIER, load_judge
     from vqtool.hub import load
     from vqtool.training import fit
 
     from .prior import PriorConfig
-    from .task import PriorTask, array_codes, training_codes
+    from .task import PriorTask
 
     if data is None and codes is None:
         raise usage("give the training images (--data) or their codes (--codes)", "--data")
@@ -109,41 +106,62 @@ def train_prior(
         console.print(f"{vqvae} already has a prior; training a new one over the same codes")
     name = train.name or Path(base.name).stem
     if codes is not None:
-        if data is None and not base.config.prior:
-            raise usage(f"{base.name} has no prior whose pixel scale a prior from codes could keep; add --data "
-                        "(training images) to fit it", "--codes")
-        if not train.quiet:
-            console.print(f"reading {codes}…")
-        grids, labels, classes, meta = array_codes(base, str(codes))
-        for given in meta.get("inputs", []):  # what the array was encoded from
-            if isinstance(given, str):
-                refuse_test_split(given)
-        if limit:
-            keep = torch.as_tensor(seeded_subset(len(grids), limit))
-            grids, labels = grids[keep], labels[keep]
-        scale_images = load_images(data, limit=2000).images if data is not None else None
-        info = {"train_data": str(codes), "train_split": codes.stem, "train_items": len(grids),
-                "train_sha256": fingerprint(codes), "classes": classes, "codes_inputs": meta.get("inputs", []),
-                "eval_data": str(eval_data) if eval_data else None,
-                "eval_split": eval_data.stem if eval_data else None, "flip": False}
-        if flip and not train.quiet:
-            console.print("training on the array's codes only (no mirror images: --flip needs --data)")
+        grids, labels, classes, scale_images, info = _codes_from_array(base, codes, data, limit, flip, train.quiet)
     else:
-        if not train.quiet:
-            console.print(f"loading {data} and encoding it with {base.name}…")
-        images = load_images(data, limit=limit)
-        classes = images.classes
-        grids, labels = training_codes(base, images, flip)
-        scale_images = images.images[:2000]
-        info = {**provenance(data, images, eval_data), "flip": flip}
+        grids, labels, classes, scale_images, info = _codes_from_images(base, data, limit, flip, train.quiet)
+    info.update({"eval_data": str(eval_data) if eval_data else None,
+                 "eval_split": eval_data.stem if eval_data else None,
+                 "codec": {"name": base.name, "sha256": base.sha256, **base.metadata.get("provenance", {})}})
     if unconditional:
         classes = []
     prior = PriorConfig(num_codes=base.config.num_codes, classes=classes, hidden=hidden, layers=layers,
                         class_dropout=class_dropout if classes else 0.0)
-    info["codec"] = {"name": base.name, "sha256": base.sha256, **base.metadata.get("provenance", {})}
     task = PriorTask(base, prior, grids, labels, scale_images, str(eval_data) if eval_data else None, eval_limit,
                      scorer, info, name)
     fit(task, train.options(name, run_folder=f"{name}-prior"))
+
+
+def _codes_from_images(base, data: Path, limit, flip: bool, quiet: bool) -> tuple:
+    """(grids, labels, classes, images for the pixel scale, provenance) of a folder or zip of images,
+    encoded once (and mirrored when `flip`)."""
+    from vqtool.data.images import load_images, provenance
+
+    from .task import training_codes
+
+    if not quiet:
+        console.print(f"loading {data} and encoding it with {base.name}…")
+    images = load_images(data, limit=limit)
+    grids, labels = training_codes(base, images, flip)
+    return grids, labels, images.classes, images.images[:2000], {**provenance(data, images, None), "flip": flip}
+
+
+def _codes_from_array(base, codes: Path, data: Optional[Path], limit, flip: bool, quiet: bool) -> tuple:
+    """The same from a codes.npz of this VQ-VAE; the pixel scale is kept from its prior, or fitted on
+    `data`. An array encoded from a test split is refused."""
+    import torch
+
+    from vqtool.data import fingerprint, refuse_test_split
+    from vqtool.data.images import load_images
+
+    from .task import array_codes
+
+    if data is None and not base.config.prior:
+        raise usage(f"{base.name} has no prior whose pixel scale a prior from codes could keep; add --data "
+                    "(training images) to fit it", "--codes")
+    if not quiet:
+        console.print(f"reading {codes}…" + (" (no mirror images: --flip needs --data)" if flip else ""))
+    grids, labels, classes, meta = array_codes(base, str(codes))
+    for given in meta.get("inputs", []):  # what the array was encoded from
+        if isinstance(given, str):
+            refuse_test_split(given)
+    if limit:
+        keep = torch.as_tensor(seeded_subset(len(grids), limit))
+        grids, labels = grids[keep], labels[keep]
+    scale_images = load_images(data, limit=2000).images if data is not None else None
+    info = {"train_data": str(codes), "train_split": codes.stem, "train_items": len(grids),
+            "train_sha256": fingerprint(codes), "classes": classes, "codes_inputs": meta.get("inputs", []),
+            "flip": False}
+    return grids, labels, classes, scale_images, info
 
 
 def seeded_subset(count: int, limit: int):
@@ -262,7 +280,8 @@ READ_AHEAD = 2  # batches of images read and decoded ahead of the model, by a sm
 def _image_batches(sources: list[str], batch_size: int, mode: str, failures: list[str]):
     """(index, source, array) of the decoded images in batches of at most `batch_size` images and
     PIXELS_PER_CALL pixels. Files are read and decoded by a small thread pool (Pillow releases the
-    GIL) while the model encodes the batch before; at most READ_AHEAD batches wait in memory."""
+    GIL) while the model encodes the batch before. At most READ_AHEAD batches of the last batch's
+    size wait (two large photos, or two batches of 64 small images): memory stays bounded by pixels."""
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
@@ -275,11 +294,11 @@ def _image_batches(sources: list[str], batch_size: int, mode: str, failures: lis
         except VqtoolError as exc:
             return exc
 
-    batch, pixels, waiting = [], 0, deque()
+    batch, pixels, waiting, last_size = [], 0, deque(), 1
 
     def settle():
         """Take the oldest read; the batch it completes, if any."""
-        nonlocal batch, pixels
+        nonlocal batch, pixels, last_size
         index, source, future = waiting.popleft()
         array = future.result()
         if isinstance(array, VqtoolError):
@@ -287,7 +306,7 @@ def _image_batches(sources: list[str], batch_size: int, mode: str, failures: lis
             return None
         size, full = array.shape[0] * array.shape[1], None
         if batch and (len(batch) == batch_size or pixels + size > PIXELS_PER_CALL):
-            full, batch, pixels = batch, [], 0
+            full, batch, pixels, last_size = batch, [], 0, len(batch)
         batch.append((index, source, array))
         pixels += size
         return full
@@ -295,8 +314,9 @@ def _image_batches(sources: list[str], batch_size: int, mode: str, failures: lis
     with ThreadPoolExecutor(max_workers=min(4, available_cores())) as pool:
         for index, source in enumerate(sources):
             waiting.append((index, source, pool.submit(read, source)))
-            if len(waiting) > READ_AHEAD * batch_size and (full := settle()):
-                yield full
+            while len(waiting) > READ_AHEAD * max(last_size, len(batch)):
+                if full := settle():
+                    yield full
         while waiting:
             if full := settle():
                 yield full
