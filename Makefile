@@ -66,6 +66,7 @@ bench: install
 	$(BIN)/python bench/bench_startup.py
 	$(BIN)/python bench/bench_vqvae.py
 	$(BIN)/python bench/bench_prior.py
+	$(BIN)/python bench/bench_cli.py
 	$(BIN)/python bench/bench_vqc_size.py
 	$(BIN)/python bench/bench_speech.py --hour
 	$(BIN)/python bench/bench_fader.py

@@ -61,6 +61,21 @@ def test_available_cores_follow_the_affinity(monkeypatch):
     assert threads.available_cores() == 1
 
 
+def test_free_cores_leave_out_what_other_processes_run(monkeypatch, tmp_path):
+    """Runnable tasks of other processes take cores from a walk's row pass; this process's own running
+    threads do not; an unreadable count means one core."""
+    monkeypatch.setattr(threads, "available_cores", lambda: 4)
+    tasks = tmp_path / "task"
+    for tid, state in ((101, "R"), (102, "S"), (103, "R")):
+        (tasks / str(tid)).mkdir(parents=True)
+        (tasks / str(tid) / "stat").write_text(f"{tid} (python (x) y) {state} 1 2 3\n")
+    loadavg = tmp_path / "loadavg"
+    for running, free in ((2, 4), (3, 3), (5, 1), (9, 1)):  # ours: 2 running threads
+        loadavg.write_text(f"0.5 0.4 0.3 {running}/300 1234\n")
+        assert threads.free_cores(loadavg, tasks) == free, running
+    assert threads.free_cores(tmp_path / "missing", tasks) == 1
+
+
 def test_single_thread_restores_the_pool():
     before = torch.get_num_threads()
     with threads.single_thread():

@@ -127,7 +127,8 @@ class Stepper:
     and class terms are summed once per row, and the activations live channels-last, (N, W, hidden), so
     that a window of columns is a plain view. The per-code steps run on one thread (`autoregress`); a
     row's vertical pass, a few large products once there are ROW_POOL_MIN columns in the batch, shares
-    the thread pool (batch 100: range coding 116 -> ~175 grids/s, sampling 190 -> ~320/s on 2 cores).
+    the thread pool as far as the cores are free when the walk starts (`threads.free_cores`; batch 100
+    on 2 idle cores: range coding 116 -> ~175 grids/s, sampling 190 -> ~320/s).
     """
 
     def __init__(self, prior: PixelCNNPrior, labels: torch.Tensor, height: int, width: int):
@@ -238,17 +239,17 @@ def autoregress(prior: PixelCNNPrior, labels: torch.Tensor, height: int, width: 
     """
     from contextlib import nullcontext
 
-    from vqtool.threads import single_thread
+    from vqtool.threads import free_cores, single_thread
 
     n = len(labels)
     codes = torch.zeros(n, height, width, dtype=torch.long, device=labels.device)
-    pool = torch.get_num_threads()
+    # a row's vertical pass is a few large products: those share the pool, as far as the cores are free now
+    row_threads = min(torch.get_num_threads(), free_cores()) if cached and n * width >= ROW_POOL_MIN else 1
     with single_thread() if cached else nullcontext():  # the naive loop's whole-grid passes are big enough to share
         stepper = Stepper(prior, labels, height, width) if cached else None
         for row in range(height):
             if stepper:
-                # a row's vertical pass is a few large matrix products: those share the pool
-                torch.set_num_threads(pool if n * width >= ROW_POOL_MIN else 1)
+                torch.set_num_threads(row_threads)
                 stepper.start_row(row, codes)
                 torch.set_num_threads(1)
             for col in range(width):
