@@ -9,7 +9,6 @@ import itertools
 import os
 import re
 import sys
-import tempfile
 import threading
 import unicodedata
 import warnings
@@ -47,6 +46,32 @@ def warn_stale_parts(folder: Path) -> None:
                   f"({shown}); they are not outputs and can be deleted", file=sys.stderr)
 
 
+_made_folders: set[str] = set()  # folders this process has made or found; forgotten if one disappears
+_folder_lock = threading.Lock()  # a writer thread's temporary must not look stale to another's first scan
+
+
+def _part_file(path: Path) -> tuple[str, int]:
+    """A new temporary file beside `path` and its descriptor: created exclusively, with the usual
+    permissions, under a name of this process and thread; the folder is made (once) if needed."""
+    folder = str(path.parent)
+    if folder not in _made_folders:
+        with _folder_lock:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            warn_stale_parts(path.parent)
+            _made_folders.add(folder)
+    for attempt in itertools.count():
+        tmp = os.path.join(folder, f".{path.name[:200]}.{os.getpid()}-{threading.get_ident()}-{attempt}{PART_SUFFIX}")
+        try:
+            return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except FileExistsError:
+            continue
+        except FileNotFoundError:
+            if folder not in _made_folders or attempt:
+                raise
+            _made_folders.discard(folder)  # removed since: make it again
+            path.parent.mkdir(parents=True, exist_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds.
@@ -55,15 +80,11 @@ def atomic_path(path: Path) -> Iterator[Path]:
     path = Path(path)
     tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        warn_stale_parts(path.parent)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:200]}.", suffix=PART_SUFFIX, dir=path.parent)
+        tmp, fd = _part_file(path)
         os.close(fd)
-        umask = os.umask(0)
-        os.umask(umask)
         yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the usual permissions
         os.replace(tmp, path)
+        tmp = None
     except OSError as exc:
         raise VqtoolError(f"cannot write ({exc.strerror or exc})", str(path)) from None
     finally:
@@ -81,53 +102,14 @@ def write_stdout(data: bytes) -> None:
         raise StdoutClosed from None
 
 
-_made_folders: set[str] = set()  # folders this process has made or found; forgotten if one disappears
-_folder_lock = threading.Lock()  # a writer thread's temporary must not look stale to another's first scan
-
-
 def write_bytes(target: str | Path, data: bytes) -> None:
-    """Write to a file atomically, or to stdout for '-'. The same promise as `atomic_path` with
-    fewer system calls (open, write, close, rename), for commands that write thousands of small
-    files: the temporary is created with the usual permissions and a name of this process's own."""
+    """Write to a file atomically (`atomic_path`: a few system calls, cheap enough for thousands of
+    small files), or to stdout for '-'."""
     if str(target) == STDIO:
         write_stdout(data)
         return
-    path = Path(target)
-    folder = str(path.parent)
-    tmp = None
-    try:
-        if folder not in _made_folders:
-            with _folder_lock:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                warn_stale_parts(path.parent)
-                _made_folders.add(folder)
-        for attempt in itertools.count():
-            tmp = os.path.join(folder, f".{path.name[:200]}.{os.getpid()}-{threading.get_ident()}-{attempt}"
-                                       f"{PART_SUFFIX}")
-            try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
-                break
-            except FileExistsError:
-                continue
-            except FileNotFoundError:
-                if folder not in _made_folders or attempt:
-                    raise
-                _made_folders.discard(folder)  # removed since: make it again
-                path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as exc:
-        raise VqtoolError(f"cannot write ({exc.strerror or exc})", str(path)) from None
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+    with atomic_path(Path(target)) as tmp:
+        tmp.write_bytes(data)
 
 
 MAX_NAME_BYTES = 100
