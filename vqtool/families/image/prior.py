@@ -191,7 +191,8 @@ def _step_weights(prior: PixelCNNPrior) -> tuple:
     return vertical, weights, head
 
 
-STEP_BUFFERS_KEPT = 1 << 22  # elements: walks this small keep their buffers for the next call
+STEP_BUFFERS_KEPT = 1 << 21  # elements (16 MB in float64): walks this small keep their buffers for the next call
+STEP_BUFFER_SETS = 4  # at most this many kept per prior
 
 
 def _step_buffers(prior: PixelCNNPrior, n: int, height: int, width: int, device) -> tuple:
@@ -220,7 +221,7 @@ def _step_buffers(prior: PixelCNNPrior, n: int, height: int, width: int, device)
                     torch.zeros(n, hidden, device=device, dtype=dtype))
     buffers = (v, h, terms, views, inputs, outputs, gate_buffers)
     if sum(t.numel() for t in v + h + terms) <= STEP_BUFFERS_KEPT:
-        if len(kept) >= 8:
+        if len(kept) >= STEP_BUFFER_SETS:
             kept.clear()
         kept[key] = buffers
     return buffers
