@@ -254,7 +254,7 @@ def _checked(archive: zipfile.ZipFile, source: str) -> CodeArray:
         raise VqtoolError(f"codes.npy holds {have - offset} bytes of codes where {count} grids need "
                           f"{need - offset}" + (" (truncated)" if have < need else ""), source)
     return CodeArray(source, meta, [checked_name(str(n), source) for n in names], sizes.astype(np.int64), archive,
-                     dtype.newbyteorder("<") if dtype.byteorder == "=" else dtype)
+                     dtype)
 
 
 def _checked_meta(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: str) -> dict:

@@ -37,14 +37,18 @@ class ModelCache:
         kind = record.media["kind"]
         name = self.override or record.model
         net = self.load(name, kind)
-        # packed codes depend only on the VQ-VAE, which a checkpoint with a prior added keeps unchanged
-        codec = net.metadata.get("extra", {}).get("codec_sha256") if record.coding == "packed" else None
-        if not (record.made_by(net.sha256) or (codec and record.made_by(codec))):
-            raise VqtoolError(f"codes were made by checkpoint {record.checkpoint_sha256[:12]}… of model "
-                              f"'{record.model}', but '{name}' is {net.sha256[:12]}…; decode them with that model",
-                              source)
+        check_made_by(net, record, name, source)
         codec_of(kind).check_record(net, record, source)
         return net
+
+
+def check_made_by(net, record: CodeFile, name: str, source: str) -> None:
+    """The record's codes must come from this checkpoint. Packed codes depend only on the VQ-VAE, which
+    a checkpoint with a prior added keeps unchanged (its `codec_sha256`)."""
+    codec = net.metadata.get("extra", {}).get("codec_sha256") if record.coding == "packed" else None
+    if not (record.made_by(net.sha256) or (codec and record.made_by(codec))):
+        raise VqtoolError(f"codes were made by checkpoint {record.checkpoint_sha256[:12]}… of model "
+                          f"'{record.model}', but '{name}' is {net.sha256[:12]}…; use that model", source)
 
 
 def codec_of(kind: str):

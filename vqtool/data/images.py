@@ -69,6 +69,11 @@ def _member(archive, name: str, path: Path) -> bytes:
         raise VqtoolError(f"corrupt zip member ({exc})", f"{path}:{name}") from None
 
 
+def seeded_subset(count: int, limit: int) -> list[int]:
+    """The indices `--limit` keeps: the same seeded choice for images and for their code arrays."""
+    return sorted(np.random.default_rng(0).choice(count, size=min(limit, count), replace=False))
+
+
 def load_images(path: str | Path, size: int | None = None, mode: str = "RGB",
                 limit: int | None = None, select: set[str] | None = None,
                 exclude: set[str] | None = None) -> ImageSet:
@@ -82,9 +87,7 @@ def load_images(path: str | Path, size: int | None = None, mode: str = "RGB",
     if exclude:
         entries = [e for e in entries if e[0] not in exclude]
     if limit:
-        rng = np.random.default_rng(0)
-        keep = sorted(rng.choice(len(entries), size=min(limit, len(entries)), replace=False))
-        entries = [entries[i] for i in keep]
+        entries = [entries[i] for i in seeded_subset(len(entries), limit)]
     if not entries:
         raise VqtoolError("no images found", str(path))
     classes = sorted({Path(name).parent.name for name, _ in entries})

@@ -141,7 +141,7 @@ def _codes_from_array(base, codes: Path, data: Optional[Path], limit, flip: bool
     import torch
 
     from vqtool.data import fingerprint, refuse_test_split
-    from vqtool.data.images import load_images
+    from vqtool.data.images import load_images, seeded_subset
 
     from .task import array_codes
 
@@ -162,13 +162,6 @@ def _codes_from_array(base, codes: Path, data: Optional[Path], limit, flip: bool
             "train_sha256": fingerprint(codes), "classes": classes, "codes_inputs": meta.get("inputs", []),
             "flip": False}
     return grids, labels, classes, scale_images, info
-
-
-def seeded_subset(count: int, limit: int):
-    """The same seeded choice of `limit` items that `load_images(limit=...)` makes."""
-    import numpy as np
-
-    return sorted(np.random.default_rng(0).choice(count, size=min(limit, count), replace=False))
 
 
 MAX_SAMPLES = 10_000  # per call: beyond this, loop in the shell (memory grows with N)

@@ -134,7 +134,7 @@ class Stepper:
     def __init__(self, prior: PixelCNNPrior, labels: torch.Tensor, height: int, width: int):
         self.prior, self.height, self.width = prior, height, width
         n, c = len(labels), prior.config
-        self.r, self.hidden = c.kernel // 2, c.hidden
+        self.r = c.kernel // 2
         self.v_const = [(layer.v_cond(labels) + layer.v_conv.bias)[:, None] for layer in prior.stack]
         # the class and bias terms of each horizontal layer, added to the vertical part once per row
         self.h_const = [(layer.h_cond(labels) + layer.h_conv.bias + layer.v_to_h.bias)[:, None] for layer in prior.stack]

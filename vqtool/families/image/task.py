@@ -43,15 +43,14 @@ def array_codes(base: VQVAE, path: str) -> tuple[torch.Tensor, torch.Tensor, lis
     """(codes, labels, classes, meta) of a codes.npz made with this VQ-VAE; labels are the names'
     parent folders (-1 for a name without one)."""
     from vqtool.codearrays import open_code_array
+    from vqtool.codefiles import check_made_by
+    from vqtool.codes import CodeFile
     from vqtool.errors import VqtoolError
 
     array = open_code_array(path)
     try:
-        codec = base.metadata.get("extra", {}).get("codec_sha256") if hasattr(base, "metadata") else None
-        made_by = array.meta["checkpoint_sha256"]
-        if made_by not in (getattr(base, "sha256", None), codec):
-            raise VqtoolError(f"codes were made by checkpoint {made_by[:12]}… of model '{array.meta['model']}', not "
-                              f"by {base.name} ({base.sha256[:12]}…); encode the images with it", path)
+        check_made_by(base, CodeFile(None, array.meta["model"], array.meta["checkpoint_sha256"],
+                                     array.meta["codebook_size"]), base.name, path)
         if array.meta["codebook_size"] != base.config.num_codes:
             raise VqtoolError(f"codebook of {array.meta['codebook_size']}, but {base.name} has {base.config.num_codes}",
                               path)
