@@ -71,13 +71,22 @@ def media_kind(source: str, data: bytes | None = None) -> str:
 
 
 def encode_file(source, model: str | None = None, compress: bool = False, device: str = "auto",
-                models_dir=None) -> bytes:
+                models_dir=None, quality: int | None = None) -> bytes:
     """An image or a recording (a path, or its bytes) -> the bytes of a one-record `.vqc` file.
-    `model` defaults to the family's default checkpoint (cifar10 for images, speech for audio)."""
+    `model` defaults to the family's choice (photos for images, cifar10 for images of at most 32x32
+    pixels, speech for audio); `quality`: the photo model's residual stages to keep."""
     name, data = _input(source)
     kind = media_kind(name, data)
-    net = ModelCache(None, device, models_dir).load(model or registry.for_media(kind).media[kind].default_model, kind)
-    return codec_of(kind).encode(net, name, data=data, compress=compress)
+    codec = codec_of(kind)
+    if model is None:
+        choose = getattr(codec, "default_model_for", None)
+        model = choose(name, data) if choose else registry.for_media(kind).media[kind].default_model
+    net = ModelCache(None, device, models_dir).load(model, kind)
+    if quality is None:
+        return codec.encode(net, name, data=data, compress=compress)
+    if kind != "image":
+        raise VqtoolError("quality applies to images (the photo model)", name)
+    return codec.encode(net, name, data=data, compress=compress, quality=quality)
 
 
 def read_records(source) -> list[CodeFile]:

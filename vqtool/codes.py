@@ -25,7 +25,10 @@ from .errors import VqtoolError
 MAGIC = b"VQC\x89"
 FORMAT_VERSION = 2
 READ_VERSIONS = (1, 2)
-CODINGS = ("packed", "range-prior")  # bit-packed, or range-coded under the checkpoint's learned prior
+# bit-packed; range-coded under the checkpoint's learned prior (one code at a time); range-coded under its
+# parallel context model (residual code grids of the photo model, any size)
+CODINGS = ("packed", "range-prior", "range-context")
+_CODING_FLAGS = {"packed": 0, "range-prior": 1, "range-context": 1 | 8}  # format 2's flag bits 0 and 3
 KINDS = ("image", "audio")
 
 # --- limits: checked on the header, before any allocation --------------------------------------------
@@ -34,7 +37,8 @@ MAX_HEADER_V2 = 0xFFFF  # format 2: the length field is 16 bits
 MAX_META_BYTES = 1 << 14  # format 2's JSON part (name, speaker, voice, ...)
 MAX_MODEL_NAME = 1024  # bytes, for model and media names; a checkpoint loaded by path is named by its absolute path
 MAX_CODEBOOK = 1 << 20
-MAX_CODES = 1 << 22  # per record: 4.2 M codes (a 50-megapixel image at stride 4 has 3.1 M)
+MAX_CODES = 1 << 23  # per record: 8.4 M codes (50 megapixels: 3.1 M at stride 4, 6.3 M in 8 stages at stride 8)
+MAX_STAGES = 64  # residual code grids per image record ([stages, h, w])
 MAX_RANGE_CODES = 1 << 14  # range-coded records decode one code at a time (about 1 ms each on a CPU core)
 MAX_PIXELS = 50_000_000  # images read (media.MAX_IMAGE_PIXELS) and decoded
 MAX_AUDIO_SECONDS = 4 * 3600  # decoded audio
@@ -117,12 +121,14 @@ class CodeFile:
         return len(self.checkpoint_sha256) >= 2 * CHECKPOINT_ID_BYTES and sha256.startswith(self.checkpoint_sha256)
 
     def to_bytes(self, compressed: bytes | None = None) -> bytes:
-        """The record in format 2, bit-packed, or with `compressed` (range-coded under the prior) as its payload."""
+        """The record in format 2, bit-packed, or with `compressed` as its payload: range-coded under the
+        prior (2-D grids) or under the context model (residual [stages, h, w] grids)."""
         payload = pack_codes(self.codes, self.codebook_size) if compressed is None else compressed
         check = {"payload_crc32": zlib.crc32(payload)} if compressed is None else {"codes_crc32": codes_crc32(self.codes)}
+        coding = "packed" if compressed is None else "range-context" if len(self.grid) == 3 else "range-prior"
         fields = {"model": self.model, "checkpoint_sha256": self.checkpoint_sha256,
                   "codebook_size": self.codebook_size, "grid": list(self.grid),
-                  "coding": "packed" if compressed is None else "range-prior", "payload_bytes": len(payload),
+                  "coding": coding, "payload_bytes": len(payload),
                   **check, "media": self.media, "extra": self.extra}
         validate(fields)  # never write what a reader would refuse
         header = _header_v2(fields)
@@ -146,7 +152,7 @@ def _header_v2(fields: dict) -> bytes:
     kind = media.pop("kind")
     packed = fields["coding"] == "packed"
     model, name = fields["model"].encode(), media.pop("name", "").encode()
-    out = bytearray([CODINGS.index(fields["coding"]) | KINDS.index(kind) << 1])
+    out = bytearray([_CODING_FLAGS[fields["coding"]] | KINDS.index(kind) << 1])
     out += _varint(len(model)) + model + bytes.fromhex(fields["checkpoint_sha256"][: 2 * CHECKPOINT_ID_BYTES])
     out += _varint(fields["codebook_size"]) + bytes([len(fields["grid"])])
     for size in fields["grid"]:
@@ -205,9 +211,9 @@ def _parse_v2(header: bytes) -> dict:
     """A format-2 header as the fields format 1 spells out (so both meet one validation)."""
     cursor = _Reader(header)
     flags = cursor.byte()
-    if flags >> 3:
+    if flags >> 4 or (flags & 8 and not flags & 1):
         raise ValueError(f"unknown flags {flags:#x}")
-    coding, kind_id = flags & 1, flags >> 1
+    coding, kind_id = (2 if flags & 8 else flags & 1), flags >> 1 & 3
     model = cursor.text()
     sha = cursor.take(CHECKPOINT_ID_BYTES).hex()
     size, rank = cursor.varint(), cursor.byte()
@@ -309,8 +315,14 @@ def _validate_media(media: dict, grid: list[int], coding: str) -> None:
         _int(media.get("channels", 3), "image channels", 1, 4)
         if width * height > MAX_PIXELS:
             raise VqtoolError(f"image of {width}x{height} pixels is over the {MAX_PIXELS:,}-pixel limit")
-        if len(grid) != 2:
-            raise VqtoolError(f"an image record needs a 2-D grid, not {tuple(grid)}")
+        if len(grid) == 3:  # residual stages [q, h, w] (the photo model; q is the quality level)
+            _int(grid[0], "residual stages", 1, MAX_STAGES)
+            if coding == "range-prior":
+                raise VqtoolError("residual code grids are range-coded by a context model, not 'range-prior'")
+        elif len(grid) != 2:
+            raise VqtoolError(f"an image record needs a 2-D grid or residual [stages, h, w] grids, not {tuple(grid)}")
+        elif coding == "range-context":
+            raise VqtoolError("'range-context' coding is for residual [stages, h, w] grids")
         if coding == "range-prior" and math.prod(grid) > MAX_RANGE_CODES:
             raise VqtoolError(f"a range-coded {'x'.join(map(str, grid))} grid is over the limit of "
                               f"{MAX_RANGE_CODES:,} codes (decoding is sequential)")
@@ -389,7 +401,7 @@ def read_record(stream: BinaryIO, source: str = "<stream>") -> CodeFile | None:
         raise VqtoolError("corrupt .vqc payload (checksum mismatch)", source)
     common = (fields["model"], fields["checkpoint_sha256"], size, fields.get("media", {}), fields.get("extra", {}),
               fields["coding"], payload)
-    if fields["coding"] == "range-prior":
+    if fields["coding"] != "packed":
         return CodeFile(None, *common, grid, fields["codes_crc32"])
     try:
         codes = unpack_codes(payload, math.prod(grid), size).reshape(grid)

@@ -189,10 +189,12 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return device
 
 
-def load(name_or_path: str, device: str = "auto", models_dir=None, expect: str | None = None) -> torch.nn.Module:
+def load(name_or_path: str, device: str = "auto", models_dir=None,
+         expect: str | tuple[str, ...] | None = None) -> torch.nn.Module:
     """A ready model in eval mode, with `.name`, `.sha256` and `.metadata` attached.
 
-    `expect` names the architecture a caller needs; another one is a clear error, not an AttributeError later.
+    `expect` names the architecture (or architectures) a caller needs; another one is a clear error, not an
+    AttributeError later.
     """
     resolved = resolve(name_or_path, models_dir)
     if not resolved.path.is_file():
@@ -202,8 +204,10 @@ def load(name_or_path: str, device: str = "auto", models_dir=None, expect: str |
         raise VqtoolError(f"checkpoint SHA-256 {sha[:12]}… does not match the pinned "
                           f"{resolved.pinned_sha256[:12]}… (file altered?)", str(resolved.path))
     meta = read_metadata(resolved.path)
-    if expect and meta["architecture"] != expect:
-        raise VqtoolError(f"is a {meta['architecture']} checkpoint; this needs a {expect} one", name_or_path)
+    allowed = (expect,) if isinstance(expect, str) else tuple(expect or ())
+    if allowed and meta["architecture"] not in allowed:
+        raise VqtoolError(f"is a {meta['architecture']} checkpoint; this needs a {' or '.join(allowed)} one",
+                          name_or_path)
     cls = registry.architecture_class(meta["architecture"])
     config = check_config(cls, meta["config"], name_or_path)
     with safe_open(str(resolved.path), framework="pt") as handle:

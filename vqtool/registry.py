@@ -31,7 +31,7 @@ FAMILY_PACKAGES = [
 class Media(NamedTuple):
     """A `.vqc` media kind a family reads and writes."""
 
-    architecture: str  # the checkpoints that read and write its records
+    architecture: str | tuple[str, ...]  # the checkpoint architecture(s) that read and write its records
     default_model: str  # what `vqtool encode` uses without --model
 
 

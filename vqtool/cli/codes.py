@@ -54,8 +54,9 @@ def _split_media(items: list[str], quiet: bool) -> tuple[list[str], str, bool, l
 
 def encode(
     inputs: List[str] = typer.Argument(..., metavar="INPUT", help="Image or audio files or folders; '-' reads one from stdin."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint name or path "
-                                                                    "(default: cifar10 for images, speech for audio)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint name or path (default: photos for "
+                                                                    "images, cifar10 for images of at most 32x32 "
+                                                                    "pixels and for codes.npz, speech for audio)."),
     output: Optional[str] = typer.Option(None, "--output", "-o",
                                          help="File, folder (for many inputs), '-' for stdout, or NAME.npz: the codes "
                                               "of all images as one array (docs/codes-npz.md). "
@@ -63,15 +64,21 @@ def encode(
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per model call."),
     device: str = DeviceOpt,
     models_dir: Optional[Path] = ModelsDirOpt,
-    compress: bool = typer.Option(False, "--compress", help="Range-code the codes under the model's learned prior "
-                                                            "(smaller; decoding is sequential)."),
+    compress: bool = typer.Option(False, "--compress", help="Range-code the codes: under the photo model's context "
+                                                            "model (any size), or cifar10's learned prior (small "
+                                                            "images; decoding is sequential)."),
+    quality: Optional[int] = typer.Option(None, "--quality", min=1, help="Photo model: residual stages to keep, "
+                                                                         "1 (smallest) to 8 (best, the default); "
+                                                                         "decoding needs no option."),
     as_json: bool = typer.Option(False, "--json", help="One JSON record per output on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ):
     """Encode images or audio to .vqc code files.
 
-    Images of any size are accepted: the grid has ceil(H/4) x ceil(W/4) codes (for a 4-pixel stride)
-    and decoding restores the exact original size. Alpha is composited on white.
+    Images of any size are accepted and decoding restores the exact original size. Photographs go to
+    the `photos` model (8 residual code grids of ceil(H/8) x ceil(W/8); `--quality q` keeps the first
+    q); images of at most 32x32 pixels to `cifar10` (one grid of ceil(H/4) x ceil(W/4)), unless
+    --model names one. Alpha is composited on white.
 
     Audio (WAV, FLAC, OGG; recognised by suffix, or by content on stdin) becomes 16 kHz mono and one
     code per 20 ms; the record keeps the sample rate, length and the speaker's voice.
@@ -86,7 +93,7 @@ def encode(
 
     `vqtool encode photo.png -o - | vqtool decode - -o back.png`
 
-    `vqtool encode photo.png --compress`  (range-coded under the prior)
+    `vqtool encode photo.jpg --compress --quality 4`  (range-coded, 4 of 8 stages)
 
     `vqtool encode images/ -o codes.npz`  (one array for a whole dataset: codes, names, sizes)
 
@@ -105,9 +112,11 @@ def encode(
         if Path(output).is_dir():
             raise usage(f"'{output}' is a folder; a codes.npz is one file", "--output")
     family = registry.for_media(kind)
+    if quality is not None and kind != "image":
+        raise usage("--quality applies to images (the photo model)", "--quality")
     request = CodeRequest(model or family.media[kind].default_model, output, device, models_dir, as_json, quiet,
                           from_folder, tuple(sources), batch_size=batch_size, compress=compress, given=tuple(inputs),
-                          names=tuple(names))
+                          names=tuple(names), model_given=model is not None, quality=quality)
     family.module("cli").encode_media(sources, request)
 
 

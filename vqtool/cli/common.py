@@ -219,6 +219,8 @@ class CodeRequest:
     columns: Optional[int] = None
     given: tuple = ()  # the inputs as named on the command line (folders unexpanded)
     names: tuple = ()  # encode: each input's name relative to the folder it was found in (codes.npz rows)
+    model_given: bool = True  # encode: --model was named (else a family may choose per input, as images do)
+    quality: Optional[int] = None  # encode: residual stages to keep (the photo model's --quality)
 
 
 # --- training --------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -12,7 +13,9 @@ from vqtool.cli.common import (CodeRequest, DeviceOpt, LimitOpt, ModelsDirOpt, O
                                emit_json, json_needs_file, progress, report, train_command, usage)
 from vqtool.errors import VqtoolError
 
-from . import ARCHITECTURE
+from . import ARCHITECTURE, PHOTO_ARCHITECTURE
+
+IMAGE_ARCHITECTURES = (ARCHITECTURE, PHOTO_ARCHITECTURE)  # what `vqtool encode` / `decode` load for images
 
 DataOpt = typer.Option(..., "--data", help="Folder or .zip of training images (labels = parent folder).")
 EvalDataOpt = typer.Option(None, "--eval-data", help="Held-out images for the final metrics.")
@@ -162,6 +165,68 @@ def _codes_from_array(base, codes: Path, data: Optional[Path], limit, flip: bool
             "train_sha256": fingerprint(codes), "classes": classes, "codes_inputs": meta.get("inputs", []),
             "flip": False}
     return grids, labels, classes, scale_images, info
+
+
+def train_photos(
+    data: Path = typer.Option(..., "--data", help="Folder of training photographs. A `test.txt` beside it "
+                                                  "lists held-out photos: never trained on, used for the final metrics."),
+    stages: int = typer.Option(8, "--stages", min=1, max=32, help="Residual codebooks (--quality 1..stages)."),
+    num_codes: int = typer.Option(256, "--codes", help="Codebook size K of each stage."),
+    embedding_dim: int = typer.Option(32, "--embedding-dim"),
+    widths: str = typer.Option("64,128,192", "--widths", help="Channels after each stride-2 layer (three: 8x8 pixels "
+                                                               "per code)."),
+    crop: int = typer.Option(64, "--crop", help="Training crop size in pixels (a multiple of the stride)."),
+    context_hidden: int = typer.Option(32, "--context-hidden", help="Channels of the context model."),
+    calibration: int = typer.Option(24, "--calibration", help="Training photos whose codes set the integer "
+                                                              "context model's ranges."),
+    limit: Optional[int] = LimitOpt,
+    eval_limit: Optional[int] = typer.Option(None, "--eval-limit"),
+    *, train,
+):
+    """Train the photo model: residual codebooks over real photographs, with its context model.
+
+    Example: `vqtool train photos --data ../shared/data/flickr8k-1k/images --name photos`
+    """
+    from vqtool.data import fingerprint, refuse_test_split
+    from vqtool.data.images import seeded_subset
+    from vqtool.media import IMAGE_SUFFIXES
+    from vqtool.training import fit
+
+    from .photo import PhotoConfig
+    from .photo_task import PhotoTask, load_photos
+
+    refuse_test_split(data)
+    if not data.is_dir():
+        raise usage(f"'{data}' is not a folder of photos", "--data")
+    try:
+        sizes = [int(w) for w in widths.split(",")]
+    except ValueError:
+        raise usage(f"comma-separated channel counts, not '{widths}'", "--widths") from None
+    held_list = data.parent / "test.txt"
+    held_names = set(held_list.read_text().split()) if held_list.is_file() else set()
+    files = sorted(p for p in data.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    train_files = [p for p in files if p.name not in held_names]
+    held_files = [p for p in files if p.name in held_names]
+    if limit:
+        train_files = [train_files[i] for i in seeded_subset(len(train_files), limit)]
+    if eval_limit is not None:
+        held_files = held_files[:eval_limit]
+    if not train_files:
+        raise usage(f"no training photos in '{data}'", "--data")
+    if not train.quiet:
+        console.print(f"loading {len(train_files)} training photos ({len(held_files)} held out by {held_list.name})…")
+    photos = load_photos(train_files)
+    config = PhotoConfig(widths=sizes, embedding_dim=embedding_dim, num_codes=num_codes, stages=stages,
+                         context_hidden=context_hidden)
+    if crop % 2 ** len(sizes):
+        raise usage(f"must be a multiple of the stride {2 ** len(sizes)}", "--crop")
+    calibration_photos = [photos[i] for i in seeded_subset(len(photos), calibration)]
+    info = {"train_data": str(data), "train_split": "flickr8k-1k minus test.txt", "train_items": len(train_files),
+            "train_sha256": fingerprint(data), "held_out_list": str(held_list) if held_names else None,
+            "eval_data": str(data) if held_files else None, "eval_split": "test.txt" if held_files else None,
+            "eval_items": len(held_files), "crop": crop}
+    task = PhotoTask(config, photos, load_photos(held_files), calibration_photos, crop, data_info=info)
+    fit(task, train.options())
 
 
 MAX_SAMPLES = 10_000  # per call: beyond this, loop in the shell (memory grows with N)
@@ -317,30 +382,81 @@ def _image_batches(sources: list[str], batch_size: int, mode: str, failures: lis
         yield batch
 
 
+class _Models:
+    """The checkpoint(s) `vqtool encode` uses: --model for every image, else each image's size picks
+    (`codec.default_model`: cifar10 for images of at most 32x32 pixels, photos for the rest). Each is
+    loaded once, when first needed, and checked for what the request asks of it."""
+
+    def __init__(self, request: CodeRequest):
+        self.request, self.loaded = request, {}
+
+    def get(self, name: str):
+        from vqtool.hub import load
+
+        from .codec import is_photo
+
+        if name not in self.loaded:
+            request = self.request
+            net = load(name, request.device, request.models_dir, expect=IMAGE_ARCHITECTURES)
+            if request.quality is not None and not is_photo(net):
+                raise usage(f"{net.name} has one codebook; --quality needs the photo model (-m photos)", "--quality")
+            if request.quality is not None and request.quality > net.config.stages:
+                raise usage(f"must lie in 1..{net.config.stages} for {net.name}", "--quality")
+            if request.compress and not is_photo(net):
+                net.require_prior()
+            self.loaded[name] = net
+        return self.loaded[name]
+
+    def split(self, chunk: list):
+        """(net, part of the chunk) for each checkpoint the chunk's images go to, in order."""
+        from .codec import default_model
+
+        if self.request.model_given:
+            yield self.get(self.request.model), chunk
+            return
+        groups: dict = {}
+        for item in chunk:
+            groups.setdefault(default_model(*item[2].shape[:2]), []).append(item)
+        for name, part in groups.items():
+            yield self.get(name), part
+
+    def names(self) -> str:
+        return " and ".join(net.name for net in self.loaded.values()) or self.request.model
+
+
 def encode_media(sources: list[str], request: CodeRequest) -> None:
     """`vqtool encode` for images: batched model calls, one record per image, or one row each of a
-    codes.npz (`-o NAME.npz`)."""
+    codes.npz (`-o NAME.npz`, one-codebook models only: cifar10 unless --model names one)."""
     from vqtool.codearrays import SUFFIX, CodeArrayWriter
-    from vqtool.hub import load
 
-    from .codec import image_mode
+    from .codec import is_photo
 
-    net = load(request.model, request.device, request.models_dir, expect=ARCHITECTURE)
-    if request.compress:
-        net.require_prior()
+    models = _Models(request)
     if request.output is not None and request.output.lower().endswith(SUFFIX):
+        if not request.model_given:
+            request = replace(request, model="cifar10", model_given=True)
+            models = _Models(request)
+        net = models.get(request.model)
+        if is_photo(net):
+            raise usage(f"a codes.npz holds one code grid per image; {net.name}'s residual grids go to .vqc files",
+                        "--output")
+        if request.quality is not None:
+            raise usage("a codes.npz holds one code grid per image", "--quality")
         sink = CodeArrayWriter(request.output, net.name, net.sha256, net.config.num_codes, "image",
                                list(request.given))
         put = _put_rows
     else:
+        if request.model_given:
+            models.get(request.model)  # a bad --model is one error before any image is read
         sink = RecordSink(request.output, sources, request.quiet, request.from_folder)
         put = _put_records
     failures: list[str] = []
     written = 0
     try:
         with progress(len(sources), "encoding", request.quiet) as advance:
-            for chunk in _image_batches(sources, request.batch_size, image_mode(net), failures):
-                written += put(net, chunk, request, sink, failures)
+            for chunk in _image_batches(sources, request.batch_size, "RGB", failures):
+                for net, part in models.split(chunk):
+                    written += put(net, part, request, sink, failures)
                 advance(len(chunk))
     except BaseException:
         if isinstance(sink, CodeArrayWriter):
@@ -356,7 +472,7 @@ def encode_media(sources: list[str], request: CodeRequest) -> None:
         written = 0
     if not request.quiet:
         where = f" into {request.output}" if isinstance(sink, CodeArrayWriter) and written else ""
-        console.print(f"encoded {written} image(s) with {net.name}{where}"
+        console.print(f"encoded {written} image(s) with {models.names()}{where}"
                       + (f", {len(failures)} failed" if failures else ""))
     if failures:
         raise typer.Exit(1)
@@ -383,11 +499,11 @@ def _put_rows(net, chunk: list, request: CodeRequest, sink, failures: list[str])
 
 def _put_records(net, chunk: list, request: CodeRequest, sink: RecordSink, failures: list[str]) -> int:
     """Encode one batch of (index, source, array) and hand each record to the sink; how many went."""
-    from .codec import encode_arrays, grid_for
+    from .codec import encode_arrays, grid_for, is_photo
 
     written = 0
     results = encode_arrays(net, [array for _, _, array in chunk], request.compress,
-                            [sink.name_of(index) for index, _, _ in chunk])
+                            [sink.name_of(index) for index, _, _ in chunk], request.quality)
     for (index, source, array), data in zip(chunk, results):
         if isinstance(data, bytes):
             try:
@@ -399,10 +515,10 @@ def _put_records(net, chunk: list, request: CodeRequest, sink: RecordSink, failu
             continue
         written += 1
         if request.as_json:
-            grid = list(grid_for(net, *array.shape[:2]))
+            grid = list(grid_for(net, *array.shape[:2], request.quality))
+            coding = ("range-context" if is_photo(net) else "range-prior") if request.compress else "packed"
             emit_json({"input": source, "output": sink.targets[index], "model": net.name, "grid": grid,
-                       "width": array.shape[1], "height": array.shape[0], "bytes": len(data),
-                       "coding": "range-prior" if request.compress else "packed"})
+                       "width": array.shape[1], "height": array.shape[0], "bytes": len(data), "coding": coding})
     return written
 
 
@@ -413,6 +529,7 @@ BATCH_CODES = 4096  # grids above this many codes (64 x 64) decode one at a time
 def _restored(pending: list, cache, failures: list[str]):
     """(entry, net, codes) of each record that can be read, in order. Range-coded records of one
     checkpoint and grid are decoded together, DECODE_BATCH at a time, in one walk of the prior."""
+    from .codec import restore_codes
     from .compress import restore_many
 
     for start in range(0, len(pending), DECODE_BATCH):
@@ -424,7 +541,7 @@ def _restored(pending: list, cache, failures: list[str]):
                 report(failures, entry[4], exc)
         groups: dict = {}
         for entry, net in window:
-            if entry[2].codes is None:
+            if entry[2].coding == "range-prior":
                 groups.setdefault((id(net), tuple(entry[2].grid)), []).append((entry, net))
         restored = {}
         for group in groups.values():
@@ -432,6 +549,11 @@ def _restored(pending: list, cache, failures: list[str]):
             restored.update({id(entry): result for (entry, _), result in zip(group, results)})
         for entry, net in window:
             codes = restored.get(id(entry), entry[2].codes)
+            if entry[2].coding == "range-context":  # the photo model's records: each decodes in parallel alone
+                try:
+                    codes = restore_codes(net, entry[2], entry[4])
+                except VqtoolError as exc:
+                    codes = exc
             if isinstance(codes, VqtoolError):
                 report(failures, entry[4], codes)
                 continue
@@ -534,6 +656,7 @@ def decode_media(pending: list, request: CodeRequest, cache, failures: list[str]
 def register(app: typer.Typer, train_app: typer.Typer) -> None:
     app.command()(sample)
     train_command(train_app, "vqvae", name="vqvae", steps=10_000, lr=3e-4)(train_vqvae)
+    train_command(train_app, "photos", name="photos", steps=24_000, lr=7e-4, batch_size=32)(train_photos)
     train_command(train_app, "prior", name=None, steps=20_000, lr=5e-4,
                   out_help="Run folder (default runs/NAME-prior).",
                   name_help="Checkpoint name (default: the VQ-VAE's name).")(train_prior)
