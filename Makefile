@@ -4,6 +4,8 @@ DATA ?= ../shared/data
 VENV := .venv
 BIN := $(VENV)/bin
 
+# a held-out sunset (smooth sky) of flickr8k-1k/test.txt, for the photo model
+SUNSET := 1312227131_771b5ed201.jpg
 # the first eight photos of flickr8k-1k/test.txt (held out from training)
 CAPTION_PHOTOS := 1001773457_577c3a7d70.jpg 1042590306_95dea0916c.jpg 1056338697_4f7d7ce270.jpg \
 	1084104085_3b06223afe.jpg 1087539207_9f77ab3aaf.jpg 108898978_7713be88fc.jpg 109202801_c6381eef15.jpg \
@@ -30,6 +32,13 @@ demo: install
 	$(BIN)/vqtool inspect out/demo-small.vqc
 	$(BIN)/vqtool decode out/demo-small.vqc -o out/demo-small.png
 	cmp out/demo.png out/demo-small.png && echo "range-coded codes decode to the same image"
+	$(BIN)/vqtool encode $(DATA)/flickr8k-1k/images/$(SUNSET) --compress --quality 3 -o out/sunset-q3.vqc
+	$(BIN)/vqtool encode $(DATA)/flickr8k-1k/images/$(SUNSET) --compress -o out/sunset.vqc
+	$(BIN)/vqtool inspect out/sunset-q3.vqc out/sunset.vqc
+	$(BIN)/vqtool decode out/sunset-q3.vqc out/sunset.vqc -o out/
+	$(BIN)/vqtool compare $(DATA)/flickr8k-1k/images/$(SUNSET) out/sunset-q3.png
+	$(BIN)/vqtool compare $(DATA)/flickr8k-1k/images/$(SUNSET) out/sunset.png
+	@echo "look: out/sunset-q3.png and out/sunset.png (a held-out photo, range-coded at quality 3 and 8)"
 	$(BIN)/vqtool sample --class cat -n 16 --seed 1 -o out/cats.png
 	$(BIN)/vqtool encode $(DATA)/fsdd/recordings/7_theo_0.wav -o - | $(BIN)/vqtool decode - --to spk3 -o out/theo-as-nicolas.wav
 	$(BIN)/vqtool convert-voice $(DATA)/fsdd/recordings/7_theo_0.wav --to-voice $(DATA)/speechocean/audio/0003/000030012.flac -o out/theo-as-unseen.wav
@@ -66,6 +75,7 @@ bench: install
 	$(BIN)/python bench/bench_startup.py
 	$(BIN)/python bench/bench_vqvae.py
 	$(BIN)/python bench/bench_prior.py
+	$(BIN)/python bench/bench_rd.py
 	$(BIN)/python bench/bench_cli.py
 	$(BIN)/python bench/bench_vqc_size.py
 	$(BIN)/python bench/bench_speech.py --hour

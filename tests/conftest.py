@@ -67,6 +67,22 @@ def tiny_checkpoint(tmp_path_factory, image_folder) -> Path:
     return out / "tiny.safetensors"
 
 
+IMAGES = "flickr8k-1k/images"
+
+
+@pytest.fixture(scope="session")
+def tiny_photos(tmp_path_factory, shared_data) -> Path:
+    """A tiny photo model (3 residual stages of 32 codes) trained for real by `vqtool train photos` on
+    8 training photos (a few seconds); its integer context model is derived at export."""
+    out = tmp_path_factory.mktemp("photos")
+    result = run_cli("train", "photos", "--data", shared_data / IMAGES, "--out", out, "--name", "tiny-photos",
+                     "--limit", "8", "--steps", "60", "--batch-size", "8", "--crop", "32", "--widths", "8,16,16",
+                     "--stages", "3", "--codes", "32", "--embedding-dim", "8", "--context-hidden", "8",
+                     "--eval-limit", "0", "--calibration", "2", "--quiet")
+    assert result.returncode == 0, result.stderr.decode()
+    return out / "tiny-photos.safetensors"
+
+
 def synthetic_voice(seconds: float, f0: float, seed: int = 0, rate: int = 16000) -> np.ndarray:
     """A buzzy "vowel" sequence at pitch f0: harmonics shaped by formants that change every 150 ms."""
     rng = np.random.default_rng(seed)

@@ -22,6 +22,7 @@ from PIL import Image
 
 from vqtool.codes import MAGIC, CodeFile, read_codes
 from vqtool.errors import VqtoolError
+from vqtool.media import encode_image
 
 from test_codes import v1_record
 
@@ -63,7 +64,9 @@ def records(draw) -> bytes:
     for _ in range(draw(st.integers(1, 3))):
         size = draw(st.sampled_from([2, 3, 255, 256, 512, 70000]))
         audio = draw(st.booleans())
-        shape = (draw(st.integers(1, 40)),) if audio else (draw(st.integers(1, 9)), draw(st.integers(1, 9)))
+        residual = not audio and draw(st.booleans())  # the photo model's [stages, h, w] grids
+        shape = ((draw(st.integers(1, 40)),) if audio else
+                 ((draw(st.integers(1, 8)),) if residual else ()) + (draw(st.integers(1, 9)), draw(st.integers(1, 9))))
         codes = np.asarray(draw(st.lists(st.integers(0, size - 1), min_size=int(np.prod(shape)),
                                          max_size=int(np.prod(shape))))).reshape(shape)
         name = draw(st.one_of(st.none(), st.text(max_size=12)))
@@ -71,7 +74,7 @@ def records(draw) -> bytes:
             media = {"kind": "audio", "sample_rate": 16000, "samples": shape[0] * 320, "code_rate": 50.0}
             extra = {"voice": "AAAA"}
         else:
-            media, extra = {"kind": "image", "height": shape[0] * 4, "width": shape[1] * 4, "channels": 3}, {}
+            media, extra = {"kind": "image", "height": shape[-2] * 4, "width": shape[-1] * 4, "channels": 3}, {}
         record = CodeFile(codes, "cifar10", "ab" * 32, size, {**media, **({"name": name} if name else {})}, extra)
         compressed = None if audio or not draw(st.booleans()) else draw(st.binary(min_size=1, max_size=40))
         out.append(record.to_bytes(compressed))
@@ -219,6 +222,36 @@ def test_fuzz_decode_mutated_records(runner, tiny_checkpoint, tmp_path_factory, 
 
     attempt(f"decode-{mutation[0]}", decode, len(data), budget=256 << 20)
     assert {p.parent for p in folder.rglob("*") if p.is_file()} <= {folder, folder / "out"}
+
+
+@pytest.fixture(scope="module")
+def photo_record(tiny_photos):
+    """A range-coded record of the tiny photo model (a 40x56 image, 3 stages)."""
+    import vqtool
+
+    image = np.random.default_rng(0).integers(0, 255, (40, 56, 3), dtype=np.uint8)
+    return vqtool.encode_file(encode_image(image), model=str(tiny_photos), compress=True, device="cpu")
+
+
+@FUZZ
+@given(mutations)
+def test_fuzz_decode_mutated_photo_records(runner, tiny_photos, photo_record, tmp_path_factory, mutation):
+    """Mutated range-context records: decoded or refused with one line, never a traceback."""
+    from vqtool.cli import build_app
+
+    folder = tmp_path_factory.mktemp("photo")
+    data = mutate(photo_record, mutation)
+    (folder / "in.vqc").write_bytes(data)
+
+    def decode():
+        result = runner.invoke(build_app(), ["decode", str(folder / "in.vqc"), "-o", str(folder / "out") + "/", "-q"])
+        assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+        assert "internal error" not in result.output and "Traceback" not in result.output
+        if result.exit_code == 1:
+            raise VqtoolError("decode failed cleanly")
+        return result.exit_code
+
+    attempt(f"photo-decode-{mutation[0]}", decode, len(data), budget=512 << 20)
 
 
 # --- images and audio -------------------------------------------------------------------------------------

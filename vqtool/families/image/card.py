@@ -1,4 +1,4 @@
-"""Model-card words of the image family: the VQ-VAE and its PixelCNN prior."""
+"""Model-card words of the image family: the VQ-VAE and its PixelCNN prior, and the photo model."""
 
 from __future__ import annotations
 
@@ -49,7 +49,56 @@ CARDS = {
             "to small images; the probabilities are computed in float64 and checked by a CRC on decode.",
         ],
     ),
+    "photo": CardText(
+        intended_use="Compressing and coding photographs of any size from the vqtool CLI or Python API (`vqtool encode "
+                     "photo.jpg --compress --quality q`, `vqtool decode`, `vqtool.load('photos')`); research and "
+                     "teaching of residual vector quantisation. Not for decisions about people.",
+        metric_notes=[
+            "Every number is measured on the held-out photos at their full size (each photo once; nothing resized).",
+            "`bpp`: bits per pixel of the whole `.vqc` file that `vqtool encode --compress --quality q` writes "
+            "(header included), averaged over photos; `packed bpp`: the same codes bit-packed (no `--compress`).",
+            "`PSNR`: 10·log10(1/MSE) of the mean squared error over all held-out photos (pixels in [0, 1], 8-bit "
+            "output as `vqtool decode` writes it); `MS-SSIM`: pytorch-msssim's five-scale MS-SSIM (data range 255), "
+            "mean over the photos large enough for five scales (more than 160 pixels a side; `ms_ssim_photos`).",
+            "`JPEG`/`WebP bpp at same PSNR`: per photo, the smallest Pillow JPEG or WebP file (quality 1..95, "
+            "bisected) whose PSNR reaches that photo's PSNR at this quality level, then averaged; when even quality "
+            "1 is better than the photo model, that smallest file counts (in the baseline's favour). `size vs "
+            "JPEG`: mean over photos of the photo model's file over JPEG's; `smaller than JPEG`: share of photos.",
+            "`context_bits_per_code_float` / `..._integer`: the context model's cross-entropy on the codes of "
+            "calibration training photos, as trained (float) and as the range coder runs it (integer network).",
+        ],
+        limitations=[
+            "Trained on {data} only (about 900 photos, mostly 500x375): other photographs go through at any size "
+            "(tiled), but the model has seen few kinds of scenes; faces, text and fine texture lose detail at one "
+            "code position per {stride}x{stride} pixels.",
+            "Its quality levels are the residual stages kept. It was trained briefly on CPUs (see Training), far "
+            "less than published learned codecs, and does not reach their numbers.",
+            "A lossy learned representation, not a secure or lossless codec.",
+        ],
+    ),
 }
+
+
+def evaluation_lines(meta: dict) -> list[str]:
+    """The photo model's rate-distortion table (one row per quality level); other checkpoints: the plain
+    one-row-per-metric table."""
+    metrics = meta["metrics"]
+    levels = metrics.get("photo_levels")
+    plain = ["| metric | value |", "|---|---|",
+             *[f"| {k} | {v} |" for k, v in metrics.items() if k != "photo_levels"]]
+    if not levels:
+        return plain
+
+    def cell(value, digits=3):
+        return "–" if value is None else f"{value:.{digits}f}"
+
+    rows = ["| quality | bpp | packed bpp | PSNR dB | MS-SSIM | JPEG bpp at same PSNR | WebP bpp at same PSNR | "
+            "size vs JPEG | size vs WebP | smaller than JPEG |", "|---|---|---|---|---|---|---|---|---|---|"]
+    rows += [f"| {lv['quality']} | {cell(lv['bpp'])} | {cell(lv['packed_bpp'])} | {cell(lv['psnr_db'], 2)} | "
+             f"{cell(lv['ms_ssim'], 4)} | {cell(lv.get('jpeg_bpp_at_psnr'))} | {cell(lv.get('webp_bpp_at_psnr'))} | "
+             f"{cell(lv.get('size_vs_jpeg'), 2)} | {cell(lv.get('size_vs_webp'), 2)} | "
+             f"{cell(lv.get('smaller_than_jpeg'), 2)} |" for lv in levels]
+    return rows + [""] + plain
 
 
 def topics(meta: dict) -> list[str]:
@@ -58,7 +107,7 @@ def topics(meta: dict) -> list[str]:
 
 
 def fields(config: dict) -> dict:
-    return {"stride": 2 ** config.get("downsamples", 0)}
+    return {"stride": 2 ** (len(config["widths"]) if "widths" in config else config.get("downsamples", 0))}
 
 
 def provenance_lines(prov: dict) -> list[str]:

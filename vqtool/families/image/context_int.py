@@ -24,10 +24,11 @@ from vqtool.errors import VqtoolError
 
 LOGIT_UNITS = 16  # integer logits count 1/16 nat
 TABLE = np.maximum(1, np.round(2.0**20 * np.exp(-np.arange(LOGIT_UNITS * 20) / LOGIT_UNITS))).astype(np.int64)
+_TABLE = torch.from_numpy(TABLE.astype(np.float64))  # the same integers, for torch's gather
 INPUT_LIMIT = 1023  # integer inputs are clamped to +-this
 ACTIVATION_LIMIT = 255
 EXACT = 2**24  # float32 holds every integer below this exactly
-CHUNK = 1 << 15  # positions per head evaluation and coder call (memory)
+CHUNK = 1 << 15  # positions per head evaluation and coder call
 
 
 class IntegerContext(nn.Module):
@@ -48,9 +49,9 @@ class IntegerContext(nn.Module):
         self.register_buffer("head_bias", torch.zeros(stages, num_codes, **int32))
         self.register_buffer("head_shift", torch.zeros(stages, **int32))
 
-    def inputs(self, codes: torch.Tensor) -> torch.Tensor:
-        """Integer code vectors (S', D, h, w) of codes (S', h, w), as float32."""
-        return torch.stack([self.vectors[s][codes[s]].movedim(-1, 0) for s in range(codes.shape[0])]).float()
+    def inputs(self, stage: int, codes: torch.Tensor) -> torch.Tensor:
+        """Integer code vectors (D, h, w) of one stage's codes (h, w), as float32."""
+        return self.vectors[stage][codes].movedim(-1, 0).float()
 
     def hidden(self, stage: int, before: torch.Tensor, anchors: torch.Tensor | None) -> torch.Tensor:
         """The second layer's activations (C, h, w), integers 0..255 as float32."""
@@ -65,9 +66,9 @@ class IntegerContext(nn.Module):
         return _requantise(x, self.second_shift)
 
     def logits(self, stage: int, hidden: torch.Tensor) -> torch.Tensor:
-        """Integer logits (M, K) of M positions' activations (C, M), in 1/16 nat."""
-        acc = self.head_weight[stage].float() @ hidden + self.head_bias[stage].float()[:, None]
-        return torch.floor(acc * 2.0 ** -int(self.head_shift[stage])).t()
+        """Integer logits (M, K) of M positions' activations (M, C), in 1/16 nat."""
+        acc = torch.addmm(self.head_bias[stage].float()[None, :], hidden, self.head_weight[stage].float().t())
+        return acc.mul_(2.0 ** -int(self.head_shift[stage])).floor_()
 
 
 def _requantise(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -76,11 +77,11 @@ def _requantise(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
 
 def probabilities(logits: torch.Tensor) -> np.ndarray:
     """Integer logits (M, K) -> probabilities (M, K) float64: integer weights from TABLE over their sum,
-    the same on every machine."""
-    values = logits.numpy().astype(np.int64)
-    gap = np.minimum(values.max(1, keepdims=True) - values, len(TABLE) - 1)
-    weights = TABLE[gap]
-    return weights / weights.sum(1, keepdims=True)
+    the same on every machine (every step is exact integer arithmetic, then one correctly rounded
+    division)."""
+    gap = (logits.amax(1, keepdim=True) - logits).clamp_(max=len(TABLE) - 1).long()
+    weights = _TABLE[gap]
+    return weights.div_(weights.sum(1, keepdim=True)).numpy()
 
 
 # --- deriving the integer network ---------------------------------------------------------------------
@@ -216,21 +217,20 @@ def passes(ints: IntegerContext, codes: torch.Tensor):
     anchor = checkerboard(h, w)
     zeros = torch.zeros(ints.vectors.shape[-1], h, w)
     yield 0, anchor, ints.hidden(0, zeros, None)
-    anchors = ints.inputs(codes[:1])[0] * anchor
+    anchors = ints.inputs(0, codes[0]) * anchor
     yield 0, ~anchor, ints.hidden(0, zeros, anchors)
     before = zeros
     for stage in range(1, q):
-        before = before + ints.inputs(codes[stage - 1:stage])[0]
+        before = before + ints.inputs(stage - 1, codes[stage - 1])
         yield stage, torch.ones(h, w, dtype=torch.bool), ints.hidden(stage, before, None)
 
 
 def _chunks(ints, stage: int, hidden: torch.Tensor, where: torch.Tensor):
     """(flat position indices, probabilities (M, K)) of the masked positions, CHUNK at a time."""
-    flat = hidden.flatten(1)
+    rows = hidden.flatten(1).t()[where.flatten()]  # (M, C) of the masked positions, in raster order
     index = where.flatten().nonzero().squeeze(1)
     for start in range(0, len(index), CHUNK):
-        part = index[start:start + CHUNK]
-        yield part, probabilities(ints.logits(stage, flat[:, part]))
+        yield index[start:start + CHUNK], probabilities(ints.logits(stage, rows[start:start + CHUNK]))
 
 
 def stage_bits(model, codes: torch.Tensor) -> list[float]:

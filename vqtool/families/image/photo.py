@@ -29,7 +29,7 @@ from vqtool.quantize import VectorQuantizer
 
 from . import PHOTO_ARCHITECTURE
 
-TILE_CODES = 64  # tile edge in codes (512 pixels) for large photos
+TILE_CODES = 192  # tile edge in codes (1,536 pixels) for large photos: smaller tiles cost 1.7-3x in halos
 HALO_CODES = 8  # context around each tile, beyond the encoder's and decoder's reach
 
 
@@ -178,6 +178,13 @@ class PhotoVQ(nn.Module):
             images = images[None]
         return images.to(self.device, torch.float32)
 
+    def _inference_layout(self) -> None:
+        """Channels-last weights for inference (1.6x faster convolutions on CPUs); training keeps the default."""
+        if not self.training and not getattr(self, "_channels_last", False):
+            self.encoder.to(memory_format=torch.channels_last)
+            self.decoder.to(memory_format=torch.channels_last)
+            self._channels_last = True
+
     @torch.no_grad()
     def encode(self, images, quality: int | None = None) -> torch.Tensor:
         """Images -> codes (N, q, ceil(H/8), ceil(W/8)) int64: the first q = `quality` (default all) stages."""
@@ -187,8 +194,10 @@ class PhotoVQ(nn.Module):
         s = self.stride
         x = F.pad(x, (0, -width % s, 0, -height % s), mode="replicate")
 
+        self._inference_layout()
+
         def codes(part):
-            residual = self.encoder(part - 0.5)
+            residual = self.encoder((part - 0.5).contiguous(memory_format=torch.channels_last)).contiguous()
             grids = []
             for vq in self.quantizers[:quality]:
                 flat = residual.movedim(1, -1).reshape(-1, residual.shape[1])
@@ -207,8 +216,11 @@ class PhotoVQ(nn.Module):
             codes = codes[None]
         self.check_quality(codes.shape[1])
 
+        self._inference_layout()
+
         def pixels(part):
-            return self.decoder(self.code_vectors(part.long()).sum(1)) + 0.5
+            vectors = self.code_vectors(part.long()).sum(1).contiguous(memory_format=torch.channels_last)
+            return self.decoder(vectors).contiguous() + 0.5
 
         images = torch.cat([tiled(pixels, codes[i:i + 1].float(), TILE_CODES, HALO_CODES, self.stride, 1)
                             for i in range(len(codes))]) if len(codes) else pixels(codes)

@@ -1,0 +1,171 @@
+"""The photo model (residual codebooks, parallel context coder, quality levels, the default-model rule),
+with a tiny model trained for real by `vqtool train photos` on a few training photos."""
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from conftest import IMAGES, run_cli
+from vqtool.codes import read_codes
+from vqtool.hub import load
+
+
+
+@pytest.fixture(scope="module")
+def tiny_net(tiny_photos):
+    return load(str(tiny_photos), "cpu")
+
+
+@pytest.fixture(scope="module")
+def held_out_photo(shared_data) -> np.ndarray:
+    name = (shared_data / "flickr8k-1k" / "test.txt").read_text().split()[0]
+    return np.asarray(Image.open(shared_data / IMAGES / name).convert("RGB"))
+
+
+def test_training_refuses_nothing_held_out_and_records_it(tiny_net):
+    prov = tiny_net.metadata["provenance"]
+    assert prov["held_out_list"].endswith("test.txt") and prov["train_items"] == 8
+    assert tiny_net.config.context_frozen and tiny_net.integer_context is not None
+
+
+def test_integer_context_codes_as_well_as_the_float_one(tiny_net):
+    metrics = tiny_net.metadata["metrics"]
+    assert metrics["context_bits_per_code_integer"] <= 1.01 * metrics["context_bits_per_code_float"]
+
+
+def test_each_residual_stage_reduces_the_error(tiny_net, held_out_photo):
+    photo = held_out_photo[:144, :192]  # whole code positions
+    codes = tiny_net.encode(photo)
+    with torch.no_grad():
+        z = tiny_net.encoder(tiny_net.as_batch(photo) - 0.5)
+    vectors = tiny_net.code_vectors(codes)
+    latent = [float(((z - vectors[:, :q].sum(1)) ** 2).mean()) for q in range(0, 4)]
+    assert latent[0] > latent[1] > latent[2] > latent[3]
+    pixels = [float(((tiny_net.decode(codes[:, :q]) - tiny_net.as_batch(photo)) ** 2).mean()) for q in range(1, 4)]
+    assert pixels[0] > pixels[2]
+
+
+def test_quality_k_decodes_what_k_stages_give(tiny_photos, tiny_net, held_out_photo, tmp_path):
+    source = tmp_path / "photo.png"
+    Image.fromarray(held_out_photo).save(source)
+    for quality in (1, 2):
+        result = run_cli("encode", source, "-m", tiny_photos, "--quality", quality, "--compress", "-o", tmp_path / "q.vqc")
+        assert result.returncode == 0, result.stderr.decode()
+        record = read_codes((tmp_path / "q.vqc").read_bytes())[0]
+        assert record.grid[0] == quality and record.coding == "range-context"
+        result = run_cli("decode", tmp_path / "q.vqc", "-o", tmp_path / f"q{quality}.png")  # no option needed
+        assert result.returncode == 0, result.stderr.decode()
+        expected = tiny_net.to_uint8(tiny_net.decode(tiny_net.encode(held_out_photo)[:, :quality],
+                                                      held_out_photo.shape[:2]))[0]
+        assert np.array_equal(np.asarray(Image.open(tmp_path / f"q{quality}.png")), expected)
+    assert run_cli("encode", source, "-m", tiny_photos, "--quality", 4, "-o", tmp_path / "x.vqc").returncode == 2
+
+
+def test_integer_context_is_exact_in_float32(tiny_net, held_out_photo):
+    """Every sum in the coder's network is an integer below 2**24: float32 and float64 agree exactly, so
+    the probabilities do not depend on the machine, the BLAS or the order of summation."""
+    from vqtool.families.image.context_int import passes
+
+    ints = tiny_net.integer_context
+    codes = tiny_net.encode(held_out_photo)[0]
+    for stage, where, hidden in passes(ints, codes):
+        assert torch.equal(hidden, hidden.round())
+        logits32 = ints.logits(stage, hidden.flatten(1).t())
+        acc64 = ints.head_weight[stage].double() @ hidden.flatten(1).double() + ints.head_bias[stage].double()[:, None]
+        logits64 = torch.floor(acc64 * 2.0 ** -int(ints.head_shift[stage])).t()
+        assert torch.equal(logits32.double(), logits64)
+        # the first layer's float32 convolution against float64
+        before = torch.zeros(ints.vectors.shape[-1], *codes.shape[-2:])
+        x = torch.cat([before, before, before[:1]])[None]
+        a32 = torch.nn.functional.conv2d(x, ints.first_weight.float(), padding=1)
+        a64 = torch.nn.functional.conv2d(x.double(), ints.first_weight.double(), padding=1)
+        assert torch.equal(a32.double(), a64)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(1, 3), st.integers(1, 12), st.integers(1, 12), st.integers(0, 2**31 - 1))
+def test_parallel_coder_round_trip(tiny_net, quality, height, width, seed):
+    from vqtool.families.image.context_int import compress_codes, decompress_codes
+
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, tiny_net.config.num_codes, (quality, height, width))
+    payload = compress_codes(tiny_net, codes)
+    assert np.array_equal(decompress_codes(tiny_net, payload, codes.shape), codes)
+    assert compress_codes(tiny_net, codes) == payload  # deterministic
+
+
+def test_corrupt_range_context_payload_is_one_error(tiny_photos, held_out_photo, tmp_path):
+    source = tmp_path / "photo.png"
+    Image.fromarray(held_out_photo).save(source)
+    assert run_cli("encode", source, "-m", tiny_photos, "--compress", "-o", tmp_path / "a.vqc").returncode == 0
+    data = bytearray((tmp_path / "a.vqc").read_bytes())
+    data[-5] ^= 0x5A
+    (tmp_path / "bad.vqc").write_bytes(bytes(data))
+    result = run_cli("decode", tmp_path / "bad.vqc", "-o", tmp_path / "bad.png")
+    assert result.returncode == 1
+    message = result.stderr.decode()
+    assert "bad.vqc" in message and "Traceback" not in message and not (tmp_path / "bad.png").exists()
+
+
+def test_default_model_rule(tmp_path):
+    from vqtool.families.image.codec import default_model, default_model_for
+
+    assert default_model(32, 32) == "cifar10" and default_model(32, 33) == "photos"
+    assert default_model(1000, 20) == "photos"
+    Image.new("RGB", (32, 24)).save(tmp_path / "thumb.png")
+    Image.new("RGB", (64, 48)).save(tmp_path / "photo.png")
+    assert default_model_for(str(tmp_path / "thumb.png")) == "cifar10"
+    assert default_model_for(str(tmp_path / "photo.png")) == "photos"
+
+
+def test_shipped_default_model_rule_through_the_cli(tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(folder / "thumb.png")
+    Image.fromarray(rng.integers(0, 255, (40, 56, 3), dtype=np.uint8)).save(folder / "photo.png")
+    result = run_cli("encode", folder, "-o", tmp_path / "codes")
+    assert result.returncode == 0, result.stderr.decode()
+    thumb = read_codes((tmp_path / "codes" / "thumb.vqc").read_bytes())[0]
+    photo = read_codes((tmp_path / "codes" / "photo.vqc").read_bytes())[0]
+    assert thumb.model == "cifar10" and len(thumb.grid) == 2
+    assert photo.model == "photos" and photo.grid == (8, 5, 7)
+    result = run_cli("encode", folder / "photo.png", "-o", tmp_path / "codes.npz")  # arrays: cifar10
+    assert result.returncode == 0, result.stderr.decode()
+    result = run_cli("encode", folder / "photo.png", "-m", "photos", "-o", tmp_path / "p.npz")
+    assert result.returncode == 2 and "codes.npz" in result.stderr.decode()
+
+
+def test_shipped_photos_compress_a_12_megapixel_photo(held_out_photo, tmp_path):
+    """The shipped model on a 4000x3000 photograph (a held-out photo enlarged): encode --compress and
+    decode through the CLI; the range-coded file decodes to the same image as the bit-packed one."""
+    big = Image.fromarray(held_out_photo).resize((4000, 3000), Image.BICUBIC)
+    big.save(tmp_path / "big.png")
+    for flag, name in (("--compress", "small.vqc"), (None, "packed.vqc")):
+        args = ["encode", tmp_path / "big.png", "-o", tmp_path / name] + ([flag] if flag else [])
+        result = run_cli(*args)
+        assert result.returncode == 0, result.stderr.decode()
+    small, packed = (tmp_path / "small.vqc").stat().st_size, (tmp_path / "packed.vqc").stat().st_size
+    assert small < 0.9 * packed
+    for name in ("small", "packed"):
+        assert run_cli("decode", tmp_path / f"{name}.vqc", "-o", tmp_path / f"{name}.png").returncode == 0
+    a, b = (np.asarray(Image.open(tmp_path / f"{n}.png")) for n in ("small", "packed"))
+    assert a.shape == (3000, 4000, 3) and np.array_equal(a, b)
+
+
+GOLDEN_CODES_SEED = 7
+
+
+def test_shipped_photos_payload_is_bit_exact():
+    """A fixed code grid range-codes to the same bytes on every machine (recorded once)."""
+    from vqtool.families.image.context_int import compress_codes
+
+    net = load("photos", "cpu")
+    codes = np.random.default_rng(GOLDEN_CODES_SEED).integers(0, net.config.num_codes, (net.config.stages, 9, 13))
+    digest = hashlib.sha256(compress_codes(net, codes)).hexdigest()
+    assert digest == net.metadata["metrics"]["golden_payload_sha256"], digest
