@@ -73,3 +73,13 @@ def test_fader_trains_under_torchrun(tmp_path, face_folder):
     meta = read_metadata(tmp_path / "ddp.safetensors")
     assert meta["provenance"]["world_size"] == 2 and meta["architecture"] == "fader"
     assert int(load_file(tmp_path / "ddp.safetensors")["steps_trained"]) == 4  # the ramp counts optimizer steps
+
+
+def test_photo_training_runs_under_torchrun(tmp_path, shared_data):
+    """The photo model's context model learns inside forward, so DDP syncs every parameter."""
+    result = torchrun("-m", "vqtool", "train", "photos", "--data", shared_data / "flickr8k-1k" / "images",
+                      "--name", "ddp-photos", "--out", tmp_path, "--limit", "4", "--steps", "4", "--batch-size", "8",
+                      "--crop", "32", "--widths", "8,8,8", "--stages", "2", "--codes", "16", "--embedding-dim", "4",
+                      "--context-hidden", "4", "--eval-limit", "0", "--calibration", "1", "--quiet")
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    assert read_metadata(tmp_path / "ddp-photos.safetensors")["provenance"]["world_size"] == 2

@@ -36,13 +36,18 @@ def commands(data: Path) -> list[tuple[str, list[str], list[str]]]:
     walking = str(data / "cmu-mocap" / "test" / "walking" / "walking_1.txt")
     photos = [str(data / "flickr8k-1k" / "images" / n) for n in ("1001773457_577c3a7d70.jpg", "109202801_c6381eef15.jpg")]
     return [
-        ("encode image", ["encode", "docs/demo.png", "-o", "OUT/demo.vqc", "--json"], ["demo.vqc"]),
+        ("encode image", ["encode", "docs/demo.png", "-m", "cifar10", "-o", "OUT/demo.vqc", "--json"], ["demo.vqc"]),
         ("inspect", ["inspect", "OUT/demo.vqc", "--json"], []),
         ("inspect text", ["inspect", "OUT/demo.vqc"], []),
         ("decode image", ["decode", "OUT/demo.vqc", "-o", "OUT/demo.png", "--json"], ["demo.png"]),
-        ("encode compress", ["encode", "docs/demo.png", "--compress", "-o", "OUT/small.vqc"], ["small.vqc"]),
+        ("encode compress", ["encode", "docs/demo.png", "-m", "cifar10", "--compress", "-o", "OUT/small.vqc"],
+         ["small.vqc"]),
         ("decode compress", ["decode", "OUT/small.vqc", "-o", "OUT/small.png"], ["small.png"]),
-        ("encode two", ["encode", "docs/demo.png", "OUT/small.png", "-o", "OUT/two.vqc"], ["two.vqc"]),
+        ("encode two", ["encode", "docs/demo.png", "OUT/small.png", "-m", "cifar10", "-o", "OUT/two.vqc"], ["two.vqc"]),
+        ("encode photo", ["encode", photos[0], "--compress", "--quality", "3", "-o", "OUT/photo.vqc", "--json"],
+         ["photo.vqc"]),
+        ("decode photo", ["decode", "OUT/photo.vqc", "-o", "OUT/photo.png", "--json"], ["photo.png"]),
+        ("encode default", ["encode", "docs/demo.png", "-o", "OUT/default.vqc", "--json"], ["default.vqc"]),
         ("decode grid", ["decode", "OUT/two.vqc", "-o", "OUT/two.png"], ["two.png"]),
         ("compare", ["compare", "docs/demo.png", "OUT/demo.png", "--json"], []),
         ("sample", ["sample", "--class", "cat", "-n", "4", "--seed", "1", "-o", "OUT/cats.png"], ["cats.png"]),
@@ -132,11 +137,11 @@ def fingerprint(path: Path) -> dict | None:
     coarse picture of an image)."""
     if path.suffix == ".vqc":
         from vqtool.codes import read_codes
-        from vqtool.families.image.compress import restore
+        from vqtool.families.image.codec import restore_codes
         from vqtool.hub import load
 
         records = read_codes(path.read_bytes())
-        grids = [r.codes if r.codes is not None else restore(load(r.model, "cpu").prior, r, str(path))
+        grids = [r.codes if r.codes is not None else restore_codes(load(r.model, "cpu"), r, str(path))
                  for r in records]
         return {"codes": [int(c) for grid in grids for c in np.ravel(grid)]}
     values = values_of(path)
@@ -263,9 +268,9 @@ def trained(checkpoint: Path) -> dict:
     return {"weights": digest.hexdigest(), "metrics": metrics, "log": log}
 
 
-def test_training_unchanged(tiny_checkpoint, tiny_fader, tiny_speech, tiny_motion):
+def test_training_unchanged(tiny_checkpoint, tiny_fader, tiny_speech, tiny_motion, tiny_photos):
     runs = {"vqvae": trained(tiny_checkpoint), "fader": trained(tiny_fader), "speech": trained(tiny_speech),
-            "motion": trained(tiny_motion),
+            "motion": trained(tiny_motion), "photos": trained(tiny_photos),
             "speaker-encoder": trained(tiny_speech.parent.parent / "spk" / "spk.safetensors"),
             "attribute-judge": trained(tiny_fader.parent.parent / "judge" / "judge.safetensors")}
     if RECORD:

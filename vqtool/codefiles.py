@@ -80,7 +80,7 @@ def encode_file(source, model: str | None = None, compress: bool = False, device
     codec = codec_of(kind)
     if model is None:
         choose = getattr(codec, "default_model_for", None)
-        model = choose(name, data) if choose else registry.for_media(kind).media[kind].default_model
+        model = choose(name, data, quality) if choose else registry.for_media(kind).media[kind].default_model
     net = ModelCache(None, device, models_dir).load(model, kind)
     if quality is None:
         return codec.encode(net, name, data=data, compress=compress)

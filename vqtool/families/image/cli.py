@@ -429,13 +429,15 @@ def encode_media(sources: list[str], request: CodeRequest) -> None:
     codes.npz (`-o NAME.npz`, one-codebook models only: cifar10 unless --model names one)."""
     from vqtool.codearrays import SUFFIX, CodeArrayWriter
 
-    from .codec import is_photo
+    from .codec import image_mode, is_photo
 
+    if not request.model_given and request.quality is not None:  # quality levels are the photo model's
+        request = replace(request, model="photos", model_given=True)
+    if not request.model_given and request.output is not None and request.output.lower().endswith(SUFFIX):
+        request = replace(request, model="cifar10", model_given=True)  # arrays hold one grid per image
     models = _Models(request)
+    mode = image_mode(models.get(request.model)) if request.model_given else "RGB"
     if request.output is not None and request.output.lower().endswith(SUFFIX):
-        if not request.model_given:
-            request = replace(request, model="cifar10", model_given=True)
-            models = _Models(request)
         net = models.get(request.model)
         if is_photo(net):
             raise usage(f"a codes.npz holds one code grid per image; {net.name}'s residual grids go to .vqc files",
@@ -446,15 +448,13 @@ def encode_media(sources: list[str], request: CodeRequest) -> None:
                                list(request.given))
         put = _put_rows
     else:
-        if request.model_given:
-            models.get(request.model)  # a bad --model is one error before any image is read
         sink = RecordSink(request.output, sources, request.quiet, request.from_folder)
         put = _put_records
     failures: list[str] = []
     written = 0
     try:
         with progress(len(sources), "encoding", request.quiet) as advance:
-            for chunk in _image_batches(sources, request.batch_size, "RGB", failures):
+            for chunk in _image_batches(sources, request.batch_size, mode, failures):
                 for net, part in models.split(chunk):
                     written += put(net, part, request, sink, failures)
                 advance(len(chunk))

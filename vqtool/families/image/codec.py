@@ -31,13 +31,15 @@ def default_model(height: int, width: int) -> str:
     return "cifar10" if max(height, width) <= CIFAR_SIDE else "photos"
 
 
-def default_model_for(source: str, data: bytes | None = None) -> str:
+def default_model_for(source: str, data: bytes | None = None, quality: int | None = None) -> str:
     """`default_model` of an image file, from its header alone (unreadable files go to `photos`, which
-    then reports why)."""
+    then reports why); a quality level asks for the photo model."""
     import io
 
     from PIL import Image
 
+    if quality is not None:
+        return "photos"
     try:
         with Image.open(io.BytesIO(data) if data is not None else source) as image:
             return default_model(image.height, image.width)
@@ -52,8 +54,6 @@ def image_record(grid: np.ndarray, shape: tuple, model: str, sha256: str, num_co
     media = {"kind": "image", "height": shape[0], "width": shape[1], "channels": shape[2], **(name or {})}
     return CodeFile(grid, model, sha256, num_codes, media, extra or {})
 
-
-photo_record = image_record  # the same record; its grid has the stage axis first
 
 
 def _by_shape(net, arrays: list[np.ndarray]):

@@ -115,8 +115,10 @@ class PhotoVQ(nn.Module):
 
     # --- training ---------------------------------------------------------------------------------
     def forward(self, images: torch.Tensor, keep: torch.Tensor | None = None):
-        """Training pass on images in [0, 1]: (reconstruction, codes (N, S, h, w), quantiser loss, stats).
-        `keep` (N,): stages each image's decoder sees (quantiser dropout); default all."""
+        """Training pass on images in [0, 1]: (reconstruction, codes (N, S, h, w), quantiser loss, each
+        stage's perplexity, each stage's bits under the context model). `keep` (N,): stages each image's
+        decoder sees (quantiser dropout); default all. The context model learns from the detached codes
+        here, inside forward, so that DistributedDataParallel sees all parameters."""
         z = self.encoder(images - 0.5)
         residual, parts, codes, loss, perplexity = z, [], [], 0.0, []
         for vq in self.quantizers:
@@ -133,7 +135,8 @@ class PhotoVQ(nn.Module):
             stacked = stacked * mask[:, :, None, None, None]
         quantized = stacked.sum(1).detach()
         recon = self.decoder(z + (quantized - z).detach()) + 0.5
-        return recon, torch.stack(codes, 1), loss, torch.stack(perplexity)
+        codes = torch.stack(codes, 1)
+        return recon, codes, loss, torch.stack(perplexity), self.context_bits(codes.detach())
 
     def context_logits(self, codes: torch.Tensor) -> list[torch.Tensor]:
         """The float context model's logits for every stage of codes (N, S', h, w): S' + 1 tensors

@@ -26,10 +26,10 @@ def ms_ssim(original: np.ndarray, restored: np.ndarray) -> float | None:
 
 def photo_file_bytes(model, codes: np.ndarray, shape: tuple, compress: bool = True) -> int:
     """Bytes of the `.vqc` record `vqtool encode --compress --quality q` writes (header included)."""
-    from .codec import photo_record
+    from .codec import image_record
     from .context_int import compress_codes
 
-    record = photo_record(codes, shape, getattr(model, "name", "photos"), getattr(model, "sha256", "0" * 64),
+    record = image_record(codes, shape, getattr(model, "name", "photos"), getattr(model, "sha256", "0" * 64),
                           model.config.num_codes)
     return len(record.to_bytes(compress_codes(model, codes) if compress else None))
 

@@ -82,10 +82,8 @@ class PhotoTask(TaskBase):
 
     def loss(self, model, batch, generator):
         images, keep = batch
-        recon, codes, vq_loss, perplexity = model(images, keep)
+        recon, codes, vq_loss, perplexity, bits = model(images, keep)
         mse = F.mse_loss(recon, images)
-        net = model.module if hasattr(model, "module") else model
-        bits = net.context_bits(codes.detach())
         per_code = bits / codes[:, 0].numel()
         loss = mse + vq_loss + self.context_weight * per_code.mean()
         return loss, {"mse": mse.item(), "bits_per_code": per_code.mean().item(),
