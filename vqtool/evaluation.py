@@ -36,6 +36,24 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return (images * 255).round().clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
+def image_batch(images, device: torch.device | str = "cpu") -> torch.Tensor:
+    """PIL image(s), uint8 arrays (H,W,C)/(N,H,W,C) or float tensors in [0,1] -> (N,C,H,W) float32 on
+    `device`: what the image models' `encode` accepts."""
+    import torch
+    from PIL import Image
+
+    if isinstance(images, Image.Image):
+        images = [images]
+    if isinstance(images, (list, tuple)):
+        images = np.stack([np.asarray(i.convert("RGB") if isinstance(i, Image.Image) else i) for i in images])
+    if isinstance(images, np.ndarray):
+        array = images if images.ndim == 4 else images[None]
+        images = torch.from_numpy(np.require(array, requirements=["C", "W"])).permute(0, 3, 1, 2).float() / 255
+    if images.dim() == 3:
+        images = images[None]
+    return images.to(device, torch.float32)
+
+
 def from_uint8(arrays, device: torch.device | str = "cpu") -> torch.Tensor:
     """(N, H, W, C) uint8 -> (N, C, H, W) floats in [0, 1] on `device`."""
     import torch

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 
 from vqtool.errors import VqtoolError
-from vqtool.evaluation import to_uint8
+from vqtool.evaluation import image_batch, to_uint8
 from vqtool.layers import ResidualBlock, tiled
 from vqtool.quantize import VectorQuantizer
 
@@ -94,16 +93,7 @@ class VQVAE(nn.Module):
     # --- plain inference methods -------------------------------------------------------------
     def as_batch(self, images) -> torch.Tensor:
         """PIL image(s), uint8 arrays (H,W,C)/(N,H,W,C) or float tensors in [0,1] -> (N,C,H,W)."""
-        if isinstance(images, Image.Image):
-            images = [images]
-        if isinstance(images, (list, tuple)):
-            images = np.stack([np.asarray(i.convert("RGB") if isinstance(i, Image.Image) else i) for i in images])
-        if isinstance(images, np.ndarray):
-            array = images if images.ndim == 4 else images[None]
-            images = torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2).float() / 255
-        if images.dim() == 3:
-            images = images[None]
-        return images.to(self.device, torch.float32)
+        return image_batch(images, self.device)
 
     @torch.no_grad()
     def encode(self, images) -> torch.Tensor:

@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 
-from vqtool.evaluation import to_uint8
+from vqtool.evaluation import image_batch, to_uint8
 from vqtool.layers import ResidualBlock, tiled
 from vqtool.quantize import VectorQuantizer
 
@@ -170,16 +169,7 @@ class PhotoVQ(nn.Module):
     # --- plain inference methods --------------------------------------------------------------------
     def as_batch(self, images) -> torch.Tensor:
         """PIL image(s), uint8 arrays (H,W,C)/(N,H,W,C) or float tensors in [0,1] -> (N,C,H,W)."""
-        if isinstance(images, Image.Image):
-            images = [images]
-        if isinstance(images, (list, tuple)):
-            images = np.stack([np.asarray(i.convert("RGB") if isinstance(i, Image.Image) else i) for i in images])
-        if isinstance(images, np.ndarray):
-            array = images if images.ndim == 4 else images[None]
-            images = torch.from_numpy(np.require(array, requirements=["C", "W"])).permute(0, 3, 1, 2).float() / 255
-        if images.dim() == 3:
-            images = images[None]
-        return images.to(self.device, torch.float32)
+        return image_batch(images, self.device)
 
     def _inference_layout(self) -> None:
         """Channels-last weights for inference (1.6x faster convolutions on CPUs); training keeps the default."""
