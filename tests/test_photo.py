@@ -99,6 +99,20 @@ def test_parallel_coder_round_trip(tiny_net, quality, height, width, seed):
     assert compress_codes(tiny_net, codes) == payload  # deterministic
 
 
+def test_payload_ignores_the_callers_matmul_precision(tiny_net):
+    from vqtool.families.image.context_int import compress_codes
+
+    codes = np.random.default_rng(3).integers(0, tiny_net.config.num_codes, (3, 10, 14))
+    exact = compress_codes(tiny_net, codes)
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("medium")  # may allow bfloat16 products on some CPUs
+    try:
+        assert compress_codes(tiny_net, codes) == exact
+        assert torch.get_float32_matmul_precision() == "medium"  # the caller's setting is restored
+    finally:
+        torch.set_float32_matmul_precision(previous)
+
+
 def test_corrupt_range_context_payload_is_one_error(tiny_photos, held_out_photo, tmp_path):
     source = tmp_path / "photo.png"
     Image.fromarray(held_out_photo).save(source)
@@ -169,3 +183,32 @@ def test_shipped_photos_payload_is_bit_exact():
     codes = np.random.default_rng(GOLDEN_CODES_SEED).integers(0, net.config.num_codes, (net.config.stages, 9, 13))
     digest = hashlib.sha256(compress_codes(net, codes)).hexdigest()
     assert digest == net.metadata["metrics"]["golden_payload_sha256"], digest
+
+
+SLICE_PSNR_DB, SLICE_BPP = 1.5, 0.25  # 8 photos against the 96 of the card: room for the slice's own mix
+
+
+@pytest.fixture(scope="module")
+def held_out_slice(shared_data) -> list[np.ndarray]:
+    """The first 8 of the 96 held-out photos, at full size."""
+    names = (shared_data / "flickr8k-1k" / "test.txt").read_text().split()[:8]
+    return [np.asarray(Image.open(shared_data / IMAGES / n).convert("RGB")) for n in names]
+
+
+def test_shipped_photos_hold_their_card_on_held_out_photos(held_out_slice):
+    """Re-measured on a slice of the held-out photos: each quality level is better than the one below,
+    close to the card's numbers (measured on all 96), and as the card says against JPEG."""
+    from vqtool.families.image.photo_eval import evaluate_photos
+
+    net = load("photos", "cpu")
+    card = {level["quality"]: level for level in net.metadata["metrics"]["photo_levels"]}
+    measured = evaluate_photos(net, held_out_slice)["photo_levels"]
+    psnr = [level["psnr_db"] for level in measured]
+    assert psnr == sorted(psnr) and psnr[-1] > psnr[0] + 2
+    for level in measured:
+        want = card[level["quality"]]
+        assert abs(level["psnr_db"] - want["psnr_db"]) < SLICE_PSNR_DB, level
+        assert abs(level["bpp"] / want["bpp"] - 1) < SLICE_BPP, level
+        assert level["bpp"] < level["packed_bpp"]  # range coding saves bits at every level
+        if want["size_vs_jpeg"] < 0.9:  # where the card claims a clear win over JPEG, the slice shows it
+            assert level["size_vs_jpeg"] < 1.0, level

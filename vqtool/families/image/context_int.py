@@ -14,6 +14,7 @@ arithmetic is exact in any order of summation, so any machine computes the same 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -239,10 +240,11 @@ def stage_bits(model, codes: torch.Tensor) -> list[float]:
     ints = model.integer_context.cpu()
     codes = codes.cpu().long()
     bits = [0.0] * codes.shape[0]
-    for stage, where, hidden in passes(ints, codes):
-        symbols = codes[stage].flatten()
-        for part, probs in _chunks(ints, stage, hidden, where):
-            bits[stage] -= float(np.log2(probs[np.arange(len(part)), symbols[part].numpy()]).sum())
+    with exact_float32():
+        for stage, where, hidden in passes(ints, codes):
+            symbols = codes[stage].flatten()
+            for part, probs in _chunks(ints, stage, hidden, where):
+                bits[stage] -= float(np.log2(probs[np.arange(len(part)), symbols[part].numpy()]).sum())
     return bits
 
 
@@ -260,10 +262,11 @@ def compress_codes(model, codes) -> bytes:
     ints = _ready(model)
     codes = torch.as_tensor(np.asarray(codes)).long()
     encoder, family = constriction.stream.queue.RangeEncoder(), _categorical()
-    for stage, where, hidden in passes(ints, codes):
-        symbols = codes[stage].flatten()
-        for part, probs in _chunks(ints, stage, hidden, where):
-            encoder.encode(symbols[part].numpy().astype(np.int32), family, probs)
+    with exact_float32():
+        for stage, where, hidden in passes(ints, codes):
+            symbols = codes[stage].flatten()
+            for part, probs in _chunks(ints, stage, hidden, where):
+                encoder.encode(symbols[part].numpy().astype(np.int32), family, probs)
     return encoder.get_compressed().astype("<u4").tobytes().rstrip(b"\0")
 
 
@@ -277,11 +280,11 @@ def decompress_codes(model, payload: bytes, grid: tuple[int, int, int]) -> np.nd
     data = np.frombuffer(payload + b"\0" * (-len(payload) % 4), dtype="<u4").astype(np.uint32)
     decoder, family = constriction.stream.queue.RangeDecoder(data), _categorical()
     codes = torch.zeros(q, h, w, dtype=torch.long)
-    walk = passes(ints, codes)
-    for stage, where, hidden in walk:
-        flat = codes[stage].view(-1)
-        for part, probs in _chunks(ints, stage, hidden, where):
-            flat[part] = torch.from_numpy(decoder.decode(family, probs).astype(np.int64))
+    with exact_float32():
+        for stage, where, hidden in passes(ints, codes):  # each pass reads the codes decoded before it
+            flat = codes[stage].view(-1)
+            for part, probs in _chunks(ints, stage, hidden, where):
+                flat[part] = torch.from_numpy(decoder.decode(family, probs).astype(np.int64))
     return codes.numpy()
 
 
@@ -289,3 +292,16 @@ def _ready(model) -> IntegerContext:
     if model.integer_context is None:
         raise VqtoolError(f"model '{getattr(model, 'name', 'photos')}' has no integer context model to range-code with")
     return model.integer_context.cpu()
+
+
+@contextmanager
+def exact_float32():
+    """Full float32 products while coding, whatever the caller set (`torch.set_float32_matmul_precision`
+    "medium" lets oneDNN use bfloat16, which would round the integers). The network always runs on the
+    CPU, by direct or im2col convolutions and matrix products, never by Winograd or FFT transforms."""
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(previous)
