@@ -66,7 +66,7 @@ demo: install
 	@echo "look: out/dynamics-grid.png (the ghosts' next positions: true against the learned model)"
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 fuzz: install  # the fuzz suite at 10,000 inputs per family (make test runs 150), about a quarter of an hour
 	VQTOOL_FUZZ_EXAMPLES=10000 $(BIN)/python -m pytest -q tests/test_fuzz.py

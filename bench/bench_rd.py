@@ -73,6 +73,14 @@ def timed_12mp(model: str, photo: np.ndarray, repeats: int) -> dict:
                 times[key].append(time.perf_counter() - started)
         sizes = {"compressed_bytes": Path(f"{folder}/c.vqc").stat().st_size,
                  "packed_bytes": Path(f"{folder}/p.vqc").stat().st_size}
+        big = Image.open(source).convert("RGB")
+        for fmt in ("JPEG", "WEBP"):  # the baselines' encoders on the same photo, in this process (no start-up)
+            key = f"pillow_{fmt.lower()}_s"
+            times[key] = []
+            for _ in range(repeats):
+                started = time.perf_counter()
+                big.save(io.BytesIO(), fmt, quality=75)
+                times[key].append(time.perf_counter() - started)
     return {**{k: round(statistics.median(v), 2) for k, v in times.items()}, "runs": repeats, **sizes}
 
 
@@ -105,6 +113,9 @@ def main() -> None:
     parser.add_argument("--model", default="photos")
     parser.add_argument("--limit", type=int, default=96)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--levels-from-card", action="store_true",
+                        help="take the model's levels from its card (the same evaluate_photos on all 96, run at export) "
+                             "instead of measuring them again")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "rd-photos.json"))
     parser.add_argument("--figure", default=str(ROOT / "docs" / "rd-photos.png"))
     args = parser.parse_args()
@@ -117,7 +128,10 @@ def main() -> None:
     net = vqtool.load(args.model, "cpu")
     photos = held_out(args.limit)
     started = time.perf_counter()
-    ours = evaluate_photos(net, photos)
+    if args.levels_from_card and args.limit == 96:
+        ours = {key: net.metadata["metrics"][key] for key in ("photo_levels", "eval_pixels")}
+    else:
+        ours = evaluate_photos(net, photos)
     seconds = time.perf_counter() - started
     jpeg, webp = baseline_curve(photos, "JPEG"), baseline_curve(photos, "WEBP")
     timing = timed_12mp(args.model, photos[0], args.repeats)
@@ -131,6 +145,8 @@ def main() -> None:
         print(f"{title}: " + ", ".join(f"q{p['quality']} {p['bpp']:.3f} bpp {p['psnr_db']:.2f} dB" for p in points))
     print(f"12 MP photo (median of {timing['runs']}, 2 threads, start-up included): encode --compress "
           f"{timing['encode_compress_s']} s, encode packed {timing['encode_packed_s']} s, decode {timing['decode_s']} s; "
+          f"Pillow in-process: JPEG {timing['pillow_jpeg_s']} s, WebP {timing['pillow_webp_s']} s "
+          f"(encode --compress / JPEG = {timing['encode_compress_s'] / timing['pillow_jpeg_s']:.0f}x); "
           f"{timing['compressed_bytes']:,} B compressed vs {timing['packed_bytes']:,} B packed")
     result = {"model": net.name, "sha256": net.sha256, "photos": len(photos), **ours, "jpeg_sweep": jpeg,
               "webp_sweep": webp, "twelve_megapixel": timing, "evaluation_seconds": round(seconds, 1)}

@@ -173,6 +173,7 @@ def test_shipped_photos_compress_a_12_megapixel_photo(held_out_photo, tmp_path):
 
 
 GOLDEN_CODES_SEED = 7
+GOLDEN_PAYLOAD_SHA256 = "PENDING"  # recorded once from the shipped model; any machine must give the same bytes
 
 
 def test_shipped_photos_payload_is_bit_exact():
@@ -182,7 +183,7 @@ def test_shipped_photos_payload_is_bit_exact():
     net = load("photos", "cpu")
     codes = np.random.default_rng(GOLDEN_CODES_SEED).integers(0, net.config.num_codes, (net.config.stages, 9, 13))
     digest = hashlib.sha256(compress_codes(net, codes)).hexdigest()
-    assert digest == net.metadata["metrics"]["golden_payload_sha256"], digest
+    assert digest == GOLDEN_PAYLOAD_SHA256, digest
 
 
 SLICE_PSNR_DB, SLICE_BPP = 1.5, 0.25  # 8 photos against the 96 of the card: room for the slice's own mix

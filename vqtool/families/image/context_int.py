@@ -23,6 +23,14 @@ from torch import nn
 
 from vqtool.errors import VqtoolError
 
+
+def checkerboard(height: int, width: int, device=None) -> torch.Tensor:
+    """True on the anchor half ((row + column) even), coded first."""
+    rows = torch.arange(height, device=device)[:, None]
+    cols = torch.arange(width, device=device)[None, :]
+    return (rows + cols) % 2 == 0
+
+
 LOGIT_UNITS = 16  # integer logits count 1/16 nat
 TABLE = np.maximum(1, np.round(2.0**20 * np.exp(-np.arange(LOGIT_UNITS * 20) / LOGIT_UNITS))).astype(np.int64)
 _TABLE = torch.from_numpy(TABLE.astype(np.float64))  # the same integers, for torch's gather
@@ -90,7 +98,6 @@ def probabilities(logits: torch.Tensor) -> np.ndarray:
 def freeze_context(model, calibration: list[np.ndarray]) -> dict:
     """Fill `model.integer_context` from the float context model; activation ranges from the codes of
     `calibration` photos. Returns the float and integer models' bits per code on those codes."""
-    from .photo import checkerboard
 
     config = model.config
     if model.integer_context is None:
@@ -212,7 +219,6 @@ def compare_bits(model, grids: list[torch.Tensor]) -> dict:
 def passes(ints: IntegerContext, codes: torch.Tensor):
     """(stage, positions mask (h, w), hidden (C, h, w)) in coding order, for codes (q, h, w) known so far
     -- a generator the encoder drives with all codes known and the decoder fills in as it goes."""
-    from .photo import checkerboard
 
     q, h, w = codes.shape
     anchor = checkerboard(h, w)

@@ -27,6 +27,7 @@ from vqtool.layers import ResidualBlock, tiled
 from vqtool.quantize import VectorQuantizer
 
 from . import PHOTO_ARCHITECTURE
+from .context_int import IntegerContext, checkerboard
 
 TILE_CODES = 192  # tile edge in codes (1,536 pixels) for large photos: smaller tiles cost 1.7-3x in halos
 HALO_CODES = 8  # context around each tile, beyond the encoder's and decoder's reach
@@ -44,13 +45,6 @@ class PhotoConfig:
     decay: float = 0.99
     context_hidden: int = 32
     context_frozen: bool = False  # the integer context model has been derived (export)
-
-
-def checkerboard(height: int, width: int, device=None) -> torch.Tensor:
-    """True on the anchor half ((row + column) even), coded first."""
-    rows = torch.arange(height, device=device)[:, None]
-    cols = torch.arange(width, device=device)[None, :]
-    return (rows + cols) % 2 == 0
 
 
 class ContextModel(nn.Module):
@@ -104,8 +98,6 @@ class PhotoVQ(nn.Module):
         self.context = ContextModel(c.embedding_dim, c.context_hidden, c.num_codes, c.stages)
         self.integer_context = None
         if c.context_frozen:  # derived from `context` at export (context_int.freeze_context)
-            from .context_int import IntegerContext
-
             self.integer_context = IntegerContext(c.embedding_dim, c.context_hidden, c.num_codes, c.stages)
 
     @property
