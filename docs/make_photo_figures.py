@@ -30,7 +30,9 @@ def smallest_at_least(photo: np.ndarray, size: int, fmt: str) -> tuple[np.ndarra
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    return float(-10 * np.log10(((a.astype(np.float64) - b) ** 2).mean() / 255**2))
+    from vqtool.evaluation import mse_per_image, psnr_db
+
+    return psnr_db(mse_per_image(a[None], b[None])[0])
 
 
 def main() -> None:

@@ -68,9 +68,9 @@ CARDS = {
             "calibration training photos, as trained (float) and as the range coder runs it (integer network).",
         ],
         limitations=[
-            "Trained on {data} only (about 900 photos, half of them 200x150 pixels or smaller, none over 500x500): other photographs go through at any size "
-            "(tiled), but the model has seen few kinds of scenes; faces, text and fine texture lose detail at one "
-            "code position per {stride}x{stride} pixels.",
+            "Trained on {data} only (about 900 photos, half of them 200x150 pixels or smaller, none over "
+            "500x500): other photographs go through at any size (tiled), but the model has seen few kinds of "
+            "scenes; faces, text and fine texture lose detail at one code position per {stride}x{stride} pixels.",
             "Its quality levels are the residual stages kept. It was trained briefly on CPUs (see Training), far "
             "less than published learned codecs, and does not reach their numbers.",
             "A lossy learned representation, not a secure or lossless codec.",

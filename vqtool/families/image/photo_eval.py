@@ -20,7 +20,8 @@ def ms_ssim(original: np.ndarray, restored: np.ndarray) -> float | None:
         return None
     if min(original.shape[:2]) < MS_SSIM_MIN_SIDE:
         return None
-    pair = [torch.from_numpy(np.array(a)).permute(2, 0, 1)[None].double() for a in (original, restored)]
+    # torch.tensor copies: Pillow's arrays are read-only, which torch.from_numpy warns about
+    pair = [torch.tensor(a).permute(2, 0, 1)[None].double() for a in (original, restored)]
     return float(measure(*pair, data_range=255.0))
 
 
