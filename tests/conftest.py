@@ -67,6 +67,17 @@ def tiny_checkpoint(tmp_path_factory, image_folder) -> Path:
     return out / "tiny.safetensors"
 
 
+@pytest.fixture(scope="session")
+def prior_checkpoint(tmp_path_factory, tiny_checkpoint, image_folder):
+    """A tiny prior trained for real by `vqtool train prior` on the tiny VQ-VAE's codes."""
+    out = tmp_path_factory.mktemp("prior")
+    result = run_cli("train", "prior", "--vqvae", tiny_checkpoint, "--data", image_folder, "--eval-data",
+                     image_folder, "--eval-limit", "24", "--name", "tinyprior", "--out", out, "--steps", "150",
+                     "--batch-size", "32", "--hidden", "16", "--layers", "4", "--lr", "3e-3", "--quiet")
+    assert result.returncode == 0, result.stderr.decode()
+    return out / "tinyprior.safetensors"
+
+
 IMAGES = "flickr8k-1k/images"
 
 

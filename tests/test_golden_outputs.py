@@ -107,7 +107,8 @@ def digest(data: bytes) -> str:
 
 RELATIVE = 0.05  # drift allowed between CPUs: metrics moved by 0.1-0.7% between the two that ran this suite
 # the tiny Fader run is adversarial: with AVX2 kernels instead of AVX-512 its losses drift by 7% and whether its slider stays monotone past the trained range on 24 faces flips
-CHAOTIC = {"fader": 0.25}
+# the tiny VQ-VAE's codebook perplexity mid-run moved by 5.6% on a third CPU (13.26 against 14.05 at step 400) while its MSE moved by 0.1%
+CHAOTIC = {"fader": 0.25, "vqvae": 0.1}
 SAME_CODES = 0.8  # share of codes that must agree when a code file is not byte-identical
 PROFILE_BLOCKS = 64
 NUMBER = re.compile(r"-?\d+\.\d+(?:e-?\d+)?")

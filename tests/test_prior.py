@@ -80,17 +80,6 @@ def test_sampling_is_deterministic_under_a_seed(prior_checkpoint):
     assert torch.equal(first, again) and not torch.equal(first, other)
 
 
-@pytest.fixture(scope="session")
-def prior_checkpoint(tmp_path_factory, tiny_checkpoint, image_folder):
-    """A tiny prior trained for real by `vqtool train prior` on the tiny VQ-VAE's codes."""
-    out = tmp_path_factory.mktemp("prior")
-    result = run_cli("train", "prior", "--vqvae", tiny_checkpoint, "--data", image_folder, "--eval-data",
-                     image_folder, "--eval-limit", "24", "--name", "tinyprior", "--out", out, "--steps", "150",
-                     "--batch-size", "32", "--hidden", "16", "--layers", "4", "--lr", "3e-3", "--quiet")
-    assert result.returncode == 0, result.stderr.decode()
-    return out / "tinyprior.safetensors"
-
-
 def test_trained_prior_beats_a_uniform_code_and_carries_its_numbers(prior_checkpoint):
     model = load(str(prior_checkpoint), device="cpu")
     metrics = model.metadata["metrics"]

@@ -34,19 +34,36 @@ class ModelCache:
         return self.loaded[name]
 
     def for_record(self, record: CodeFile, source: str):
+        """The checkpoint for a record: `--model` if given, else the one its header names or, when that
+        name now holds a newer checkpoint, the installed one with the record's SHA-256."""
+        from .hub import maker_of
+
         kind = record.media["kind"]
-        name = self.override or record.model
-        net = self.load(name, kind)
+        if self.override:
+            name, net = self.override, self.load(self.override, kind)
+        else:
+            try:
+                name, net = record.model, self.load(record.model, kind)
+            except VqtoolError:  # a name no longer installed: perhaps the same checkpoint under another
+                name, net = maker_of(record, self.models_dir) or record.model, None
+            if net is None or not made_with(net, record):
+                name = maker_of(record, self.models_dir) or name
+                net = self.load(name, kind)
         check_made_by(net, record, name, source)
         codec_of(kind).check_record(net, record, source)
         return net
 
 
-def check_made_by(net, record: CodeFile, name: str, source: str) -> None:
-    """The record's codes must come from this checkpoint. Packed codes depend only on the VQ-VAE, which
-    a checkpoint with a prior added keeps unchanged (its `codec_sha256`)."""
+def made_with(net, record: CodeFile) -> bool:
+    """Whether the record's codes come from this checkpoint. Packed codes depend only on the VQ-VAE,
+    which a checkpoint with a prior added keeps unchanged (its `codec_sha256`)."""
     codec = net.metadata.get("extra", {}).get("codec_sha256") if record.coding == "packed" else None
-    if not (record.made_by(net.sha256) or (codec and record.made_by(codec))):
+    return bool(record.made_by(net.sha256) or (codec and record.made_by(codec)))
+
+
+def check_made_by(net, record: CodeFile, name: str, source: str) -> None:
+    """The record's codes must come from this checkpoint."""
+    if not made_with(net, record):
         raise VqtoolError(f"codes were made by checkpoint {record.checkpoint_sha256[:12]}… of model "
                           f"'{record.model}', but '{name}' is {net.sha256[:12]}…; use that model", source)
 

@@ -124,6 +124,56 @@ def train_prior(
     fit(task, train.options(name, run_folder=f"{name}-prior"))
 
 
+def train_decoder(
+    data: Path = DataOpt,
+    vqvae: str = typer.Option("cifar10", "--vqvae", help="The trained VQ-VAE whose decoder is retrained."),
+    eval_data: Optional[Path] = EvalDataOpt,
+    mixtures: int = typer.Option(10, "--mixtures", min=1, help="Logistic components per pixel."),
+    decoder_res_blocks: Optional[int] = typer.Option(None, "--res-blocks", min=0,
+                                                     help="Residual blocks of the new decoder (default: the old's)."),
+    validation: int = typer.Option(2000, "--validation", min=1,
+                                   help="Training images held back to pick the best weights."),
+    judge: Optional[str] = typer.Option(None, "--judge", help="Classifier checkpoint that scores class-conditional "
+                                                              "samples in the final metrics."),
+    limit: Optional[int] = LimitOpt,
+    eval_limit: Optional[int] = typer.Option(None, "--eval-limit"),
+    models_dir: Optional[Path] = ModelsDirOpt,
+    *, train,
+):
+    """Retrain a VQ-VAE's decoder by the likelihood of the pixels (a discretised logistic mixture, PixelCNN++).
+
+    Encoder, codebook and prior are kept, so codes and their prior bits do not change; the decoder then
+    gives the paper's bits/dim directly, and decodes to the mixture's mean.
+
+    Example: `vqtool train decoder --vqvae cifar10 --data ../shared/data/cifar10/train.zip --eval-data ../shared/data/cifar10/test.zip --judge cifar10-classifier`
+    """
+    from vqtool.data import refuse_test_split
+    from vqtool.data.images import load_images, provenance
+    from vqtool.evaluation import IMAGE_CLASSIFIER, load_judge
+    from vqtool.hub import load
+    from vqtool.training import fit
+
+    from .task import DecoderTask
+
+    refuse_test_split(data)
+    base = load(vqvae, train.device, models_dir, expect=ARCHITECTURE)
+    scorer = load_judge(judge, IMAGE_CLASSIFIER, "cpu", models_dir) if judge else None
+    if not train.quiet:
+        console.print(f"loading {data} and encoding it with {base.name}…")
+    images = load_images(data, limit=limit)
+    if validation >= len(images):
+        raise usage(f"{validation} validation images leave none of the {len(images)} to train on", "--validation")
+    name = train.name or Path(base.name).stem
+    measured = base.metadata.get("metrics", {})
+    info = {**provenance(data, images, eval_data), "flip": True,
+            "decoder_of": {"name": base.name, "sha256": base.sha256,
+                           "metrics": {k: measured[k] for k in ("psnr_db", "decoder_bits_per_dim", "bits_per_dim",
+                                                                 "sample_accuracy") if k in measured}}}
+    task = DecoderTask(base.cpu(), mixtures, decoder_res_blocks, images.images, str(eval_data) if eval_data else None,
+                       validation, eval_limit, scorer, info, name)
+    fit(task, train.options(name, run_folder=f"{name}-decoder"))
+
+
 def _codes_from_images(base, data: Path, limit, flip: bool, quiet: bool) -> tuple:
     """(grids, labels, classes, images for the pixel scale, provenance) of a folder or zip of images,
     encoded once (and mirrored when `flip`)."""
@@ -660,3 +710,6 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
     train_command(train_app, "prior", name=None, steps=20_000, lr=5e-4,
                   out_help="Run folder (default runs/NAME-prior).",
                   name_help="Checkpoint name (default: the VQ-VAE's name).")(train_prior)
+    train_command(train_app, "decoder", name=None, steps=30_000, lr=4e-4,
+                  out_help="Run folder (default runs/NAME-decoder).",
+                  name_help="Checkpoint name (default: the VQ-VAE's name).")(train_decoder)

@@ -21,7 +21,8 @@ from vqtool.layers import ResidualBlock, tiled
 from vqtool.quantize import VectorQuantizer
 
 from . import ARCHITECTURE
-from .prior import PixelCNNPrior, PriorConfig, autoregress, sampler
+from .likelihood import mixture_bits, mixture_mean, parameter_channels
+from .prior import PixelCNNPrior, PriorConfig, autoregress, discretised_logistic_bits, sampler
 
 TILE_CODES = 64  # tile edge in codes for large images
 HALO_CODES = 8  # context added around each tile, beyond the encoder's receptive field
@@ -45,6 +46,10 @@ class VQVAEConfig:
     ema: bool = True
     decay: float = 0.99
     prior: dict | None = None  # PriorConfig fields when the checkpoint carries a learned prior
+    # 0: the decoder outputs pixels (trained with squared error); n > 0: it outputs a discretised logistic
+    # mixture of n components per pixel (likelihood.py), trained by its likelihood, and decodes to its mean
+    mixtures: int = 0
+    decoder_res_blocks: int | None = None  # None: as many as the encoder's
 
 
 class VQVAE(nn.Module):
@@ -68,23 +73,30 @@ class VQVAE(nn.Module):
         up = []
         for i in range(c.downsamples):
             last = i == c.downsamples - 1
-            out = c.channels if last else c.hidden // 2
+            out = c.channels if last and not c.mixtures else c.hidden // 2
             up += [nn.ConvTranspose2d(c.hidden if i == 0 else c.hidden // 2, out, 4, stride=2, padding=1)]
-            up += [] if last else [nn.ReLU()]
+            up += [] if last and not c.mixtures else [nn.ReLU()]
+        if c.mixtures:  # a 1x1 head: the mixture's parameters at full resolution
+            up.append(nn.Conv2d(c.hidden // 2, parameter_channels(c.mixtures, c.channels), 1))
+        blocks = c.res_blocks if c.decoder_res_blocks is None else c.decoder_res_blocks
         self.decoder = nn.Sequential(
             nn.Conv2d(c.embedding_dim, c.hidden, 3, padding=1),
-            *[ResidualBlock(c.hidden, c.res_hidden) for _ in range(c.res_blocks)], nn.ReLU(), *up)
+            *[ResidualBlock(c.hidden, c.res_hidden) for _ in range(blocks)], nn.ReLU(), *up)
         self.prior = PixelCNNPrior(PriorConfig(**c.prior)) if c.prior else None
 
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def forward(self, images: torch.Tensor | None = None, codes: torch.Tensor | None = None, labels=None):
-        """Training pass on images in [0, 1]: (reconstruction, Quantized); on codes: the prior's logits.
+    def forward(self, images: torch.Tensor | None = None, codes: torch.Tensor | None = None, labels=None,
+                decode_codes: torch.Tensor | None = None):
+        """Training pass on images in [0, 1]: (reconstruction, Quantized); on codes: the prior's logits;
+        on `decode_codes`: the decoder's raw output (the mixture's parameters when `mixtures`).
 
-        Both passes go through forward so that DistributedDataParallel sees them.
+        Every pass goes through forward so that DistributedDataParallel sees it.
         """
+        if decode_codes is not None:
+            return self.decoder(self.quantizer.lookup(decode_codes))
         if codes is not None:
             return self.prior(codes, labels)
         quant = self.quantizer(self.encoder(images - 0.5))
@@ -122,7 +134,7 @@ class VQVAE(nn.Module):
         s = self.stride
 
         def pixels(part):
-            return self.decoder(self.quantizer.lookup(part.long())) + 0.5
+            return self.expected_pixels(self.decoder(self.quantizer.lookup(part.long())))
 
         n = codes.shape[0]
         if n and max(codes.shape[-2:]) <= TILE_CODES + 2 * HALO_CODES:
@@ -139,6 +151,22 @@ class VQVAE(nn.Module):
         if size is not None:
             images = images[..., : size[0], : size[1]]
         return images
+
+    def expected_pixels(self, output: torch.Tensor) -> torch.Tensor:
+        """The decoder's raw output -> the expected image in [0, 1] units (unclamped)."""
+        return mixture_mean(output, self.config.channels) if self.config.mixtures else output + 0.5
+
+    @torch.no_grad()
+    def pixel_bits(self, codes: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+        """-log2 p(x | z) per image (N,) of uint8 `pixels` (N, C, H, W) given their codes: the decoder's
+        mixture, or for a squared-error decoder a logistic around its output with the prior's fitted
+        per-channel scale."""
+        codes = codes.long().to(self.device)
+        if self.config.mixtures:  # float64 parameters of 100 images are ~80 MB: go in slices
+            return torch.cat([mixture_bits(self.decoder(self.quantizer.lookup(codes[i:i + 100])).cpu(),
+                                           pixels[i:i + 100].cpu()) for i in range(0, len(codes), 100)])
+        mean = self.decode(codes, clamp=False).cpu()
+        return discretised_logistic_bits(mean, pixels.cpu(), self.require_prior().pixel_log_scale.cpu())
 
     # --- the learned prior ----------------------------------------------------------------------
     def require_prior(self):

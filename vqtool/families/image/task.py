@@ -22,6 +22,7 @@ from vqtool.evaluation import in_batches, judge_record, mse_per_image, psnr_metr
 from vqtool.training import TaskBase
 
 from .compress import compress, decompress
+from .likelihood import mixture_log_prob
 from .model import VQVAE, VQVAEConfig
 from .prior import PriorConfig, discretised_logistic_bits, fit_log_scale
 
@@ -189,6 +190,81 @@ class PriorTask(TaskBase):
                            f"range-codes codes for `vqtool encode --compress`."}
 
 
+class DecoderTask(TaskBase):
+    """Recipe for `fit`: a VQ-VAE's decoder retrained by the likelihood of the pixels given their codes (a
+    discretised logistic mixture). Encoder, codebook and prior stay as they are, so every code keeps its
+    meaning, the prior's bits still hold, and the training images are encoded once (with their mirror
+    images). A share of the training images is held back to pick the best weights (`validate`)."""
+
+    model_class = VQVAE
+    validate_every = 1000
+    select_by = "negative_bits_per_dim"
+
+    def __init__(self, base: VQVAE, mixtures: int, decoder_res_blocks: int | None, images, eval_path: str | None,
+                 validation: int = 2000, eval_limit: int | None = None, judge=None, data_info: dict | None = None,
+                 name: str = "cifar10"):
+        self.base, self.eval_path, self.eval_limit, self.judge, self.name = base, eval_path, eval_limit, judge, name
+        self.config = replace(base.config, mixtures=mixtures, decoder_res_blocks=decoder_res_blocks)
+        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
+        held, kept = order[:validation], order[validation:]
+        self.valid_images = images[held]
+        self.valid_codes = encode_all(base, self.valid_images)
+        self.images = images[kept]
+        self.codes = torch.cat([encode_all(base, self.images), encode_all(base, self.images, flip=True)])
+        self.data_info = {**(data_info or {}), "validation_items": len(held), "train_items": len(kept),
+                          **({"judge": judge_record(judge)} if judge is not None else {})}
+
+    def build(self) -> VQVAE:
+        model = VQVAE(self.config)
+        own = model.state_dict()  # everything whose name and shape match starts from the base
+        start = {k: v for k, v in self.base.state_dict().items() if k in own and own[k].shape == v.shape}
+        model.load_state_dict({**own, **start})
+        for name, param in model.named_parameters():
+            param.requires_grad_(name.startswith("decoder."))
+        return model
+
+    def dataset_size(self) -> int:
+        return len(self.codes)
+
+    def batch(self, indices, device, generator):
+        count = len(self.images)
+        pixels = self.images[indices % count].permute(0, 3, 1, 2)
+        mirrored = indices >= count
+        pixels[mirrored] = pixels[mirrored].flip(-1)
+        return self.codes[indices].long().to(device), pixels.to(device)
+
+    def loss(self, model, batch, generator):
+        codes, pixels = batch
+        nats = -mixture_log_prob(model(decode_codes=codes), pixels).mean() / pixels[0].numel()
+        return nats, {"bits_per_dim": nats.item() / LN2}
+
+    def validate(self, model: VQVAE, device) -> dict:
+        bits = in_batches(lambda z, x: model.pixel_bits(z, x.permute(0, 3, 1, 2)), self.valid_codes, 500,
+                          self.valid_images)
+        per_dim = float(bits.mean()) / self.valid_images[0].numel()
+        return {"decoder_bits_per_dim": round(per_dim, 4), "negative_bits_per_dim": -round(per_dim, 4)}
+
+    def evaluate(self, model: VQVAE, device) -> dict:
+        from vqtool.data.images import load_images
+
+        if not self.eval_path:
+            return {}
+        held_out = load_images(self.eval_path, limit=self.eval_limit)
+        metrics = evaluate_reconstruction(model, held_out.images) | {"eval_images": len(held_out)}
+        metrics.update(evaluate_prior(model, held_out, self.name))
+        if self.judge is not None:
+            metrics.update(evaluate_samples(model, self.judge.to(device), held_out))
+        return metrics
+
+    def card_notes(self) -> dict:
+        c = self.config
+        return {"task": "image", "summary": f"Encodes RGB images to a grid of discrete codes (one code per "
+                f"{2 ** c.downsamples}x{2 ** c.downsamples} pixels, K = {c.num_codes}) and decodes them back "
+                f"through a decoder that predicts a mixture of {c.mixtures} discretised logistics per pixel (its "
+                "mean is the decoded image); a class-conditional gated PixelCNN prior over the codes samples new "
+                "images and range-codes codes for `vqtool encode --compress`."}
+
+
 def decoder_mean(model: VQVAE, codes: torch.Tensor) -> torch.Tensor:
     """The decoder's unclamped output (N, C, H, W): the mean of the discretised logistic."""
     return in_batches(lambda part: model.decode(part.long(), clamp=False), codes, 500)
@@ -233,10 +309,7 @@ def evaluate_prior(model: VQVAE, held_out, name: str = "cifar10", batch: int = 1
     grid = tuple(codes.shape[1:])
     prior_bits = _nll_bits(model, codes, None)
     class_bits = _nll_bits(model, codes, held_out.labels)
-    mean = decoder_mean(model, codes)
-    decoder_bits = in_batches(lambda m, x: discretised_logistic_bits(m, x.permute(0, 3, 1, 2),
-                                                                     model.prior.pixel_log_scale.cpu()),
-                              mean, batch, images)
+    decoder_bits = in_batches(lambda z, x: model.pixel_bits(z, x.permute(0, 3, 1, 2)), codes, batch, images)
     # compression: range-coded records against bit-packed ones, PNG and JPEG at the reconstruction's PSNR
     payloads = [p for start in range(0, count, batch) for p in compress(model.prior, codes[start:start + batch])]
     check = decompress(model.prior, payloads[:decode_check], grid)
@@ -264,7 +337,8 @@ def evaluate_prior(model: VQVAE, held_out, name: str = "cifar10", batch: int = 1
         "prior_bits_per_code_given_class": round(float(class_bits.mean()) / math.prod(grid), 4),
         "decoder_bits_per_dim": round(float(decoder_bits.mean()) / dims, 4),
         "bits_per_dim": round(float((decoder_bits + prior_bits).mean()) / dims, 4),
-        "pixel_log_scale": [round(float(v), 4) for v in model.prior.pixel_log_scale],
+        **({} if model.config.mixtures else
+           {"pixel_log_scale": [round(float(v), 4) for v in model.prior.pixel_log_scale]}),
         "compressed_payload_bytes": round(float(payload_bytes.mean()), 2),
         "compressed_cross_entropy_bytes": round(float(prior_bits.mean()) / 8, 2),
         "compressed_file_bytes": round(float(range_file), 1),
