@@ -24,7 +24,7 @@ from vqtool.training import TaskBase
 from .compress import compress, decompress
 from .likelihood import mixture_log_prob
 from .model import VQVAE, VQVAEConfig
-from .prior import PriorConfig, discretised_logistic_bits, fit_log_scale
+from .prior import PriorConfig, fit_log_scale
 
 LN2 = math.log(2)
 
