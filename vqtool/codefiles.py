@@ -23,6 +23,7 @@ class ModelCache:
 
     def __init__(self, override: str | None = None, device: str = "auto", models_dir=None):
         self.override, self.device, self.models_dir, self.loaded = override, device, models_dir, {}
+        self.makers: dict[tuple, str] = {}  # (header name, SHA-256, coding) -> the checkpoint to use
 
     def load(self, name: str, kind: str):
         """The checkpoint `name`, which must read records of this media kind."""
@@ -35,35 +36,44 @@ class ModelCache:
 
     def for_record(self, record: CodeFile, source: str):
         """The checkpoint for a record: `--model` if given, else the one its header names or, when that
-        name now holds a newer checkpoint, the installed one with the record's SHA-256."""
-        from .hub import maker_of
-
+        name now holds another checkpoint (or none), the installed one that made the codes."""
         kind = record.media["kind"]
-        if self.override:
-            name, net = self.override, self.load(self.override, kind)
-        else:
-            try:
-                name, net = record.model, self.load(record.model, kind)
-            except VqtoolError:  # a name no longer installed: perhaps the same checkpoint under another
-                name, net = maker_of(record, self.models_dir) or record.model, None
-            if net is None or not made_with(net, record):
-                name = maker_of(record, self.models_dir) or name
-                net = self.load(name, kind)
+        name = self.override or self.maker(record)
+        net = self.load(name, kind)
         check_made_by(net, record, name, source)
         codec_of(kind).check_record(net, record, source)
         return net
 
+    def maker(self, record: CodeFile) -> str:
+        """The header's model name if it still holds the checkpoint that made the codes, else an installed
+        pinned checkpoint that did (a name moved on to a newer one: its old code files still decode), else
+        the header's name (whose load or check then says what is wrong). Once per kind of record."""
+        from .hub import catalogue, read_metadata
 
-def made_with(net, record: CodeFile) -> bool:
-    """Whether the record's codes come from this checkpoint. Packed codes depend only on the VQ-VAE,
-    which a checkpoint with a prior added keeps unchanged (its `codec_sha256`)."""
-    codec = net.metadata.get("extra", {}).get("codec_sha256") if record.coding == "packed" else None
-    return bool(record.made_by(net.sha256) or (codec and record.made_by(codec)))
+        key = (record.model, record.checkpoint_sha256, record.coding)
+        if key not in self.makers:
+            try:
+                net = self.load(record.model, record.media["kind"])
+                named = made_by(record, net.sha256, net.metadata)
+            except VqtoolError:
+                named = False
+            self.makers[key] = record.model if named else next(
+                (name for name, entry in sorted(catalogue(self.models_dir).items())
+                 if entry.pinned_sha256 and entry.path.is_file()
+                 and made_by(record, entry.pinned_sha256, read_metadata(entry.path))), record.model)
+        return self.makers[key]
+
+
+def made_by(record: CodeFile, sha256: str, metadata: dict) -> bool:
+    """Whether the checkpoint with this SHA-256 and metadata made the record's codes. Packed codes depend
+    only on the VQ-VAE, which a checkpoint with a prior added keeps unchanged (its `codec_sha256`)."""
+    codec = metadata.get("extra", {}).get("codec_sha256") if record.coding == "packed" else None
+    return bool(record.made_by(sha256) or (codec and record.made_by(codec)))
 
 
 def check_made_by(net, record: CodeFile, name: str, source: str) -> None:
     """The record's codes must come from this checkpoint."""
-    if not made_with(net, record):
+    if not made_by(record, net.sha256, net.metadata):
         raise VqtoolError(f"codes were made by checkpoint {record.checkpoint_sha256[:12]}… of model "
                           f"'{record.model}', but '{name}' is {net.sha256[:12]}…; use that model", source)
 

@@ -108,23 +108,6 @@ def resolve(name_or_path: str, models_dir=None) -> Resolved:
     raise VqtoolError(f"unknown model (available: {known})", name_or_path)
 
 
-def maker_of(record, models_dir=None) -> str | None:
-    """The name of an installed, pinned checkpoint that made a record's codes (its SHA-256, or for
-    bit-packed codes the `codec_sha256` of a checkpoint that kept that VQ-VAE), or None. This is how a
-    code file still decodes after its model's name moved to a newer checkpoint."""
-    for name, entry in sorted(catalogue(models_dir).items()):
-        if entry.pinned_sha256 and record.made_by(entry.pinned_sha256):
-            return name
-    if record.coding != "packed":
-        return None
-    for name, entry in sorted(catalogue(models_dir).items()):
-        if entry.pinned_sha256 and entry.path.is_file():
-            codec = read_metadata(entry.path).get("extra", {}).get("codec_sha256")
-            if codec and record.made_by(codec):
-                return name
-    return None
-
-
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

@@ -131,7 +131,7 @@ def provenance_lines(prov: dict) -> list[str]:
         return [f"Encoder, codebook and prior are those of `{previous.get('name')}` (SHA-256 "
                 f"`{str(previous.get('sha256'))[:16]}…`), unchanged: the codes of an image and their prior bits are "
                 "the same; only the decoder was retrained, by the likelihood of the pixels "
-                "(`vqtool train decoder`). The previous decoder (trained with squared error) measured on the same "
+                "(`vqtool train decoder`). The previous decoder measured on the same "
                 f"held-out images: PSNR {before.get('psnr_db')} dB, decoder bits/dim {before.get('decoder_bits_per_dim')}, "
                 f"bits/dim {before.get('bits_per_dim')}, sample accuracy {before.get('sample_accuracy')}. Code files "
                 "made with it still decode with it wherever it is installed: `vqtool decode` finds a checkpoint by "

@@ -128,7 +128,7 @@ def train_decoder(
     data: Path = DataOpt,
     vqvae: str = typer.Option("cifar10", "--vqvae", help="The trained VQ-VAE whose decoder is retrained."),
     eval_data: Optional[Path] = EvalDataOpt,
-    mixtures: int = typer.Option(10, "--mixtures", min=1, help="Logistic components per pixel."),
+    mixtures: int = typer.Option(5, "--mixtures", min=1, help="Logistic components per pixel."),
     decoder_res_blocks: Optional[int] = typer.Option(None, "--res-blocks", min=0,
                                                      help="Residual blocks of the new decoder (default: the old's)."),
     validation: int = typer.Option(2000, "--validation", min=1,
@@ -169,7 +169,7 @@ def train_decoder(
             "decoder_of": {"name": base.name, "sha256": base.sha256,
                            "metrics": {k: measured[k] for k in ("psnr_db", "decoder_bits_per_dim", "bits_per_dim",
                                                                  "sample_accuracy") if k in measured}}}
-    task = DecoderTask(base.cpu(), mixtures, decoder_res_blocks, images.images, str(eval_data) if eval_data else None,
+    task = DecoderTask(base, mixtures, decoder_res_blocks, images.images, str(eval_data) if eval_data else None,
                        validation, eval_limit, scorer, info, name)
     fit(task, train.options(name, run_folder=f"{name}-decoder"))
 

@@ -26,14 +26,13 @@ def parameter_channels(mixtures: int, channels: int) -> int:
 
 def _split(params: torch.Tensor, channels: int):
     """(logits N,n,H,W; means, log_scales N,n,C,H,W; coefficients N,n,P,H,W) of the decoder's output."""
-    n_, _, height, width = params.shape
-    mixtures = params.shape[1] // (1 + 2 * channels + channels * (channels - 1) // 2)
-    pairs = channels * (channels - 1) // 2
+    count, _, height, width = params.shape
+    mixtures, pairs = params.shape[1] // parameter_channels(1, channels), channels * (channels - 1) // 2
     logits, means, log_scales, coeffs = params.split(
         [mixtures, mixtures * channels, mixtures * channels, mixtures * pairs], dim=1)
-    shape = (n_, mixtures, -1, height, width)
-    return (logits, means.reshape(shape), log_scales.reshape(shape).clamp_min(MIN_LOG_SCALE),
-            torch.tanh(coeffs.reshape(shape)) if pairs else coeffs.reshape(n_, mixtures, 0, height, width))
+    per_channel, per_pair = (count, mixtures, channels, height, width), (count, mixtures, pairs, height, width)
+    return (logits, means.reshape(per_channel), log_scales.reshape(per_channel).clamp_min(MIN_LOG_SCALE),
+            torch.tanh(coeffs.reshape(per_pair)))
 
 
 def _shifted_means(means: torch.Tensor, coeffs: torch.Tensor, values: torch.Tensor | None) -> torch.Tensor:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vqtool.errors import VqtoolError
-from vqtool.evaluation import image_batch, to_uint8
+from vqtool.evaluation import image_batch, in_batches, to_uint8
 from vqtool.layers import ResidualBlock, tiled
 from vqtool.quantize import VectorQuantizer
 
@@ -163,8 +163,8 @@ class VQVAE(nn.Module):
         per-channel scale."""
         codes = codes.long().to(self.device)
         if self.config.mixtures:  # float64 parameters of 100 images are ~80 MB: go in slices
-            return torch.cat([mixture_bits(self.decoder(self.quantizer.lookup(codes[i:i + 100])).cpu(),
-                                           pixels[i:i + 100].cpu()) for i in range(0, len(codes), 100)])
+            return in_batches(lambda z, x: mixture_bits(self.decoder(self.quantizer.lookup(z)).cpu(), x.cpu()),
+                              codes, 100, pixels)
         mean = self.decode(codes, clamp=False).cpu()
         return discretised_logistic_bits(mean, pixels.cpu(), self.require_prior().pixel_log_scale.cpu())
 

@@ -102,9 +102,22 @@ class VQVAETask(TaskBase):
         return evaluate_reconstruction(model, held_out.images) | {"eval_images": len(held_out)}
 
     def card_notes(self) -> dict:
-        return {"task": "image", "summary": "Encodes RGB images to a grid of discrete codes "
-                f"(one code per {2 ** self.config.downsamples}x{2 ** self.config.downsamples} pixels, "
-                f"K = {self.config.num_codes}) and decodes them back."}
+        return {"task": "image", "summary": summary(self.config)}
+
+
+def summary(config: VQVAEConfig) -> str:
+    """The card's first sentence for an image VQ-VAE: its codes, its decoder and its prior, if any."""
+    stride = 2 ** config.downsamples
+    text = (f"Encodes RGB images to a grid of discrete codes (one code per {stride}x{stride} pixels, "
+            f"K = {config.num_codes}) and decodes them back")
+    if config.mixtures:
+        text += (f" through a decoder that predicts a mixture of {config.mixtures} discretised logistics per pixel "
+                 "(its mean is the decoded image)")
+    if config.prior:
+        kind = "class-conditional " if config.prior.get("classes") else ""
+        text += (f"; a {kind}gated PixelCNN prior over the codes samples new images and range-codes codes for "
+                 "`vqtool encode --compress`")
+    return text + "."
 
 
 def evaluate_reconstruction(model: VQVAE, images: torch.Tensor, batch: int = 500) -> dict:
@@ -176,18 +189,11 @@ class PriorTask(TaskBase):
             return {}
         held_out = load_images(self.eval_path, limit=self.eval_limit)
         metrics = dict(self.base.metadata.get("metrics", {})) if hasattr(self.base, "metadata") else {}
-        metrics.update(evaluate_prior(model, held_out, self.name))
-        if self.judge is not None:
-            metrics.update(evaluate_samples(model, self.judge.to(device), held_out))
-        return metrics
+        return metrics | evaluate_with_prior(model, held_out, self.name, self.judge, device)
 
     def card_notes(self) -> dict:
-        c = self.base.config
         return {"task": "image", "codec_sha256": self.base.metadata.get("extra", {}).get("codec_sha256") or self.base.sha256,
-                "summary": f"Encodes RGB images to a grid of discrete codes (one code per "
-                           f"{2 ** c.downsamples}x{2 ** c.downsamples} pixels, K = {c.num_codes}) and decodes them "
-                           f"back; a class-conditional gated PixelCNN prior over the codes samples new images and "
-                           f"range-codes codes for `vqtool encode --compress`."}
+                "summary": summary(self.config)}
 
 
 class DecoderTask(TaskBase):
@@ -251,18 +257,10 @@ class DecoderTask(TaskBase):
             return {}
         held_out = load_images(self.eval_path, limit=self.eval_limit)
         metrics = evaluate_reconstruction(model, held_out.images) | {"eval_images": len(held_out)}
-        metrics.update(evaluate_prior(model, held_out, self.name))
-        if self.judge is not None:
-            metrics.update(evaluate_samples(model, self.judge.to(device), held_out))
-        return metrics
+        return metrics | evaluate_with_prior(model, held_out, self.name, self.judge, device)
 
     def card_notes(self) -> dict:
-        c = self.config
-        return {"task": "image", "summary": f"Encodes RGB images to a grid of discrete codes (one code per "
-                f"{2 ** c.downsamples}x{2 ** c.downsamples} pixels, K = {c.num_codes}) and decodes them back "
-                f"through a decoder that predicts a mixture of {c.mixtures} discretised logistics per pixel (its "
-                "mean is the decoded image); a class-conditional gated PixelCNN prior over the codes samples new "
-                "images and range-codes codes for `vqtool encode --compress`."}
+        return {"task": "image", "summary": summary(self.config)}
 
 
 def decoder_mean(model: VQVAE, codes: torch.Tensor) -> torch.Tensor:
@@ -350,6 +348,12 @@ def evaluate_prior(model: VQVAE, held_out, name: str = "cifar10", batch: int = 1
         "compressed_decode_exact": exact,
         "prior_eval_images": count,
     }
+
+
+def evaluate_with_prior(model: VQVAE, held_out, name: str, judge, device) -> dict:
+    """The numbers a checkpoint with a prior reports: `evaluate_prior`, and the judge's on samples if given."""
+    metrics = evaluate_prior(model, held_out, name)
+    return metrics | (evaluate_samples(model, judge.to(device), held_out) if judge is not None else {})
 
 
 def evaluate_samples(model: VQVAE, judge, held_out, per_class: int = 100, seed: int = 0) -> dict:
