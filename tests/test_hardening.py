@@ -205,6 +205,8 @@ def _rewrite_checkpoint(source, target, **changes):
     ({"colour": True}, "unknown keys: colour"),
     ({"hidden": 4096}, "do not match its config"),
     ({"hidden": 10**12}, "hidden"),
+    ({"decoder_res_blocks": 706}, "decoder_res_blocks = 706, outside 0..64"),  # refused before a slow build
+    ({"channels": 0}, "builds no network"),  # an empty layer: torch's warning becomes this one line
 ])
 def test_bad_checkpoint_metadata_is_one_clear_line(tiny_checkpoint, tmp_path, two, changes, message):
     bad = _rewrite_checkpoint(tiny_checkpoint, tmp_path / "bad.safetensors", **changes)

@@ -142,17 +142,30 @@ MAX_CONFIG_INT = 1 << 16  # sizes, counts and layer numbers in a config: a bound
 MAX_CONFIG_LIST = 1 << 18  # a vocabulary is the longest list a config holds
 
 
+def bounded(default, low: int, high: int):
+    """A config field a checkpoint may only set within [low, high] (a list: its length): layer counts, where
+    a corrupt value would spend minutes building a network the shape check then refuses."""
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata={"bounds": (low, high)})
+    return dataclasses.field(default=default, metadata={"bounds": (low, high)})
+
+
 def check_config(cls, config: dict, source: str):
     """The architecture's Config from checkpoint metadata: unknown keys, wrong types and absurd sizes
     refused before any network is built."""
     hints = typing.get_type_hints(cls.Config)
-    names = {f.name for f in dataclasses.fields(cls.Config)}
-    unknown = sorted(set(config) - names)
+    fields = {f.name: f for f in dataclasses.fields(cls.Config)}
+    unknown = sorted(set(config) - set(fields))
     if unknown:
         raise VqtoolError(f"corrupt checkpoint config (unknown keys: {', '.join(unknown)})", source)
     for key, value in config.items():
         if not _conforms(value, hints[key]):
             raise VqtoolError(f"corrupt checkpoint config ({key} = {str(value)[:60]} is not {hints[key]})", source)
+        low, high = fields[key].metadata.get("bounds", (-math.inf, math.inf))
+        size = len(value) if isinstance(value, list) else value
+        if isinstance(size, int) and not low <= size <= high:
+            what = f"{key} has {size} entries" if isinstance(value, list) else f"{key} = {value}"
+            raise VqtoolError(f"corrupt checkpoint config ({what}, outside {low}..{high})", source)
     return cls.Config(**config)
 
 
@@ -224,12 +237,16 @@ def load(name_or_path: str, device: str = "auto", models_dir=None,
 def _check_shapes(cls, config, shapes: dict, source: str) -> None:
     """Build the network on the meta device (no memory) and compare its tensors with the file's, so a
     config that claims a bigger network than the file holds is refused before anything is allocated."""
+    import warnings
+
     import torch
 
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("error")  # e.g. a layer of zero channels: a corrupt config, not a warning
             expected = {k: tuple(v.shape) for k, v in cls(config).state_dict().items()}
-    except (TypeError, ValueError, KeyError, IndexError, RuntimeError, ZeroDivisionError, VqtoolError) as exc:
+    except (TypeError, ValueError, KeyError, IndexError, RuntimeError, ZeroDivisionError, Warning,
+            VqtoolError) as exc:
         raise VqtoolError(f"corrupt checkpoint config (it builds no network: {exc})", source) from None
     if expected != shapes:
         missing = sorted(set(expected) - set(shapes)) or sorted(k for k in expected if expected[k] != shapes.get(k))

@@ -30,6 +30,7 @@ from torch import nn
 
 from vqtool.cvae import LatentConfig, annealed, gaussian_kl
 from vqtool.data.dynamics import SIZE
+from vqtool.hub import bounded
 
 from . import ARCHITECTURE, ENVS, LATENTS, MODELS, PRIORS
 
@@ -47,9 +48,9 @@ class DynamicsConfig(LatentConfig):
     kind: str = "continuous"  # cvae latent: continuous or discrete
     variables: int = 3  # discrete latent: N categorical variables ...
     categories: int = 3  # ... of K classes each
-    flows: int = 0  # affine-coupling layers on the continuous posterior
+    flows: int = bounded(0, 0, 64)  # affine-coupling layers on the continuous posterior
     hidden: int = 128
-    layers: int = 2
+    layers: int = bounded(2, 1, 64)
     components: int = 5  # mdn
     members: int = 5  # ensemble
     tau_start: float = 2.0  # Gumbel-softmax temperature, annealed linearly ...

@@ -27,6 +27,7 @@ from torch.func import functional_call
 from vqtool.classifiers import Classifier, ClassifierConfig
 from vqtool.errors import VqtoolError
 from vqtool.evaluation import from_uint8, to_uint8
+from vqtool.hub import bounded
 
 from . import ARCHITECTURE
 
@@ -37,7 +38,7 @@ class FaderConfig:
     rules: list[str] = field(default_factory=list)  # how each attribute was read from the training labels
     channels: int = 3
     image_size: int = 64
-    widths: list[int] = field(default_factory=lambda: [32, 64, 128, 256, 256])  # 4x4 stride-2 convs
+    widths: list[int] = bounded([32, 64, 128, 256, 256], 1, 12)  # 4x4 stride-2 convs
     discriminator_hidden: int = 512
     discriminator_dropout: float = 0.3
     adversarial_weight: float = 1e-3  # lambda_E at the end of the ramp

@@ -17,6 +17,7 @@ from torch import nn
 
 from vqtool.errors import VqtoolError
 from vqtool.evaluation import image_batch, in_batches, to_uint8
+from vqtool.hub import bounded
 from vqtool.layers import ResidualBlock, tiled
 from vqtool.quantize import VectorQuantizer
 
@@ -38,8 +39,8 @@ class VQVAEConfig:
     channels: int = 3
     hidden: int = 128
     res_hidden: int = 64
-    res_blocks: int = 2
-    downsamples: int = 2
+    res_blocks: int = bounded(2, 0, 64)
+    downsamples: int = bounded(2, 1, 8)
     embedding_dim: int = 64
     num_codes: int = 512
     beta: float = 0.25
@@ -48,8 +49,8 @@ class VQVAEConfig:
     prior: dict | None = None  # PriorConfig fields when the checkpoint carries a learned prior
     # 0: the decoder outputs pixels (trained with squared error); n > 0: it outputs a discretised logistic
     # mixture of n components per pixel (likelihood.py), trained by its likelihood, and decodes to its mean
-    mixtures: int = 0
-    decoder_res_blocks: int | None = None  # None: as many as the encoder's
+    mixtures: int = bounded(0, 0, 64)
+    decoder_res_blocks: int | None = bounded(None, 0, 64)  # None: as many as the encoder's
 
 
 class VQVAE(nn.Module):

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vqtool.evaluation import image_batch, to_uint8
+from vqtool.hub import bounded
 from vqtool.layers import ResidualBlock, tiled
 from vqtool.quantize import VectorQuantizer
 
@@ -36,11 +37,11 @@ HALO_CODES = 8  # context around each tile, beyond the encoder's and decoder's r
 @dataclass
 class PhotoConfig:
     channels: int = 3
-    widths: list = field(default_factory=lambda: [64, 128, 192])  # after each stride-2 layer
-    res_blocks: int = 2
+    widths: list = bounded([64, 128, 192], 1, 8)  # after each stride-2 layer
+    res_blocks: int = bounded(2, 0, 64)
     embedding_dim: int = 32
     num_codes: int = 256  # per stage
-    stages: int = 8  # residual codebooks: --quality 1..stages
+    stages: int = bounded(8, 1, 64)  # residual codebooks: --quality 1..stages
     beta: float = 0.25
     decay: float = 0.99
     context_hidden: int = 32

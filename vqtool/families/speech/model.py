@@ -31,6 +31,7 @@ from torch import nn
 from vqtool.audio import SAMPLE_RATE, Spectral
 from vqtool.classifiers import MIN_REFERENCE_SECONDS, AudioClassifier, AudioClassifierConfig
 from vqtool.errors import VqtoolError
+from vqtool.hub import bounded
 from vqtool.quantize import VectorQuantizer
 
 from . import ARCHITECTURE
@@ -51,7 +52,7 @@ class SpeechConfig:
     embedding_dim: int = 64
     num_codes: int = 512
     downsample: int = 2  # frames per code
-    dilations: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 1, 2, 4, 8])
+    dilations: list[int] = bounded([1, 2, 4, 8, 1, 2, 4, 8], 1, 64)
     beta: float = 0.25
     speakers: list[str] = field(default_factory=list)
     speaker_encoder: dict = field(default_factory=dict)  # AudioClassifierConfig fields

@@ -25,6 +25,7 @@ from torch import nn
 
 from vqtool.cvae import Head, sample
 from vqtool.data.text import BOS, Vocabulary, tokenise
+from vqtool.hub import bounded
 
 from . import ARCHITECTURE, DECODERS, sentence_length
 
@@ -49,9 +50,9 @@ class TextConfig:
     task: str = "sick"
     labels: list[str] = field(default_factory=list)  # the matcher's classes, in label-id order
     decoder: str = "deconv"  # deconv | lstm | none
-    layers: int = 3  # convolutions; the sentence length follows (sentence_length)
+    layers: int = bounded(3, 2, 8)  # convolutions; the sentence length follows (sentence_length)
     embed: int = 128
-    channels: list[int] = field(default_factory=lambda: [256, 512])  # all but the last convolution
+    channels: list[int] = bounded([256, 512], 0, 8)  # all but the last convolution
     features: int = 512  # the last convolution's channels
     latent: int = 128
     hidden: int = 512  # LSTM decoder
