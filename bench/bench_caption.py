@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "flickr8k-1k"))
     args = parser.parse_args()
     import vqtool
-    from vqtool.families.caption.encoder import preprocess
+    from vqtool.pretrained import preprocess
 
     peak = matmul_peak(args.threads)
     torch.set_num_threads(args.threads)

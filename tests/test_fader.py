@@ -11,7 +11,7 @@ from PIL import Image
 from vqtool.data.attributes import Attribute, attribute_splits, load_attribute_set
 from vqtool.errors import VqtoolError
 from vqtool.families.fader.model import FaderConfig, FaderNetwork, adversarial_weight, attribute_maps, face_box, paste_edit
-from vqtool.hub import load, read_metadata
+from vqtool.hub import load, read_metadata, sha256_file
 
 from conftest import run_cli, synthetic_face
 
@@ -118,6 +118,44 @@ def test_tiny_fader_card_has_swap_accuracy_and_psnr(tiny_fader):
     assert metrics["eval_images"] == 24 and metrics["psnr_db"] > 15
     card = tiny_fader.with_suffix(".md").read_text()
     assert "swap_accuracy_smile" in card and "judge" in card
+
+
+def test_remeasure_adds_the_independent_judge_and_keeps_the_weights(tiny_fader, face_folder, tmp_path):
+    from safetensors.torch import load_file
+
+    result = run_cli("train", "fader", "--data", face_folder, "--attributes", "smile", "--name", "again",
+                     "--image-size", "32", "--remeasure", tiny_fader, "--probe-faces", "60", "--out", tmp_path,
+                     "--quiet")
+    assert result.returncode == 0, result.stderr.decode()
+    before, after = read_metadata(tiny_fader), read_metadata(tmp_path / "again.safetensors")
+    old, new = load_file(str(tiny_fader)), load_file(str(tmp_path / "again.safetensors"))
+    assert old.keys() == new.keys() and all(torch.equal(old[k], new[k]) for k in old)
+    assert after["config"] == before["config"] and after["name"] == "again"
+    metrics = after["metrics"]
+    assert {k: metrics[k] for k in before["metrics"]} == before["metrics"]  # same weights, same faces: same numbers
+    assert 0.5 <= metrics["probe_accuracy_smile_originals"] <= 1  # cartoon smiles: a probe reads them
+    assert 0 <= metrics["probe_swap_accuracy_smile"] <= 1
+    assert 0 < metrics["fd_real_smile"] and metrics["fd_edited_over_real_smile"] > 0
+    record = after["provenance"]["remeasured"][-1]
+    assert record["from_sha256"] == sha256_file(tiny_fader) and "probe_swap_accuracy_smile" in record["added"]
+    assert record["changed"] == [] and after["provenance"]["steps"] == before["provenance"]["steps"]
+    assert "60 training faces" in after["provenance"]["independent_judge"]
+    card = (tmp_path / "again.md").read_text()
+    assert "re-measured" in card and "Independent judge" in card and "fd_edited_smile" in card
+
+
+def test_frechet_distance_matches_the_matrix_square_root_formula():
+    from scipy import linalg
+
+    from vqtool.evaluation import frechet_distance
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(300, 16)), rng.normal(size=(200, 16)) @ rng.normal(size=(16, 16)) * 0.5 + 1
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    expected = ((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(cov_a + cov_b - 2 * linalg.sqrtm(cov_a @ cov_b).real)
+    assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-6)
+    assert frechet_distance(b, a) == pytest.approx(expected, rel=1e-6)
+    assert abs(frechet_distance(a, a)) < 1e-8
 
 
 # --- the command line --------------------------------------------------------------------------------

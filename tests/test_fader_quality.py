@@ -50,6 +50,31 @@ def test_recorded_numbers_hold_on_a_test_slice(shipped):
         assert measured[f"reader_accuracy_{name}"] > 0.75
 
 
+def test_the_independent_judge_holds_on_a_test_slice(shipped, shared_data):
+    """A probe fitted on fewer training faces (600, for time) than the card's (4,000), on 150 test faces: the
+    card's independent numbers are reproduced within what those sizes allow."""
+    from vqtool.families.fader.task import FeatureProbe, probe_metrics
+
+    net, _, held_out = shipped
+    zip_name, labels = DATA[net.name]
+    path = shared_data / zip_name
+    attributes = [Attribute.parse(name if rule == name else f"{name}={rule}")
+                  for name, rule in zip(net.config.attributes, net.config.rules)]
+    train = load_attribute_set(path, attributes, shared_data / labels if labels else None,
+                               "L" if net.config.channels == 1 else "RGB", net.config.image_size,
+                               exclude=read_name_list(path.parent / "test.txt"), limit=600)
+    faces, truth = held_out.images[:150], held_out.labels[:150].float()
+    probe = FeatureProbe(train, net.attributes, faces=600)
+    decoded = lambda alphas: net.to_uint8(net.decode(net.encode(net.from_uint8(faces)), alphas))  # noqa: E731
+    measured = probe_metrics(net, probe, faces.numpy(), decoded(truth), truth, decoded)
+    recorded = net.metadata["metrics"]
+    for name in net.attributes:
+        assert measured[f"probe_accuracy_{name}_originals"] > 0.7, measured
+        assert abs(measured[f"probe_swap_accuracy_{name}"] - recorded[f"probe_swap_accuracy_{name}"]) < 0.15, (
+            name, measured, recorded)
+        assert 0 < measured[f"fd_real_{name}"] < measured[f"fd_reconstructions_{name}"]  # the blur shows in FD
+
+
 def test_fade_edits_a_held_out_face_through_the_cli(shipped, tmp_path):
     from PIL import Image
 

@@ -145,6 +145,47 @@ def test_convert_voice_to_a_speaker_and_to_a_reference(tmp_path, tiny_speech, vo
     assert run_cli("convert-voice", source, "-m", tiny_speech, "-o", out).returncode == 2  # no voice named
 
 
+def test_convert_voice_gives_the_output_the_input_loudness(tmp_path, tiny_speech, voice_folder):
+    from vqtool.audio import loudness
+
+    wave, _ = read_audio(str(voice_folder / "low" / "3.wav"))
+    levels = {}
+    for gain in (0.03, 0.6):  # -30 dB apart; the encoder normalises its input, so the decoder's level is fixed
+        write(tmp_path / f"in{gain}.wav", wave * gain / np.abs(wave).max())
+        for keep in (False, True):
+            out = tmp_path / f"out{gain}{keep}.wav"
+            result = run_cli("convert-voice", tmp_path / f"in{gain}.wav", "-m", tiny_speech, "--to", "high", "-o", out,
+                             *(["--keep-level"] if keep else []))
+            assert result.returncode == 0, result.stderr.decode()
+            levels[gain, keep] = loudness(read_audio(str(out))[0]) - loudness(read_audio(str(tmp_path / f"in{gain}.wav"))[0])
+    assert abs(levels[0.03, False]) < 1 and abs(levels[0.6, False]) < 1, levels
+    assert abs(levels[0.03, True] - levels[0.6, True]) > 20, levels  # the decoder's own level ignores the input's
+
+
+def test_level_gain_never_clips_and_leaves_silence_alone():
+    from vqtool.audio import PEAK_CEILING, level_gain, loudness
+
+    quiet, loud = synthetic_voice(1.0, 150) * 0.01, synthetic_voice(1.0, 150, seed=1)
+    gain = level_gain(quiet * 50, quiet)  # +34 dB wanted
+    assert gain == pytest.approx(10 ** (24 / 20))  # bounded by MAX_LEVEL_GAIN_DB
+    assert np.abs(loud * level_gain(loud * 10, loud)).max() <= PEAK_CEILING + 1e-6  # bounded by the peak
+    assert level_gain(np.zeros(16000), loud) is None and level_gain(loud, np.zeros(16000)) is None
+    assert loudness(loud[:100]) < 0  # shorter than one 400 ms block: measured padded, not an error
+
+
+def test_independent_judges_see_identity_and_level(monkeypatch):
+    from vqtool.families.speech.task import independent_metrics
+
+    a = [synthetic_voice(1.5, 110, seed=s) * 0.3 for s in range(3)]
+    b = [synthetic_voice(1.5, 240, seed=s + 7) * 0.3 for s in range(3)]
+    quieter = [w * 0.1 for w in a]  # -20 dB
+    m = independent_metrics(a, a, b, b, a, quieter, b, a, a)
+    assert m["resemblyzer_reconstruction_cos_seen"] > 0.99 and m["stoi_reconstructions_seen"] > 0.99
+    assert m["loudness_gap_lu_reconstructions"] == 0 and m["loudness_change_lu_zero_shot"] == pytest.approx(-20, abs=0.1)
+    assert m["resemblyzer_zero_shot_cos_to_source"] > 0.99  # a quieter copy of the source is still the source
+    assert m["resemblyzer_zero_shot_closer_to_reference"] == 0
+
+
 def test_speakers_lists_the_built_in_voices(tiny_speech):
     result = run_cli("speakers", "-m", tiny_speech, "--json")
     assert result.returncode == 0

@@ -148,6 +148,32 @@ def resample(samples: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     return soxr.resample(samples, rate_in, rate_out).astype(np.float32)
 
 
+LOUDNESS_BLOCK_SECONDS = 0.4  # BS.1770's gating block: shorter audio is measured padded with silence
+MAX_LEVEL_GAIN_DB = 24.0  # level matching never amplifies or attenuates more than this
+PEAK_CEILING = 0.99  # nor pushes a sample past this (matching a loud input then falls short rather than clip)
+
+
+def loudness(wave: np.ndarray, rate: int = SAMPLE_RATE) -> float:
+    """ITU-R BS.1770 integrated loudness in LUFS (pyloudnorm); -inf for silence under its -70 LUFS gate."""
+    import pyloudnorm
+
+    wave = np.asarray(wave, dtype=np.float64)
+    wave = np.pad(wave, (0, max(0, math.ceil(LOUDNESS_BLOCK_SECONDS * rate) + 1 - len(wave))))
+    with np.errstate(divide="ignore"):
+        return float(pyloudnorm.Meter(rate).integrated_loudness(wave))
+
+
+def level_gain(reference: np.ndarray, output: np.ndarray, rate: int = SAMPLE_RATE) -> float | None:
+    """The factor that gives `output` the loudness of `reference` (None where either is silent), bounded by
+    MAX_LEVEL_GAIN_DB and by PEAK_CEILING on the output's samples."""
+    wanted, got = loudness(reference, rate), loudness(output, rate)
+    if not (math.isfinite(wanted) and math.isfinite(got)):
+        return None
+    gain = 10 ** (float(np.clip(wanted - got, -MAX_LEVEL_GAIN_DB, MAX_LEVEL_GAIN_DB)) / 20)
+    peak = float(np.abs(output).max(initial=0.0))
+    return min(gain, PEAK_CEILING / peak) if peak * gain > PEAK_CEILING else gain
+
+
 def output_format(target: str, default: str = "WAV") -> str:
     if target == STDIO:
         return default

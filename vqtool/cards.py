@@ -52,11 +52,17 @@ def render_card(meta: dict) -> str:
         f"- command: `{prov.get('command')}`",
         *[f"  - run {i + 1}, from step {run.get('from_step')}"
           + (f", {run['seconds']} s" if "seconds" in run else "") + f": `{run.get('command')}`"
-          for i, run in enumerate(prov.get("resumed", []))], "",
+          for i, run in enumerate(prov.get("resumed", []))],
+        *[f"- re-measured {run.get('date')} (same weights, `--remeasure`): `{run.get('command')}`; "
+          f"{len(run.get('added', []))} numbers added, {len(run.get('changed', []))} changed"
+          + (" (before: " + ", ".join(f"{k} {v}" for k, v in run["before"].items()) + ")" if run.get("before") else "")
+          for run in prov.get("remeasured", [])], "",
         *(card.provenance_lines(prov) if hasattr(card, "provenance_lines") else []),
         *([f"Judge used in the evaluation only: `{prov['judge'].get('name')}` (SHA-256 "
            f"`{str(prov['judge'].get('sha256'))[:16]}…`), trained with `{prov['judge'].get('command')}`.", ""]
           if prov.get("judge") else []),
+        *([f"Independent judge, in the evaluation only: {prov['independent_judge']}.", ""]
+          if prov.get("independent_judge") else []),
         *(["Attributes: " + ", ".join(f"`{k}` = {v}" for k, v in prov["attributes"].items())
            + f" (labels: {prov.get('labels')}; share of training faces with each: "
            + ", ".join(f"{k} {v}" for k, v in prov.get("positive_share", {}).items()) + ").", ""]

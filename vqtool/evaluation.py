@@ -105,3 +105,16 @@ def distribution_distances(p: np.ndarray, q: np.ndarray) -> dict:
     kl_qp = (q * (np.log(q + KL_FLOOR) - np.log(p + KL_FLOOR))).sum(-1)
     return {"tv": float(tv.mean()), "hellinger": float(hellinger.mean()), "kl_true_model": float(kl_pq.mean()),
             "kl_model_true": float(kl_qp.mean())}
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets (rows are samples): |mu_a - mu_b|^2 +
+    tr(Sa + Sb - 2 (Sa Sb)^1/2). On Inception features it is FID; on other networks' features it is not,
+    and it grows as samples shrink, so compare only numbers taken with the same network and sample sizes."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    mean = ((a.mean(0) - b.mean(0)) ** 2).sum()
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    values, vectors = np.linalg.eigh(cov_a)
+    root_a = (vectors * np.sqrt(values.clip(0))) @ vectors.T  # Sa^1/2, symmetric
+    cross = np.linalg.eigvalsh(root_a @ cov_b @ root_a)  # tr (Sa Sb)^1/2 = tr (Sa^1/2 Sb Sa^1/2)^1/2
+    return float(mean + np.trace(cov_a) + np.trace(cov_b) - 2 * np.sqrt(cross.clip(0)).sum())

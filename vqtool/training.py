@@ -46,6 +46,7 @@ class TrainOptions:
     resume: bool = False
     quiet: bool = False
     time_limit: float | None = None  # seconds; training ends at `steps` or here, whichever is first
+    remeasure: str | None = None  # a checkpoint: train nothing, re-run its held-out evaluation (remeasure)
     command: str = field(default_factory=lambda: shlex.join(["vqtool", *sys.argv[1:]]))
 
 
@@ -236,6 +237,8 @@ class Validation:
 
 def fit(task: Task, opts: TrainOptions) -> Path | None:
     """Train `task` for opts.steps steps; rank 0 returns the exported checkpoint's path."""
+    if opts.remeasure:
+        return remeasure(task, opts)
     device = resolve_device(opts.device)
     ddp = setup_distributed(device)
     if device.type == "cuda" and ddp.world > 1:
@@ -338,4 +341,36 @@ def fit(task: Task, opts: TrainOptions) -> Path | None:
     if ddp.world > 1:
         dist.barrier()
         dist.destroy_process_group()
+    return exported
+
+
+def remeasure(task: Task, opts: TrainOptions) -> Path:
+    """A shipped checkpoint's held-out evaluation re-run with this command's data and judges (a new judge,
+    a new metric) and exported under opts.name: weights, config and training provenance unchanged, every
+    number it had kept unless re-measured, and provenance saying what was re-measured, when and how."""
+    from .hub import load
+
+    device = resolve_device(opts.device)
+    model = load(opts.remeasure, device, expect=task.architecture)
+    meta = model.metadata
+    console = Console(stderr=True, quiet=opts.quiet)
+    console.print(f"re-measuring {meta['name']} on held-out data…")
+    with torch.no_grad():
+        measured = task.evaluate(model, device)
+    old = meta["metrics"]
+    changed = sorted(k for k in measured if k in old and old[k] != measured[k])
+    record = {"command": opts.command, "date": time.strftime("%Y-%m-%d", time.gmtime()), "from": meta["name"],
+              "from_sha256": model.sha256, "torch": torch.__version__, "device": device.type,
+              "added": sorted(set(measured) - set(old)), "changed": changed,
+              "before": {k: old[k] for k in changed}}
+    prov = meta["provenance"]  # what the evaluation newly names (a new judge) joins it; the rest stays as trained
+    provenance = {**task.provenance(), **prov, "remeasured": [*prov.get("remeasured", []), record]}
+    dtype = getattr(torch, meta["provenance"].get("weights_dtype", "float32"))
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    exported = out / f"{opts.name}.safetensors"
+    save_checkpoint(exported, model, task.architecture, model.config, opts.name, provenance, {**old, **measured},
+                    extra=meta["extra"], dtype=None if dtype == torch.float32 else dtype)
+    write_card(exported)
+    console.print(f"wrote {exported}: {len(record['added'])} numbers added, {len(changed)} changed")
     return exported

@@ -238,6 +238,7 @@ class TrainArgs:
     resume: bool
     checkpoint_every: int
     time_limit: Optional[float]
+    remeasure: Optional[str]
     quiet: bool
 
     def options(self, name: Optional[str] = None, run_folder: Optional[str] = None):
@@ -248,7 +249,7 @@ class TrainArgs:
         return TrainOptions(out=self.out or Path("runs") / (run_folder or name), name=name, steps=self.steps,
                             batch_size=self.batch_size, lr=self.lr, seed=self.seed, device=self.device,
                             resume=self.resume, checkpoint_every=self.checkpoint_every, quiet=self.quiet,
-                            time_limit=self.time_limit * 60 if self.time_limit else None)
+                            time_limit=self.time_limit * 60 if self.time_limit else None, remeasure=self.remeasure)
 
 
 def _train_parameters(name: Optional[str], steps: int, lr: float, batch_size: int, out_help: str,
@@ -268,6 +269,10 @@ def _train_parameters(name: Optional[str], steps: int, lr: float, batch_size: in
                                                rich_help_panel=panel)),
         "time_limit": (Optional[float], typer.Option(None, "--time-limit", help="Minutes; stop (and export) when "
                                                      "reached.", rich_help_panel=panel)),
+        "remeasure": (Optional[str], typer.Option(
+            None, "--remeasure", metavar="CHECKPOINT", rich_help_panel=panel,
+            help="Train nothing: re-run CHECKPOINT's held-out evaluation with this command's data and judges and "
+                 "export it as --name (same weights; new numbers added, changed ones noted in its provenance).")),
         "quiet": (bool, typer.Option(False, "--quiet", "-q", rich_help_panel=panel)),
     }
     return [inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=hint)
@@ -330,6 +335,15 @@ def compared_checkpoints(compare: Optional[str], architecture: str, models_dir, 
             raise usage(f"'{name}' is not {what}", "--compare")
         out[meta["name"]] = (meta, sha256_file(resolved.path))
     return out
+
+
+def require_eval_extra(modules: list[str], opt_out: str) -> None:
+    """Before training starts, not after it: an evaluation's libraries are installed (the `eval` extra)."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise usage(f"the evaluation needs {', '.join(missing)}: pip install 'vqtool[eval]' (or {opt_out})", opt_out)
 
 
 def split_specs(attributes: str) -> list[str]:

@@ -21,7 +21,7 @@ from vqtool.cvae import ConditionalLatent, LatentConfig
 from vqtool.data.text import Vocabulary
 
 from . import ARCHITECTURE
-from .encoder import FEATURES, EfficientNetLite0
+from vqtool.pretrained import FEATURES, EfficientNetLite0
 
 BOS_ID, EOS_ID, UNK_ID = 1, 2, 3
 NEVER_GENERATED = [0, BOS_ID, UNK_ID]
@@ -261,7 +261,7 @@ def caption_photos(model, images, samples: int = 5, beam: int = 1, temperature: 
     """The library call: PIL images of any size -> per image, `samples` (caption, log-probability) pairs.
     Each image draws its latents (and sampled words) from its own generator seeded with `seed`, so a
     photo gets the same captions whether it comes alone or in a batch; decoding runs batched."""
-    from .encoder import preprocess
+    from vqtool.pretrained import preprocess
 
     device = model.feature_mean.device
     out = []

@@ -19,7 +19,7 @@ from vqtool.cvae import collapse_report
 from vqtool.data.text import normalise
 from vqtool.training import TaskBase
 
-from .encoder import FEATURES, preprocess
+from vqtool.pretrained import FEATURES, preprocess
 from .metrics import caption_set_metrics
 from .model import CaptionConfig, CaptionCVAE
 
@@ -228,7 +228,7 @@ def caption_task(root, settings: dict, min_count: int, views: int, validation: i
     from vqtool.data.captions import flickr_splits
     from vqtool.data.text import Vocabulary
 
-    from .encoder import pretrained_encoder
+    from vqtool.pretrained import pretrained_encoder
 
     console = Console(stderr=True, quiet=quiet)
     splits = flickr_splits(root, validation, extra_text=settings.get("text_share", 0) > 0)

