@@ -88,6 +88,7 @@ def speed(model, wave: np.ndarray) -> dict:
         "encode": timed(lambda: model.encode(wave)),
         "decode": timed(lambda: model.decode(codes, voice)),
         "convert": timed(lambda: model.convert(wave, voice)),
+        "convert --keep-level": timed(lambda: model.convert(wave, voice, keep_level=True)),
         "decoder network only": timed(lambda: model.decode_latents(latents, voice[None])),
         "griffin-lim only": timed(lambda: model.spectral.griffin_lim(magnitude, padded.shape[-1],
                                                                       model.config.griffin_lim_iterations)),
@@ -109,13 +110,16 @@ def seams(model, wave: np.ndarray) -> dict:
     import vqtool.families.speech.model as speech
 
     voice = model.voice(model.config.speakers[0])
-    chunked_codes, chunked_audio = model.encode(wave), model.convert(wave, voice)
+    chunked_codes, chunked_audio = model.encode(wave), model.convert(wave, voice, keep_level=True)
+    chunked_level = model.convert(wave, voice)  # level matched on the first window
     saved = speech.CHUNK_CODES
     speech.CHUNK_CODES = 1_000_000
     try:
-        whole_codes, whole_audio = model.encode(wave), model.convert(wave, voice)
+        whole_codes, whole_audio = model.encode(wave), model.convert(wave, voice, keep_level=True)
+        whole_level = model.convert(wave, voice)  # level matched on the whole file
     finally:
         speech.CHUNK_CODES = saved
+    rms = lambda w: float(np.sqrt(np.mean(np.square(w, dtype=np.float64))))  # noqa: E731
     spec = lambda w: torch.stft(torch.from_numpy(w), 512, 160, window=torch.hann_window(512),  # noqa: E731
                                 return_complex=True).abs()
     a, b = spec(chunked_audio), spec(whole_audio)
@@ -124,7 +128,10 @@ def seams(model, wave: np.ndarray) -> dict:
             "codes_agreeing": round(float((chunked_codes == whole_codes).float().mean()), 4),
             "waveform_difference_db": round(float(-snr), 2),
             "magnitude_difference_db": round(float(20 * torch.log10(torch.linalg.norm(a - b) / torch.linalg.norm(b))), 2),
-            "note": "difference relative to the whole-file output, in dB (more negative: closer)"}
+            "level_gain_chunked_over_whole_db": round(20 * float(np.log10(rms(chunked_level) / rms(whole_level))), 2),
+            "note": "difference relative to the whole-file output, in dB (more negative: closer), at the "
+                    "decoder's level (--keep-level); the level-matched gain is measured on the first chunk "
+                    "when chunked, on the whole file when not: their ratio in dB"}
 
 
 def hour(model_name: str, minutes: float) -> dict:

@@ -13,17 +13,23 @@ DATA = {"faces-smile": ("smiles/smiles.zip", None), "faces-utk": ("utkface/utkfa
 SLICE = 300
 
 
+def faces_of(net, shared_data, limit: int, held_out: bool = True):
+    """`limit` faces of the model's data, with its attributes: from test.txt, or from the rest (training)."""
+    zip_name, labels = DATA[net.name]
+    path = shared_data / zip_name
+    attributes = [Attribute.parse(name if rule == name else f"{name}={rule}")
+                  for name, rule in zip(net.config.attributes, net.config.rules)]
+    test = read_name_list(path.parent / "test.txt")
+    return load_attribute_set(path, attributes, shared_data / labels if labels else None,
+                              "L" if net.config.channels == 1 else "RGB", net.config.image_size, limit=limit,
+                              **({"select": test} if held_out else {"exclude": test}))
+
+
 @pytest.fixture(scope="module", params=sorted(DATA))
 def shipped(request, shared_data):
     """(model, judge, 300 held-out faces with their true attributes)."""
     net = load(request.param, device="cpu")
-    zip_name, labels = DATA[request.param]
-    path = shared_data / zip_name
-    attributes = [Attribute.parse(name if rule == name else f"{name}={rule}")
-                  for name, rule in zip(net.config.attributes, net.config.rules)]
-    held_out = load_attribute_set(path, attributes, shared_data / labels if labels else None,
-                                  "L" if net.config.channels == 1 else "RGB", net.config.image_size,
-                                  select=read_name_list(path.parent / "test.txt"), limit=SLICE)
+    held_out = faces_of(net, shared_data, SLICE)
     judge = load(Path(net.metadata["provenance"]["judge"]["name"]).stem, device="cpu")  # trained in runs/, shipped
     assert judge.sha256 == net.metadata["provenance"]["judge"]["sha256"]  # the shipped judge is the one measured
     return net, judge, held_out
@@ -56,14 +62,8 @@ def test_the_independent_judge_holds_on_a_test_slice(shipped, shared_data):
     from vqtool.families.fader.task import FeatureProbe, probe_metrics
 
     net, _, held_out = shipped
-    zip_name, labels = DATA[net.name]
-    path = shared_data / zip_name
-    attributes = [Attribute.parse(name if rule == name else f"{name}={rule}")
-                  for name, rule in zip(net.config.attributes, net.config.rules)]
-    train = load_attribute_set(path, attributes, shared_data / labels if labels else None,
-                               "L" if net.config.channels == 1 else "RGB", net.config.image_size,
-                               exclude=read_name_list(path.parent / "test.txt"), limit=600)
-    faces, truth = held_out.images[:150], held_out.labels[:150].float()
+    train = faces_of(net, shared_data, 600, held_out=False)
+    faces, truth = held_out.images[::2], held_out.labels[::2].float()
     probe = FeatureProbe(train, net.attributes, faces=600)
     decoded = lambda alphas: net.to_uint8(net.decode(net.encode(net.from_uint8(faces)), alphas))  # noqa: E731
     measured = probe_metrics(net, probe, faces.numpy(), decoded(truth), truth, decoded)

@@ -127,3 +127,19 @@ def test_code_files_of_a_replaced_checkpoint_decode_with_it(retrained, prior_che
         (models / "registry.json").write_text(json.dumps({"models": registry}))
         for name in ("before.png", "after.png"):
             (tmp_path / name).unlink()
+
+
+def test_code_files_decode_with_a_remeasured_copy_of_their_checkpoint(tiny_checkpoint, image_folder, tmp_path):
+    """`--remeasure` writes new metadata (a new SHA-256) around the same weights: codes made before still
+    decode with it, by name in the header or with -m, to the same pixels."""
+    result = run_cli("train", "vqvae", "--data", image_folder, "--eval-data", image_folder, "--name", "again",
+                     "--remeasure", tiny_checkpoint, "--out", tmp_path, "--quiet")
+    assert result.returncode == 0, result.stderr.decode()
+    again = tmp_path / "again.safetensors"
+    assert sha256_file(again) != sha256_file(tiny_checkpoint)
+    image = next(image_folder.glob("a/*.png"))
+    assert run_cli("encode", image, "-m", tiny_checkpoint, "-o", tmp_path / "x.vqc").returncode == 0
+    for model, out in ((tiny_checkpoint, "before.png"), (again, "after.png")):
+        result = run_cli("decode", tmp_path / "x.vqc", "-m", model, "-o", tmp_path / out)
+        assert result.returncode == 0, result.stderr.decode()
+    assert (tmp_path / "before.png").read_bytes() == (tmp_path / "after.png").read_bytes()

@@ -66,9 +66,12 @@ class ModelCache:
 
 def made_by(record: CodeFile, sha256: str, metadata: dict) -> bool:
     """Whether the checkpoint with this SHA-256 and metadata made the record's codes. Packed codes depend
-    only on the VQ-VAE, which a checkpoint with a prior added keeps unchanged (its `codec_sha256`)."""
+    only on the VQ-VAE, which a checkpoint with a prior added keeps unchanged (its `codec_sha256`); a
+    re-measured checkpoint (`--remeasure`) has the weights of each one it was re-measured from."""
     codec = metadata.get("extra", {}).get("codec_sha256") if record.coding == "packed" else None
-    return bool(record.made_by(sha256) or (codec and record.made_by(codec)))
+    remeasured = metadata.get("provenance", {}).get("remeasured", [])
+    same = [sha256, *(run.get("from_sha256") for run in remeasured if isinstance(run, dict))]
+    return any(isinstance(s, str) and record.made_by(s) for s in same) or bool(codec and record.made_by(codec))
 
 
 def check_made_by(net, record: CodeFile, name: str, source: str) -> None:

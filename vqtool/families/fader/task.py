@@ -142,10 +142,14 @@ def frechet_metrics(name: str, real: np.ndarray, recon: np.ndarray, edited: np.n
         having = rng.permutation(having)
         base, reference = having[:len(having) // 2], having[len(having) // 2:]
         n = min(len(base), len(lacking))
+        if n < 2:  # a covariance needs two faces: a slice without this value says nothing about it
+            continue
         base, flipped = base[:n], rng.permutation(lacking)[:n]
         scores["fd_real"].append(frechet_distance(real[base], real[reference]))
         scores["fd_reconstructions"].append(frechet_distance(recon[base], real[reference]))
         scores["fd_edited"].append(frechet_distance(edited[flipped], real[reference]))
+    if not scores["fd_real"]:
+        return {}
     out = {f"{key}_{name}": round(float(np.mean(v)), 2) for key, v in scores.items()}
     out[f"fd_edited_over_real_{name}"] = round(out[f"fd_edited_{name}"] / out[f"fd_real_{name}"], 3)
     return out

@@ -37,12 +37,20 @@ CARDS = {
             "`resemblyzer_*` use Resemblyzer's pretrained speaker encoder (cosine similarity of its utterance "
             "embeddings): the zero-shot numbers as above (targets: closer to the reference for ≥ 0.8, cosine to "
             "the reference ≥ 0.75) and `resemblyzer_reconstruction_cos_seen` / `_unseen`, output against input "
-            "(target ≥ 0.8 for unseen voices). `stoi_*`: short-time objective intelligibility (0-1) of the "
+            "(target ≥ 0.8 for unseen voices); `resemblyzer_conversion_fsdd_*`: the conversions to another FSDD "
+            "voice against the centroids of the FSDD test clips' embeddings (one per speaker): the share closer to "
+            "the target's centroid than to the source's, and the mean cosines (real clips to their own speaker's: "
+            "`resemblyzer_originals_fsdd_cos_to_own_speaker`). `stoi_*`: short-time objective intelligibility (0-1) of the "
             "reconstructions against their inputs, beside `stoi_griffin_lim_only` (the true magnitude through "
             "Griffin-Lim). `loudness_gap_lu_*`: mean |output − input| ITU-R BS.1770 loudness in LU "
             "(`loudness_change_lu_*`: the signed mean), for reconstructions, conversions to built-in voices and "
             "zero-shot conversions, as `convert-voice` writes them (level matched unless `--keep-level`; "
-            "target ≤ 1 LU).",
+            "target ≤ 1 LU); `..._converted_keep_level`: the conversions at the decoder's own level (`--keep-level`, "
+            "and every output before level matching). `conversion_target_accuracy_keep_level` (and "
+            "`..._fsdd_voices_keep_level`): the speaker judge on those: the difference from the level-matched "
+            "numbers is how much of its verdict rested on loudness. STOI compares 384 ms segments: FSDD's digits "
+            "(0.3-0.8 s, 8 kHz) give it little to work with, so `stoi_reconstructions_unseen` (speechocean "
+            "sentences) is the informative one.",
         ],
         limitations=[
             "Griffin-Lim vocoding sounds phasey and metallic: intelligible and in the target's voice colour, "

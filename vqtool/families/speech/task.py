@@ -145,6 +145,8 @@ def evaluate_speech(model: SpeechVQVAE, fsdd_test: list[Clip], unseen_test: list
     # zero-shot: each clip to the voice of one clip of an unseen speaker
     ref_index = rng.integers(0, len(unseen_test), len(fsdd_test))
     zero_shot = [model.convert(w, model.voice_of(unseen_waves[r])) for w, r in zip(src_waves, ref_index)]
+    if independent:  # as `convert-voice --keep-level` writes them (the behaviour before level matching)
+        kept_level = [model.convert(w, model.speaker_table[t].cpu(), keep_level=True) for w, t in zip(sources, targets)]
     if speaker_judge is not None:
         classes = speaker_judge.config.classes
         wanted = np.array([classes.index(speakers[t]) if speakers[t] in classes else -1 for t in targets])
@@ -153,6 +155,12 @@ def evaluate_speech(model: SpeechVQVAE, fsdd_test: list[Clip], unseen_test: list
         metrics["speaker_judge_on_originals"] = round(float((speaker_judge.predict(src_waves) == source_ids).mean()), 4)
         metrics["speaker_judge_on_reconstructions"] = round(float((speaker_judge.predict(recon) == source_ids).mean()), 4)
         metrics["conversion_target_accuracy"] = round(float((predicted == wanted).mean()), 4)
+        if independent:  # the judge on the decoder's own level: how much of its verdict is loudness
+            at_own_level = speaker_judge.predict(kept_level)
+            metrics["conversion_target_accuracy_keep_level"] = round(float((at_own_level == wanted).mean()), 4)
+            part = groups["fsdd_voices"]
+            metrics["conversion_target_accuracy_fsdd_voices_keep_level"] = round(
+                float((at_own_level == wanted)[part].mean()), 4)
         for group, part in groups.items():
             if part.stop > part.start:
                 metrics[f"conversion_target_accuracy_{group}"] = round(float((predicted == wanted)[part].mean()), 4)
@@ -167,7 +175,8 @@ def evaluate_speech(model: SpeechVQVAE, fsdd_test: list[Clip], unseen_test: list
     if independent:
         metrics.update(independent_metrics(
             src_waves, recon, unseen_waves, unseen_recon, vocoded, zero_shot, [unseen_waves[r] for r in ref_index],
-            sources, converted))
+            sources, converted, kept_level,
+            fsdd=([c.speaker for c in fsdd_test], [speakers[t] for t in targets[groups["fsdd_voices"]]])))
     if digit_judge is not None:
         digits = np.array([c.digit for c in fsdd_test])
         original = float((digit_judge.predict(src_waves) == digits).mean())
@@ -196,7 +205,7 @@ INDEPENDENT_JUDGES = ("Resemblyzer 0.1.4 VoiceEncoder (pretrained weights inside
 
 
 def independent_metrics(originals, recon, unseen, unseen_recon, vocoded, zero_shot, references, sources,
-                        converted) -> dict:
+                        converted, kept_level=None, fsdd: tuple | None = None) -> dict:
     """Judges nobody here trained (the `eval` extra): Resemblyzer's pretrained speaker encoder (weights in its
     wheel; cosine similarities of its utterance embeddings), ITU-R BS.1770 loudness (pyloudnorm) and STOI
     (pystoi). Every list is of 16 kHz waves; pairs are aligned."""
@@ -231,7 +240,20 @@ def independent_metrics(originals, recon, unseen, unseen_recon, vocoded, zero_sh
                                                             for a, b in zip(unseen, unseen_recon)])), 4),
         "stoi_griffin_lim_only": round(float(np.mean([stoi(a, b[:len(a)], 16000) for a, b in zip(originals, vocoded)])), 4),
     }
-    for name, (inputs, outputs) in {"reconstructions": (originals, recon), "converted": (sources, converted),
-                                    "zero_shot": (originals, zero_shot)}.items():
+    if fsdd:  # (speaker of each original, target of each of its conversions to an FSDD voice, which come first)
+        owners, wanted = fsdd
+        centroid = {name: e_src[[o == name for o in owners]].mean(0) for name in set(owners)}
+        centroid = {name: c / np.linalg.norm(c) for name, c in centroid.items()}
+        e_conv = embed(converted[:len(wanted)])
+        to_target = np.array([e @ centroid[t] for e, t in zip(e_conv, wanted)])
+        to_source = np.array([e @ centroid[o] for e, o in zip(e_conv, owners)])
+        metrics["resemblyzer_conversion_fsdd_closer_to_target"] = round(float((to_target > to_source).mean()), 4)
+        metrics["resemblyzer_conversion_fsdd_cos_to_target"] = round(float(to_target.mean()), 4)
+        metrics["resemblyzer_conversion_fsdd_cos_to_source"] = round(float(to_source.mean()), 4)
+        metrics["resemblyzer_originals_fsdd_cos_to_own_speaker"] = round(
+            float(np.mean([e @ centroid[o] for e, o in zip(e_src, owners)])), 4)
+    pairs = {"reconstructions": (originals, recon), "converted": (sources, converted),
+             "zero_shot": (originals, zero_shot), **({"converted_keep_level": (sources, kept_level)} if kept_level else {})}
+    for name, (inputs, outputs) in pairs.items():
         metrics[f"loudness_gap_lu_{name}"], metrics[f"loudness_change_lu_{name}"] = level_gap(inputs, outputs)
     return metrics
