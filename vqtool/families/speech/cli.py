@@ -51,8 +51,6 @@ def train_speech(
 
     if speaker_encoder is None and not train.remeasure:
         raise usage("training needs the voice embedding: --speaker-encoder CLASSIFIER", "--speaker-encoder")
-    if independent:
-        require_eval_extra(["resemblyzer", "pyloudnorm", "pystoi"], "--no-independent-judges")
     encoder = load(speaker_encoder, "cpu", models_dir, expect=AUDIO_CLASSIFIER) if speaker_encoder else None
     clips, test = split_clips(data)
     speakers = speakers_of(clips)
@@ -68,6 +66,8 @@ def train_speech(
                   "independent": independent}
     if not evaluation["fsdd_test"] or not evaluation["unseen_test"]:
         evaluation = None
+    if independent and evaluation:  # checked before training, not after it
+        require_eval_extra(["resemblyzer", "pystoi"], "--no-independent-judges")
     config = SpeechConfig(hidden=hidden, num_codes=num_codes, embedding_dim=embedding_dim, speakers=speakers,
                           griffin_lim_iterations=griffin_lim_iterations,
                           speaker_encoder={**encoder.metadata["config"]} if encoder else {})
