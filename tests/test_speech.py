@@ -186,6 +186,34 @@ def test_independent_judges_see_identity_and_level(monkeypatch):
     assert m["resemblyzer_zero_shot_closer_to_reference"] == 0
 
 
+def test_non_speech_gets_one_warning_and_still_converts(tmp_path, tiny_speech, shared_data):
+    rng = np.random.default_rng(0)
+    noise = rng.normal(size=3 * SAMPLE_RATE) * 0.1
+    t = np.arange(4 * SAMPLE_RATE) / SAMPLE_RATE
+    chord = sum(np.sin(2 * np.pi * f * t) for f in (220, 277, 330)) * 0.2
+    write(tmp_path / "noise.wav", noise)
+    write(tmp_path / "chord.wav", chord)
+    speech_clip = sorted((shared_data / "speechocean" / "audio").glob("*/*.flac"))[0]
+    for source, warned in ((tmp_path / "noise.wav", True), (tmp_path / "chord.wav", True), (speech_clip, False)):
+        out = tmp_path / f"{source.stem}.out.wav"
+        result = run_cli("convert-voice", source, "-m", tiny_speech, "--to", "high", "-o", out)
+        assert result.returncode == 0 and out.is_file(), result.stderr.decode()
+        lines = [l for l in result.stderr.decode().splitlines() if "does not sound like speech" in l]
+        assert len(lines) == (1 if warned else 0), (source, result.stderr.decode())
+    result = run_cli("encode", tmp_path / "noise.wav", "-m", tiny_speech, "-o", tmp_path / "noise.vqc")
+    assert result.returncode == 0 and b"does not sound like speech" in result.stderr
+
+
+def test_no_speechocean_test_utterance_is_taken_for_non_speech(shared_data):
+    from vqtool.audio import sounds_like_speech
+
+    table = (shared_data / "speechocean" / "utterances.tsv").read_text().splitlines()[1:]
+    test = [row.split("\t") for row in table if row.split("\t")[2] == "test"]
+    verdicts = [sounds_like_speech(read_audio(str(shared_data / "speechocean" / "audio" / speaker / f"{utt}.flac"))[0])
+                for utt, speaker, *_ in test]
+    assert len(verdicts) == 500 and False not in verdicts
+
+
 def test_speakers_lists_the_built_in_voices(tiny_speech):
     result = run_cli("speakers", "-m", tiny_speech, "--json")
     assert result.returncode == 0

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from vqtool.cli.common import (CodeRequest, DeviceOpt, ModelsDirOpt, Outputs, RecordSink, any_folder, console,
-                               emit_json, json_needs_file, report, require_eval_extra, train_command, usage)
+                               emit_json, json_needs_file, note, report, require_eval_extra, train_command, usage)
 from vqtool.errors import VqtoolError
 
 from . import ARCHITECTURE
@@ -89,6 +89,13 @@ def _load_speech(model: str, device: str, models_dir):
     return load(model, device, models_dir, expect=ARCHITECTURE)
 
 
+def warn_if_not_speech(source: str, info, quiet: bool) -> None:
+    """One warning line for input that does not sound like speech; it is still converted."""
+    if info.speech_like is False and not quiet:
+        note(f"{source}: does not sound like speech (too few pauses: music or noise?); the model was trained on "
+             "speech, so expect a poor result")
+
+
 def _voice(net, to: Optional[str], to_voice: Optional[str]):
     from .codec import resolve_voice
 
@@ -109,6 +116,7 @@ def encode_media(sources: list[str], request: CodeRequest) -> None:
     for index, source in enumerate(sources):
         try:
             record, info = encode_record(net, source, sink.name_of(index))
+            warn_if_not_speech(source, info, request.quiet)
             data = record.to_bytes()
             sink.put(index, data)
         except VqtoolError as exc:
@@ -213,7 +221,9 @@ def convert_voice(
 
     `cat a.wav | vqtool convert-voice - --to george -o - > b.wav`
     """
-    from vqtool.audio import AUDIO_SUFFIXES, AudioWriter, audio_source
+    import numpy as np
+
+    from vqtool.audio import AUDIO_SUFFIXES, AudioWriter, audio_source, sounds_like_speech
     from vqtool.media import expand_inputs
 
     if not to and not to_voice:
@@ -228,6 +238,8 @@ def convert_voice(
     for source, target in zip(sources, outputs.plan(sources)):
         try:
             info, open_blocks = audio_source(source)
+            info.speech_like = sounds_like_speech(next(open_blocks(), np.zeros(0, np.float32)))  # first 10 s
+            warn_if_not_speech(source, info, quiet)
             with AudioWriter(target, info.sample_rate) as writer:
                 for block in net.convert_stream(open_blocks, voice, keep_level):
                     writer.write(block)

@@ -7,7 +7,7 @@ from typing import Iterator
 
 import numpy as np
 
-from vqtool.audio import SAMPLE_RATE, AudioInfo, audio_source
+from vqtool.audio import SAMPLE_RATE, AudioInfo, audio_source, sounds_like_speech
 from vqtool.codes import MAX_AUDIO_SECONDS, CodeFile
 from vqtool.errors import VqtoolError
 
@@ -30,6 +30,7 @@ def encode_record(net, source: str, name: dict | None = None, data: bytes | None
         if kept >= VOICE_SECONDS * SAMPLE_RATE:
             break
     start = np.concatenate(head)
+    info.speech_like = sounds_like_speech(start)
     media = {"kind": "audio", "sample_rate": info.sample_rate, "samples": info.frames,
              "code_rate": SAMPLE_RATE / net.config.samples_per_code}
     extra = {}
