@@ -72,6 +72,36 @@ def test_each_player_is_trained_only_on_its_own_objective():
     assert int(net.steps_trained) == 3
 
 
+def test_the_patch_critic_and_the_decoder_train_only_on_their_own_objectives():
+    net = FaderNetwork(FaderConfig(attributes=["a"], channels=1, image_size=16, widths=[4, 8], critic_weight=0.1,
+                                   critic_width=4, guidance_weight=0))
+    images, labels = torch.rand(4, 1, 16, 16), torch.tensor([[0.0], [1.0], [0.0], [1.0]])
+    out = net(images, labels)
+    assert out["critic_real"].shape == (4, 1, 2, 2)  # patch verdicts
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    bce(out["critic_fooled"], torch.ones_like(out["critic_fooled"])).backward()
+    assert all(p.grad is None for p in net.critic.parameters()) and net.decoder[0][0].weight.grad is not None
+    net.zero_grad()
+    out = net(images, labels)
+    loss = sum(bce(out[k], torch.full_like(out[k], v)) for k, v in
+               (("critic_real", 1.0), ("critic_mismatched", 0.0), ("critic_fake", 0.0)))
+    loss.backward()
+    assert all(p.grad is None for p in [*net.encoder.parameters(), *net.decoder.parameters()])
+    assert net.critic[0].weight.grad is not None
+
+
+def test_a_fader_with_a_critic_trains_and_edits(face_folder, tmp_path):
+    result = run_cli("train", "fader", "--data", face_folder, "--attributes", "smile", "--name", "critic",
+                     "--out", tmp_path, "--steps", "40", "--batch-size", "16", "--image-size", "32",
+                     "--widths", "8,16,32", "--critic", "0.1", "--guidance", "0", "--ramp-steps", "20",
+                     "--probe-faces", "0", "--quiet")
+    assert result.returncode == 0, result.stderr.decode()
+    net = load(str(tmp_path / "critic.safetensors"))
+    assert net.config.critic_weight == 0.1 and hasattr(net, "critic")
+    face = torch.rand(1, 1, 32, 32)
+    assert net.edit(face, {"smile": 1.0}).shape == (1, 1, 32, 32)
+
+
 @given(st.sampled_from(["smile", "male=gender:male", "young=age<30", "old=age>=60", "x_1=col:Yes", "a=b<=2.5"]))
 def test_attribute_rules_round_trip(spec):
     attribute = Attribute.parse(spec)

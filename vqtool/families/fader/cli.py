@@ -28,6 +28,8 @@ def train_fader(
     ramp_steps: int = typer.Option(10_000, "--ramp-steps", help="Steps over which lambda grows linearly from 0."),
     guidance: float = typer.Option(0.02, "--guidance", help="Weight of the reader's loss on faces decoded at random "
                                                             "attributes (ramped like lambda; 0: the paper's model)."),
+    critic: float = typer.Option(0.0, "--critic", help="Weight of a conditional patch critic's verdict on faces "
+                                                      "decoded at random attributes (ramped like lambda; 0: none)."),
     disc_lr_scale: float = typer.Option(4.0, "--disc-lr-scale", help="Discriminator learning rate / the others'."),
     reader_pool: int = typer.Option(2, "--reader-pool", min=1, help="The attribute reader sees faces average-pooled "
                                     "by this factor (coarser: the guidance cannot be met by pixel texture)."),
@@ -68,7 +70,7 @@ def train_fader(
     config = FaderConfig(attributes=faces.classes, rules=list(info["attributes"].values()),
                          channels=faces.images.shape[-1], image_size=image_size, widths=sizes,
                          adversarial_weight=adversarial_weight, ramp_steps=ramp_steps, guidance_weight=guidance,
-                         discriminator_lr_scale=disc_lr_scale, reader_pool=reader_pool)
+                         discriminator_lr_scale=disc_lr_scale, reader_pool=reader_pool, critic_weight=critic)
     task = FaderTask(config, faces, held_out, scorer, flip, info, probe_faces if held_out is not None else 0)
     fit(task, train.options())
 

@@ -48,6 +48,10 @@ class FaderConfig:
     reader_width: int = 16
     reader_pool: int = 2  # the reader sees faces average-pooled by this factor (see FaderNetwork.read)
     alpha_range: list[float] = field(default_factory=lambda: [-0.5, 1.5])  # allowed at test time
+    # > 0: a conditional patch critic judges decoded faces against real ones with the attributes given (not in
+    # the paper): faces edited to an attribute must look like real faces that have it, which a texture does not
+    critic_weight: float = 0.0
+    critic_width: int = 32
 
 
 def ramp(config: FaderConfig, step: int) -> float:
@@ -93,6 +97,12 @@ class FaderNetwork(nn.Module):
                                            nn.LeakyReLU(0.2), nn.Dropout(c.discriminator_dropout),
                                            nn.Linear(c.discriminator_hidden, count))
         self.reader = Classifier(ClassifierConfig(c.channels, c.reader_width, list(c.attributes), multilabel=True))
+        if c.critic_weight:
+            w = c.critic_width
+            self.critic = nn.Sequential(  # 64x64 -> 8x8 patch verdicts, each seeing about 34x34 pixels
+                nn.Conv2d(c.channels + 2 * count, w, 4, 2, 1), nn.LeakyReLU(0.2),
+                nn.Conv2d(w, 2 * w, 4, 2, 1), nn.LeakyReLU(0.2),
+                nn.Conv2d(2 * w, 4 * w, 4, 2, 1), nn.LeakyReLU(0.2), nn.Conv2d(4 * w, 1, 3, 1, 1))
         self.register_buffer("steps_trained", torch.zeros((), dtype=torch.long))  # drives the ramp; resumes with it
 
     @property
@@ -144,9 +154,28 @@ class FaderNetwork(nn.Module):
             out["guided"] = self.reader_logits(self.decode(latent, targets), frozen)
             self.reader.train(self.training)
             out["targets"] = targets
+        if self.config.critic_weight:
+            out.update(self.critic_outputs(images, labels, latent, generator))
         if self.training:
             self.steps_trained += 1
         return out
+
+    def critic_logits(self, images: torch.Tensor, alphas: torch.Tensor, weights: dict | None = None) -> torch.Tensor:
+        """Patch verdicts (N, 1, h, w): a real face that has the attributes `alphas`?"""
+        x = torch.cat([images * 2 - 1, attribute_maps(alphas.to(images.dtype), *images.shape[-2:])], 1)
+        return self.critic(x) if weights is None else functional_call(self.critic, weights, (x,))
+
+    def critic_outputs(self, images, labels, latent, generator) -> dict:
+        """The critic learns real faces with their attributes (1) against real faces with flipped attributes
+        and faces decoded at random attributes (0: matching-aware, so that it checks the attributes too);
+        the decoder is rewarded when the frozen critic takes its edits for real."""
+        targets = (torch.rand(labels.shape, generator=generator) < 0.5).to(labels)
+        edited = self.decode(latent, targets)
+        frozen = {name: p.detach() for name, p in self.critic.named_parameters()}
+        return {"critic_real": self.critic_logits(images, labels),
+                "critic_mismatched": self.critic_logits(images, 1 - labels),
+                "critic_fake": self.critic_logits(edited.detach(), targets),
+                "critic_fooled": self.critic_logits(edited, targets, frozen)}
 
     # --- editing -------------------------------------------------------------------------------------
     def attribute_index(self, name: str) -> int:

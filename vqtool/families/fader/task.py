@@ -37,10 +37,10 @@ class FaderTask(TaskBase):
     def optimizer_groups(self, model: FaderNetwork) -> list[dict]:
         """Adam with beta1 = 0.5 for both players, as the paper; the discriminator learns faster, so that it
         keeps up with an encoder that moves its code around to fool it, on a schedule 100x shorter."""
-        theirs = set(map(id, model.discriminator.parameters()))
+        critics = [*model.discriminator.parameters(), *(model.critic.parameters() if hasattr(model, "critic") else [])]
+        theirs = set(map(id, critics))
         return [{"params": [p for p in model.parameters() if id(p) not in theirs], "betas": (0.5, 0.999)},
-                {"params": list(model.discriminator.parameters()), "betas": (0.5, 0.999),
-                 "lr_scale": self.config.discriminator_lr_scale}]
+                {"params": critics, "betas": (0.5, 0.999), "lr_scale": self.config.discriminator_lr_scale}]
 
     def batch(self, indices, device, generator):
         images = self.train.images[indices].permute(0, 3, 1, 2).float().div_(255)
@@ -65,6 +65,12 @@ class FaderTask(TaskBase):
             guidance = F.binary_cross_entropy_with_logits(out["guided"], out["targets"])
             loss = loss + self.config.guidance_weight * out["ramp"] * guidance  # ramped like lambda_E
             metrics["guidance_loss"] = guidance.item()
+        if "critic_real" in out:
+            bce = lambda logits, value: F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, value))  # noqa: E731
+            critic = bce(out["critic_real"], 1.0) + (bce(out["critic_mismatched"], 0.0) + bce(out["critic_fake"], 0.0)) / 2
+            fooling = bce(out["critic_fooled"], 1.0)
+            loss = loss + critic + self.config.critic_weight * out["ramp"] * fooling  # ramped like lambda_E
+            metrics["critic_loss"], metrics["critic_fooling"] = critic.item(), fooling.item()
         return loss, metrics
 
     def evaluate(self, model: FaderNetwork, device) -> dict:
