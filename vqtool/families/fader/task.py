@@ -85,7 +85,9 @@ class FaderTask(TaskBase):
                 f"{'grayscale' if c.channels == 1 else 'colour'} faces with slider(s) "
                 + ", ".join(f"`{a}` ({rule})" for a, rule in zip(c.attributes, c.rules))
                 + f": `vqtool fade face.jpg --{c.attributes[0]} 0.7`. Sliders run from 0 (without) to 1 (with), "
-                f"extrapolation allowed in {c.alpha_range[0]}..{c.alpha_range[1]}."}
+                f"extrapolation allowed in {c.alpha_range[0]}..{c.alpha_range[1]}."
+                + (f" In training a conditional patch critic (weight {c.critic_weight}) judged faces decoded at random "
+                   "attributes against real faces that have them." if c.critic_weight else "")}
 
 
 class FeatureProbe:
