@@ -59,14 +59,15 @@ def test_recorded_numbers_hold_on_a_test_slice(shipped):
 def test_the_independent_judge_holds_on_a_test_slice(shipped, shared_data):
     """A probe fitted on fewer training faces (600, for time) than the card's (4,000), on 150 test faces: the
     card's independent numbers are reproduced within what those sizes allow."""
-    from vqtool.families.fader.task import FeatureProbe, probe_metrics
+    from vqtool.families.fader.task import FeatureProbe, flipped, probe_metrics
 
     net, _, held_out = shipped
     train = faces_of(net, shared_data, 600, held_out=False)
     faces, truth = held_out.images[::2], held_out.labels[::2].float()
     probe = FeatureProbe(train, net.attributes, faces=600)
     decoded = lambda alphas: net.to_uint8(net.decode(net.encode(net.from_uint8(faces)), alphas))  # noqa: E731
-    measured = probe_metrics(net, probe, faces.numpy(), decoded(truth), truth, decoded)
+    edits = [decoded(flipped(truth, i)) for i in range(len(net.attributes))]
+    measured = probe_metrics(net, probe, faces.numpy(), decoded(truth), edits, truth.numpy() > 0.5)
     recorded = net.metadata["metrics"]
     for name in net.attributes:
         assert measured[f"probe_accuracy_{name}_originals"] > 0.7, measured

@@ -179,7 +179,7 @@ def test_independent_judges_see_identity_and_level(monkeypatch):
     a = [synthetic_voice(1.5, 110, seed=s) * 0.3 for s in range(3)]
     b = [synthetic_voice(1.5, 240, seed=s + 7) * 0.3 for s in range(3)]
     quieter = [w * 0.1 for w in a]  # -20 dB
-    m = independent_metrics(a, a, b, b, a, quieter, b, a, a)
+    m = independent_metrics(a, a, b, b, a, quieter, np.arange(3), a, a)
     assert m["resemblyzer_reconstruction_cos_seen"] > 0.99 and m["stoi_reconstructions_seen"] > 0.99
     assert m["loudness_gap_lu_reconstructions"] == 0 and m["loudness_change_lu_zero_shot"] == pytest.approx(-20, abs=0.1)
     assert m["resemblyzer_zero_shot_cos_to_source"] > 0.99  # a quieter copy of the source is still the source

@@ -61,7 +61,6 @@ class AudioInfo:
     frames: int  # input samples per channel
     channels: int
     subtype: str
-    speech_like: bool | None = None  # set by callers that check (sounds_like_speech); None: not checked
 
     @property
     def seconds(self) -> float:

@@ -61,8 +61,6 @@ def render_card(meta: dict) -> str:
         *([f"Judge used in the evaluation only: `{prov['judge'].get('name')}` (SHA-256 "
            f"`{str(prov['judge'].get('sha256'))[:16]}…`), trained with `{prov['judge'].get('command')}`.", ""]
           if prov.get("judge") else []),
-        *([f"Independent judge, in the evaluation only: {prov['independent_judge']}.", ""]
-          if prov.get("independent_judge") else []),
         *(["Attributes: " + ", ".join(f"`{k}` = {v}" for k, v in prov["attributes"].items())
            + f" (labels: {prov.get('labels')}; share of training faces with each: "
            + ", ".join(f"{k} {v}" for k, v in prov.get("positive_share", {}).items()) + ").", ""]

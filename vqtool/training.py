@@ -330,17 +330,25 @@ def fit(task: Task, opts: TrainOptions) -> Path | None:
                       "train_seconds": round(sum(run.get("seconds", 0) for run in history[:-1])
                                              + time.time() - started, 1),
                       "date": time.strftime("%Y-%m-%d", time.gmtime())}
-        exported = out / f"{opts.name}.safetensors"
         if dtype is not None:
             provenance["weights_dtype"] = str(dtype).replace("torch.", "")
-        save_checkpoint(exported, model, task.architecture, task.config, opts.name, provenance, metrics,
-                        extra=task.card_notes(), dtype=dtype)
-        write_card(exported)
+        exported = export(out, opts.name, model, task.architecture, task.config, provenance, metrics,
+                          task.card_notes(), dtype)
         console.print(f"wrote {exported}: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()
                                                          if isinstance(v, (int, float))))
     if ddp.world > 1:
         dist.barrier()
         dist.destroy_process_group()
+    return exported
+
+
+def export(out: Path, name: str, model, architecture: str, config, provenance: dict, metrics: dict, extra: dict,
+           dtype: torch.dtype | None) -> Path:
+    """OUT/NAME.safetensors and its model card."""
+    out.mkdir(parents=True, exist_ok=True)
+    exported = out / f"{name}.safetensors"
+    save_checkpoint(exported, model, architecture, config, name, provenance, metrics, extra=extra, dtype=dtype)
+    write_card(exported)
     return exported
 
 
@@ -365,12 +373,8 @@ def remeasure(task: Task, opts: TrainOptions) -> Path:
               "before": {k: old[k] for k in changed}}
     prov = meta["provenance"]  # what the evaluation newly names (a new judge) joins it; the rest stays as trained
     provenance = {**task.provenance(), **prov, "remeasured": [*prov.get("remeasured", []), record]}
-    dtype = getattr(torch, meta["provenance"].get("weights_dtype", "float32"))
-    out = Path(opts.out)
-    out.mkdir(parents=True, exist_ok=True)
-    exported = out / f"{opts.name}.safetensors"
-    save_checkpoint(exported, model, task.architecture, model.config, opts.name, provenance, {**old, **measured},
-                    extra=meta["extra"], dtype=None if dtype == torch.float32 else dtype)
-    write_card(exported)
+    dtype = getattr(torch, prov["weights_dtype"]) if "weights_dtype" in prov else None  # stored as it was
+    exported = export(Path(opts.out), opts.name, model, task.architecture, model.config, provenance,
+                      {**old, **measured}, meta["extra"], dtype)
     console.print(f"wrote {exported}: {len(record['added'])} numbers added, {len(changed)} changed")
     return exported

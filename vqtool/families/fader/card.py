@@ -55,6 +55,11 @@ CARDS = {
 }
 
 
+def provenance_lines(prov: dict) -> list[str]:
+    judge = prov.get("independent_judge")
+    return [f"Independent judge, in the evaluation only: {judge}.", ""] if judge else []
+
+
 def info_lines(config: dict) -> list[str]:
     """`vqtool models info`: the sliders, before the config line."""
     low, high = config.get("alpha_range", (0, 1))

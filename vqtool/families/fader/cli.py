@@ -12,7 +12,7 @@ from vqtool.cli.common import (AttributesOpt, DeviceOpt, HoldoutOpt, LabelsOpt, 
                                train_command, usage)
 from vqtool.errors import VqtoolError
 
-from . import ARCHITECTURE
+from . import ARCHITECTURE, PROBE_FACES
 
 
 def train_fader(
@@ -33,7 +33,7 @@ def train_fader(
     disc_lr_scale: float = typer.Option(4.0, "--disc-lr-scale", help="Discriminator learning rate / the others'."),
     reader_pool: int = typer.Option(2, "--reader-pool", min=1, help="The attribute reader sees faces average-pooled "
                                     "by this factor (coarser: the guidance cannot be met by pixel texture)."),
-    probe_faces: int = typer.Option(4000, "--probe-faces", min=0, help="Training faces the independent judge (a "
+    probe_faces: int = typer.Option(PROBE_FACES, "--probe-faces", min=0, help="Training faces the independent judge (a "
                                     "linear probe on ImageNet EfficientNet-Lite0 features) is fitted on; 0: none."),
     gray: Optional[bool] = typer.Option(None, "--gray/--colour", help="Model channels (default: as the first image)."),
     flip: bool = typer.Option(True, "--flip/--no-flip", help="Random horizontal flips."),

@@ -9,11 +9,11 @@ import torch.nn.functional as F
 from vqtool.evaluation import EVAL_BATCH, frechet_distance, judge_record, mse_per_image, psnr_db, psnr_metrics
 from vqtool.training import TaskBase
 
+from . import PROBE_FACES
 from .model import FaderConfig, FaderNetwork
 
 SLIDER_POINTS = [-0.5, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5]  # alphas at which the card reports the judge
 PROBE_CS = [0.001, 0.01, 0.1, 1.0]  # the probe's inverse regularisation, chosen on the training faces
-PROBE_FACES = 4000  # training faces the independent probe is fitted on (features: ~15 ms a face on 2 CPU cores)
 
 
 class FaderTask(TaskBase):
@@ -190,25 +190,21 @@ def evaluate_fader(model: FaderNetwork, held_out, judge=None, probe: FeatureProb
     for i, name in enumerate(model.attributes):
         metrics[f"reader_accuracy_{name}"] = round(float(((read[:, i] > 0.5) == truth[:, i]).mean()), 4)
     metrics["eval_images"] = len(images)
+    if judge is None and probe is None:
+        return metrics
+    edits = [decoded(flipped(labels, i)) for i in range(len(model.attributes))]  # for both judges
     if probe is not None:
-        metrics.update(probe_metrics(model, probe, images.numpy(), recon, labels, decoded))
+        metrics.update(probe_metrics(model, probe, images.numpy(), recon, edits, truth))
     if judge is None:
         return metrics
     columns = [judge.config.classes.index(name) for name in model.attributes]
     judged = lambda arrays: judge.probabilities(arrays)[:, columns]  # noqa: E731
-    on_originals, on_recon = judged(images.numpy()), judged(recon)
-    for i, name in enumerate(model.attributes):
-        metrics[f"judge_accuracy_{name}_originals"] = round(float(((on_originals[:, i] > 0.5) == truth[:, i]).mean()), 4)
-        metrics[f"judge_accuracy_{name}_reconstructions"] = round(float(((on_recon[:, i] > 0.5) == truth[:, i]).mean()), 4)
+    on_originals, on_recon = judged(images.numpy()) > 0.5, judged(recon) > 0.5
     low, high = model.config.alpha_range
     points = [p for p in SLIDER_POINTS if low <= p <= high]
     for i, name in enumerate(model.attributes):
-        flipped = labels.clone()
-        flipped[:, i] = 1 - flipped[:, i]
-        swapped = judged(decoded(flipped))[:, i] > 0.5
-        metrics[f"swap_accuracy_{name}"] = round(float((swapped != truth[:, i]).mean()), 4)
-        metrics[f"swap_accuracy_{name}_adding"] = round(float(swapped[~truth[:, i]].mean()), 4)
-        metrics[f"swap_accuracy_{name}_removing"] = round(float((~swapped[truth[:, i]]).mean()), 4)
+        metrics.update(verdict_metrics(name, truth[:, i], on_originals[:, i], on_recon[:, i],
+                                       judged(edits[i])[:, i] > 0.5))
         curve = []
         for value in points:
             alphas = labels.clone()
@@ -226,22 +222,34 @@ def evaluate_fader(model: FaderNetwork, held_out, judge=None, probe: FeatureProb
     return metrics
 
 
+def flipped(labels: torch.Tensor, attribute: int) -> torch.Tensor:
+    """The attributes with one of them swapped (0 <-> 1), the others true: what swap accuracy edits to."""
+    out = labels.clone()
+    out[:, attribute] = 1 - out[:, attribute]
+    return out
+
+
+def verdict_metrics(name: str, truth: np.ndarray, originals: np.ndarray, recon: np.ndarray, edited: np.ndarray,
+                    accuracy: str = "judge_accuracy", swap: str = "swap_accuracy") -> dict:
+    """One judge's boolean verdicts on one attribute: its accuracy on the real faces and on their
+    reconstructions, and the share of edits (the attribute flipped) it reads as flipped: over all faces,
+    those without the attribute (adding it) and those with it (removing it)."""
+    share = lambda hits: round(float(hits.mean()), 4)  # noqa: E731
+    return {f"{accuracy}_{name}_originals": share(originals == truth), f"{accuracy}_{name}_reconstructions":
+            share(recon == truth), f"{swap}_{name}": share(edited != truth), f"{swap}_{name}_adding":
+            share(edited[~truth]), f"{swap}_{name}_removing": share(~edited[truth])}
+
+
 def probe_metrics(model: FaderNetwork, probe: FeatureProbe, originals: np.ndarray, recon: np.ndarray,
-                  labels: torch.Tensor, decoded) -> dict:
-    """The independent judge's numbers: accuracy on real faces and reconstructions, swap accuracy, FDs."""
-    truth = labels.numpy() > 0.5
+                  edits: list[np.ndarray], truth: np.ndarray) -> dict:
+    """The independent judge's numbers (verdict_metrics) and the Fréchet distances on its features; `edits[i]`:
+    the faces with attribute i flipped, `truth`: the (N, A) true attributes."""
     real, rebuilt = probe.features(originals), probe.features(recon)
     on_real, on_recon = probe.probabilities(real) > 0.5, probe.probabilities(rebuilt) > 0.5
     metrics = {}
     for i, name in enumerate(model.attributes):
-        flipped = labels.clone()
-        flipped[:, i] = 1 - flipped[:, i]
-        edited = probe.features(decoded(flipped))
-        swapped = probe.probabilities(edited)[:, i] > 0.5
-        metrics[f"probe_accuracy_{name}_originals"] = round(float((on_real[:, i] == truth[:, i]).mean()), 4)
-        metrics[f"probe_accuracy_{name}_reconstructions"] = round(float((on_recon[:, i] == truth[:, i]).mean()), 4)
-        metrics[f"probe_swap_accuracy_{name}"] = round(float((swapped != truth[:, i]).mean()), 4)
-        metrics[f"probe_swap_accuracy_{name}_adding"] = round(float(swapped[~truth[:, i]].mean()), 4)
-        metrics[f"probe_swap_accuracy_{name}_removing"] = round(float((~swapped[truth[:, i]]).mean()), 4)
+        edited = probe.features(edits[i])
+        metrics.update(verdict_metrics(name, truth[:, i], on_real[:, i], on_recon[:, i],
+                                       probe.probabilities(edited)[:, i] > 0.5, "probe_accuracy", "probe_swap_accuracy"))
         metrics.update(frechet_metrics(name, real, rebuilt, edited, truth[:, i]))
     return metrics

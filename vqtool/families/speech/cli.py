@@ -89,9 +89,12 @@ def _load_speech(model: str, device: str, models_dir):
     return load(model, device, models_dir, expect=ARCHITECTURE)
 
 
-def warn_if_not_speech(source: str, info, quiet: bool) -> None:
-    """One warning line for input that does not sound like speech; it is still converted."""
-    if info.speech_like is False and not quiet:
+def warn_if_not_speech(source: str, opening, quiet: bool) -> None:
+    """One warning line for input whose opening (codec.opening) does not sound like speech; it is still
+    processed."""
+    from vqtool.audio import sounds_like_speech
+
+    if not quiet and sounds_like_speech(opening) is False:
         note(f"{source}: does not sound like speech (too few pauses: music or noise?); the model was trained on "
              "speech, so expect a poor result")
 
@@ -115,8 +118,8 @@ def encode_media(sources: list[str], request: CodeRequest) -> None:
     failures: list[str] = []
     for index, source in enumerate(sources):
         try:
-            record, info = encode_record(net, source, sink.name_of(index))
-            warn_if_not_speech(source, info, request.quiet)
+            record, info, start = encode_record(net, source, sink.name_of(index))
+            warn_if_not_speech(source, start, request.quiet)
             data = record.to_bytes()
             sink.put(index, data)
         except VqtoolError as exc:
@@ -221,10 +224,10 @@ def convert_voice(
 
     `cat a.wav | vqtool convert-voice - --to george -o - > b.wav`
     """
-    import numpy as np
-
-    from vqtool.audio import AUDIO_SUFFIXES, AudioWriter, audio_source, sounds_like_speech
+    from vqtool.audio import AUDIO_SUFFIXES, AudioWriter, audio_source
     from vqtool.media import expand_inputs
+
+    from .codec import opening
 
     if not to and not to_voice:
         raise usage("say which voice: --to SPEAKER or --to-voice REFERENCE.wav", "--to")
@@ -238,8 +241,7 @@ def convert_voice(
     for source, target in zip(sources, outputs.plan(sources)):
         try:
             info, open_blocks = audio_source(source)
-            info.speech_like = sounds_like_speech(next(open_blocks(), np.zeros(0, np.float32)))  # first 10 s
-            warn_if_not_speech(source, info, quiet)
+            warn_if_not_speech(source, opening(open_blocks), quiet)
             with AudioWriter(target, info.sample_rate) as writer:
                 for block in net.convert_stream(open_blocks, voice, keep_level):
                     writer.write(block)

@@ -7,15 +7,28 @@ from typing import Iterator
 
 import numpy as np
 
-from vqtool.audio import SAMPLE_RATE, AudioInfo, audio_source, sounds_like_speech
+from vqtool.audio import SAMPLE_RATE, AudioInfo, audio_source
 from vqtool.codes import MAX_AUDIO_SECONDS, CodeFile
 from vqtool.errors import VqtoolError
 
 VOICE_SECONDS = 30  # the voice embedding is taken from the first 30 s
 
 
-def encode_record(net, source: str, name: dict | None = None, data: bytes | None = None) -> tuple[CodeFile, AudioInfo]:
-    """The record of one recording (a file, '-', or its bytes), codes computed chunk by chunk."""
+def opening(open_blocks, seconds: float = VOICE_SECONDS) -> np.ndarray:
+    """The first `seconds` of a stream at 16 kHz: what its voice and its speech check are taken from."""
+    head, kept = [], 0
+    for block in open_blocks():
+        head.append(block[: int(seconds * SAMPLE_RATE) - kept])
+        kept += len(head[-1])
+        if kept >= seconds * SAMPLE_RATE:
+            break
+    return np.concatenate(head) if head else np.zeros(0, np.float32)
+
+
+def encode_record(net, source: str, name: dict | None = None,
+                  data: bytes | None = None) -> tuple[CodeFile, AudioInfo, np.ndarray]:
+    """The record of one recording (a file, '-', or its bytes), codes computed chunk by chunk; with the
+    recording's info and its opening seconds (`opening`)."""
     from .model import SILENCE_RMS, voice_to_text
 
     info, open_blocks = audio_source(source, data=data)
@@ -23,14 +36,7 @@ def encode_record(net, source: str, name: dict | None = None, data: bytes | None
         raise VqtoolError(f"{info.seconds / 3600:.1f} hours of audio; a .vqc record holds at most "
                           f"{MAX_AUDIO_SECONDS // 3600} (split the file, or use convert-voice, which streams)", source)
     codes = np.concatenate(list(net.encode_stream(open_blocks))).astype(np.int64)
-    head, kept = [], 0
-    for block in open_blocks():
-        head.append(block[: VOICE_SECONDS * SAMPLE_RATE - kept])
-        kept += len(head[-1])
-        if kept >= VOICE_SECONDS * SAMPLE_RATE:
-            break
-    start = np.concatenate(head)
-    info.speech_like = sounds_like_speech(start)
+    start = opening(open_blocks)
     media = {"kind": "audio", "sample_rate": info.sample_rate, "samples": info.frames,
              "code_rate": SAMPLE_RATE / net.config.samples_per_code}
     extra = {}
@@ -39,7 +45,7 @@ def encode_record(net, source: str, name: dict | None = None, data: bytes | None
         media["speaker"] = net.nearest_speaker(voice)
         extra["voice"] = voice_to_text(voice)
     media.update(name or {})
-    return CodeFile(codes, net.name, net.sha256, net.config.num_codes, media, extra), info
+    return CodeFile(codes, net.name, net.sha256, net.config.num_codes, media, extra), info, start
 
 
 def encode(net, source: str, data: bytes | None = None, compress: bool = False) -> bytes:

@@ -174,7 +174,7 @@ def evaluate_speech(model: SpeechVQVAE, fsdd_test: list[Clip], unseen_test: list
         metrics["zero_shot_closer_to_reference"] = round(float((to_ref > to_src).float().mean()), 4)
     if independent:
         metrics.update(independent_metrics(
-            src_waves, recon, unseen_waves, unseen_recon, vocoded, zero_shot, [unseen_waves[r] for r in ref_index],
+            src_waves, recon, unseen_waves, unseen_recon, vocoded, zero_shot, ref_index,
             sources, converted, kept_level,
             fsdd=([c.speaker for c in fsdd_test], [speakers[t] for t in targets[groups["fsdd_voices"]]])))
     if digit_judge is not None:
@@ -208,7 +208,8 @@ def independent_metrics(originals, recon, unseen, unseen_recon, vocoded, zero_sh
                         converted, kept_level=None, fsdd: tuple | None = None) -> dict:
     """Judges nobody here trained (the `eval` extra): Resemblyzer's pretrained speaker encoder (weights in its
     wheel; cosine similarities of its utterance embeddings), ITU-R BS.1770 loudness (pyloudnorm) and STOI
-    (pystoi). Every list is of 16 kHz waves; pairs are aligned."""
+    (pystoi). Every list is of 16 kHz waves; pairs are aligned; `references[i]`: the index in `unseen` of the
+    clip whose voice zero-shot output i was given."""
     import warnings
 
     from pystoi import stoi
@@ -219,22 +220,22 @@ def independent_metrics(originals, recon, unseen, unseen_recon, vocoded, zero_sh
     voice = VoiceEncoder("cpu", verbose=False)
     embed = lambda waves: np.stack([voice.embed_utterance(preprocess_wav(w, source_sr=16000))  # noqa: E731
                                     for w in waves])
-    cos = lambda a, b: (embed(a) * embed(b)).sum(1)  # noqa: E731 (unit-length embeddings)
 
     def level_gap(inputs, outputs):  # mean |LUFS out - LUFS in| and the mean signed gap
         gaps = np.array([loudness(b) - loudness(a) for a, b in zip(inputs, outputs)])
         gaps = gaps[np.isfinite(gaps)]  # a clip under the -70 LUFS gate has no loudness
         return round(float(np.abs(gaps).mean()), 2), round(float(gaps.mean()), 2)
 
-    e_out, e_src, e_ref = embed(zero_shot), embed(originals), embed(references)
+    e_src, e_unseen = embed(originals), embed(unseen)  # each clip embedded once (unit-length embeddings)
+    e_out, e_ref = embed(zero_shot), e_unseen[references]
     to_ref, to_src = (e_out * e_ref).sum(1), (e_out * e_src).sum(1)
     metrics = {
         "resemblyzer_zero_shot_cos_to_reference": round(float(to_ref.mean()), 4),
         "resemblyzer_zero_shot_cos_to_source": round(float(to_src.mean()), 4),
         "resemblyzer_zero_shot_cos_source_to_reference": round(float((e_src * e_ref).sum(1).mean()), 4),
         "resemblyzer_zero_shot_closer_to_reference": round(float((to_ref > to_src).mean()), 4),
-        "resemblyzer_reconstruction_cos_seen": round(float(cos(originals, recon).mean()), 4),
-        "resemblyzer_reconstruction_cos_unseen": round(float(cos(unseen, unseen_recon).mean()), 4),
+        "resemblyzer_reconstruction_cos_seen": round(float((e_src * embed(recon)).sum(1).mean()), 4),
+        "resemblyzer_reconstruction_cos_unseen": round(float((e_unseen * embed(unseen_recon)).sum(1).mean()), 4),
         "stoi_reconstructions_seen": round(float(np.mean([stoi(a, b[:len(a)], 16000) for a, b in zip(originals, recon)])), 4),
         "stoi_reconstructions_unseen": round(float(np.mean([stoi(a, b[:len(a)], 16000)
                                                             for a, b in zip(unseen, unseen_recon)])), 4),
