@@ -2,7 +2,8 @@
 
 1. Real-time factor (audio seconds per processing second) of encode, decode and convert on ONE
    thread, for a 30 s clip of real speech (speechocean test speakers), with the time split between
-   the networks and Griffin-Lim, and the networks' GFLOP/s against the measured matmul peak.
+   the networks and the vocoder (the neural head against Griffin-Lim, where the checkpoint has a head),
+   and the decoder network's GFLOP/s against the measured matmul peak.
 2. Chunked versus whole-file conversion of the same 30 s: the codes must be identical (normalisation
    statistics come from whole-stream passes); the audio is compared as waveform SNR and as
    magnitude-spectrum distance in dB.
@@ -84,21 +85,36 @@ def speed(model, wave: np.ndarray) -> dict:
     with torch.no_grad():
         log_mag = model.decode_latents(latents, voice[None])
     magnitude = torch.cat([log_mag.exp(), log_mag.exp()[..., -1:]], -1)
+    chosen = model.vocoding
     rows = {
         "encode": timed(lambda: model.encode(wave)),
-        "decode": timed(lambda: model.decode(codes, voice)),
+        f"decode ({chosen})": timed(lambda: model.decode(codes, voice)),
         "convert": timed(lambda: model.convert(wave, voice)),
         "convert --keep-level": timed(lambda: model.convert(wave, voice, keep_level=True)),
         "decoder network only": timed(lambda: model.decode_latents(latents, voice[None])),
         "griffin-lim only": timed(lambda: model.spectral.griffin_lim(magnitude, padded.shape[-1],
                                                                       model.config.griffin_lim_iterations)),
     }
+    saved = speech.KEEP_SAMPLES
+    speech.KEEP_SAMPLES = 0  # as before activations were kept between the statistics passes
+    try:
+        rows["encode, layers recomputed each pass"] = timed(lambda: model.encode(wave))
+    finally:
+        speech.KEEP_SAMPLES = saved
+    if model.vocoder is not None:
+        log_magnitude = torch.cat([log_mag, log_mag[..., -1:]], -1)
+        with torch.no_grad():
+            rows["vocoder head + inverse STFT only"] = timed(lambda: model.synthesise(log_magnitude, padded.shape[-1]))
+        model.use_vocoder("griffin-lim")
+        rows["decode (griffin-lim)"] = timed(lambda: model.decode(codes, voice))
+        model.use_vocoder(chosen)
     with torch.no_grad():
-        flops = conv_flops(model, lambda: model.decode_latents(latents, voice[None]))
+        flops = conv_flops(model, lambda: model.decode_latents(latents, voice[None]))  # the vocoder is not in it
     peak = matmul_peak(1)
     result = {op: {"seconds": round(t, 4), "real_time_factor": round(seconds / t, 1)} for op, t in rows.items()}
-    result["encode+decode"] = {"seconds": round(rows["encode"] + rows["decode"], 4),
-                               "real_time_factor": round(seconds / (rows["encode"] + rows["decode"]), 1)}
+    for name in [k for k in rows if k.startswith("decode (")]:
+        both = rows["encode"] + rows[name]
+        result[f"encode+{name}"] = {"seconds": round(both, 4), "real_time_factor": round(seconds / both, 1)}
     result["decoder network only"]["gflops"] = round(flops / rows["decoder network only"] / 1e9, 1)
     result["matmul_peak_gflops_1_thread"] = round(peak, 1)
     result["audio_seconds"] = seconds

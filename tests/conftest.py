@@ -137,6 +137,17 @@ def tiny_speech(tmp_path_factory, voice_folder) -> Path:
     return out / "talk" / "talk.safetensors"
 
 
+@pytest.fixture(scope="session")
+def tiny_vocoder(tmp_path_factory, voice_folder, tiny_speech) -> Path:
+    """The tiny speech model with a vocoder head trained for real by the CLI in a few seconds."""
+    out = tmp_path_factory.mktemp("vocoder")
+    result = run_cli("train", "vocoder", "--speech", tiny_speech, "--data", voice_folder, "--name", "talk-voc",
+                     "--out", out, "--steps", "30", "--batch-size", "4", "--width", "16", "--blocks", "1",
+                     "--validation", "2", "--quiet")
+    assert result.returncode == 0, result.stderr.decode()
+    return out / "talk-voc.safetensors"
+
+
 def synthetic_face(smile: bool, size: int = 32, seed: int = 0, colour: bool = False) -> np.ndarray:
     """A cartoon face: an oval with two eyes and a mouth that curves up (smile) or stays straight."""
     rng = np.random.default_rng(seed)

@@ -286,3 +286,74 @@ def test_corrupt_audio_header_is_one_clear_error(tmp_path, tiny_speech, voice_fo
     (tmp_path / "bad.vqc").write_bytes(record.to_bytes())
     result = run_cli("decode", tmp_path / "bad.vqc", "-o", tmp_path / "bad.wav")
     assert result.returncode == 1 and "samples at" in result.stderr.decode() and not (tmp_path / "bad.wav").exists()
+
+
+# --- the vocoder head ----------------------------------------------------------------------------------
+def test_vocoder_head_keeps_the_codes_and_griffin_lim_stays_selectable(tmp_path, tiny_speech, tiny_vocoder,
+                                                                       voice_folder):
+    base, net = load(str(tiny_speech), "cpu"), load(str(tiny_vocoder), "cpu")
+    assert base.vocoder is None and base.vocoding == "griffin-lim" and net.vocoding == "neural"
+    wave = read_audio(str(voice_folder / "low" / "2.wav"))[0]
+    assert torch.equal(base.encode(wave), net.encode(wave))  # only a head after the codes was trained
+    neural = net.convert(wave, net.voice("high"))
+    net.use_vocoder("griffin-lim")
+    assert np.array_equal(net.convert(wave, net.voice("high")), base.convert(wave, base.voice("high")))
+    assert len(neural) == len(wave) and not np.allclose(neural, base.convert(wave, base.voice("high")))
+    with pytest.raises(VqtoolError, match="no neural vocoder"):
+        base.use_vocoder("neural")
+    prov = net.metadata["provenance"]
+    assert prov["vocoder_of"]["sha256"] == base.sha256 and base.sha256 in prov["codes_of"]
+    assert "select_by" in net.metadata["metrics"]["training"]  # held-back training clips picked the weights
+
+
+def test_vocoder_option_on_the_command_line(tmp_path, tiny_speech, tiny_vocoder, voice_folder):
+    source = voice_folder / "low" / "3.wav"
+    outputs = {}
+    for choice in ("neural", "griffin-lim"):
+        out = tmp_path / f"{choice}.wav"
+        result = run_cli("convert-voice", source, "-m", tiny_vocoder, "--to", "high", "--vocoder", choice, "-o", out)
+        assert result.returncode == 0, result.stderr.decode()
+        outputs[choice] = sf.read(out)[0]
+    assert len(outputs["neural"]) == len(outputs["griffin-lim"]) == 24000
+    assert not np.allclose(outputs["neural"], outputs["griffin-lim"])
+    bad = run_cli("convert-voice", source, "-m", tiny_vocoder, "--to", "high", "--vocoder", "wavenet",
+                  "-o", tmp_path / "x.wav")
+    assert bad.returncode == 2 and b"unknown vocoder 'wavenet'" in bad.stderr and not (tmp_path / "x.wav").exists()
+    old = run_cli("convert-voice", source, "-m", tiny_speech, "--to", "high", "--vocoder", "neural",
+                  "-o", tmp_path / "y.wav")
+    assert old.returncode == 1 and b"no neural vocoder" in old.stderr and b"Traceback" not in old.stderr
+    assert not (tmp_path / "y.wav").exists()
+
+
+def test_codes_of_the_model_before_the_vocoder_decode_with_it(tmp_path, tiny_speech, tiny_vocoder, voice_folder):
+    codes = tmp_path / "a.vqc"
+    assert run_cli("encode", voice_folder / "low" / "1.wav", "-m", tiny_speech, "-o", codes).returncode == 0
+    for vocoder in ("neural", "griffin-lim"):
+        out = tmp_path / f"{vocoder}.wav"
+        result = run_cli("decode", codes, "-m", tiny_vocoder, "--vocoder", vocoder, "-o", out)
+        assert result.returncode == 0, result.stderr.decode()
+        assert sf.info(out).frames == 24000
+    wrong = run_cli("decode", codes, "-m", tiny_vocoder, "--vocoder", "nope", "-o", tmp_path / "z.wav")
+    assert wrong.returncode == 2 and not (tmp_path / "z.wav").exists()
+
+
+def test_chunked_vocoder_output_matches_whole_file(tiny_vocoder, monkeypatch):
+    """The head reads a few neighbouring frames only, so the halo covers it: seams are inaudible."""
+    net = load(str(tiny_vocoder), "cpu")
+    wave = np.concatenate([synthetic_voice(1.5, 110, seed=s) for s in range(18)])  # 27 s: three chunks
+    chunked_audio = net.convert(wave, net.voice("high"), keep_level=True)
+    monkeypatch.setattr(speech, "CHUNK_CODES", 10_000)
+    whole_audio = net.convert(wave, net.voice("high"), keep_level=True)
+    error = np.sqrt(np.mean((chunked_audio - whole_audio) ** 2) / np.mean(whole_audio ** 2))
+    assert 20 * np.log10(error) < -60, error
+
+
+def test_kept_activations_give_the_same_codes_and_audio_as_recomputing(tiny_speech, monkeypatch):
+    """Streams up to KEEP_SAMPLES keep each window's activations between the statistics passes (each layer
+    runs once); longer ones recompute in flat memory. Both must give the same numbers, bit for bit."""
+    net = load(str(tiny_speech), "cpu")
+    wave = np.concatenate([synthetic_voice(1.5, 110 + 10 * s, seed=s) for s in range(16)])  # 24 s: three chunks
+    kept_codes, kept_audio = net.encode(wave), net.convert(wave, net.voice("high"))
+    monkeypatch.setattr(speech, "KEEP_SAMPLES", 0)
+    assert torch.equal(net.encode(wave), kept_codes)
+    assert np.array_equal(net.convert(wave, net.voice("high")), kept_audio)

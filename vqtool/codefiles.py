@@ -67,10 +67,13 @@ class ModelCache:
 def made_by(record: CodeFile, sha256: str, metadata: dict) -> bool:
     """Whether the checkpoint with this SHA-256 and metadata made the record's codes. Packed codes depend
     only on the VQ-VAE, which a checkpoint with a prior added keeps unchanged (its `codec_sha256`); a
-    re-measured checkpoint (`--remeasure`) has the weights of each one it was re-measured from."""
+    re-measured checkpoint (`--remeasure`) has the weights of each one it was re-measured from, and one
+    that only added a part after the codes (provenance `codes_of`, e.g. a vocoder head) the same codes."""
     codec = metadata.get("extra", {}).get("codec_sha256") if record.coding == "packed" else None
-    remeasured = metadata.get("provenance", {}).get("remeasured", [])
-    same = [sha256, *(run.get("from_sha256") for run in remeasured if isinstance(run, dict))]
+    prov = metadata.get("provenance", {})
+    remeasured = prov.get("remeasured", [])
+    same = [sha256, *(run.get("from_sha256") for run in remeasured if isinstance(run, dict)),
+            *(prov.get("codes_of", []) if isinstance(prov.get("codes_of"), list) else [])]
     return any(isinstance(s, str) and record.made_by(s) for s in same) or bool(codec and record.made_by(codec))
 
 

@@ -170,6 +170,8 @@ def decode(
                                                     "image format, or wav/flac for audio (audio defaults to wav)."),
     to: Optional[str] = typer.Option(None, "--to", help="Audio: decode in this built-in voice (spkN or a name)."),
     to_voice: Optional[str] = typer.Option(None, "--to-voice", help="Audio: decode in the voice of this reference clip."),
+    vocoder: Optional[str] = typer.Option(None, "--vocoder", help="Audio: 'neural' (the checkpoint's vocoder head, "
+                                          "the default where it has one) or 'griffin-lim' (for comparison)."),
     columns: Optional[int] = typer.Option(None, "--columns", min=1, help="Grid width when several records go "
                                                                          "into one image (default: square)."),
     device: str = DeviceOpt,
@@ -230,10 +232,10 @@ def decode(
              source if counts[source] == 1 else f"{source} (record {index + 1})"))
     if (to or to_voice) and "audio" not in by_kind:
         raise usage("--to and --to-voice choose the voice of audio records; these codes hold none", "--to")
-    if (to or to_voice) and set(by_kind) - {"audio"} and not quiet:
-        note("--to/--to-voice apply to the audio records only")
+    if (to or to_voice or vocoder) and set(by_kind) - {"audio"} and not quiet:
+        note("--to/--to-voice/--vocoder apply to the audio records only")
     request = CodeRequest(None, output, device, models_dir, as_json, quiet, any_folder(inputs), tuple(sources),
-                          fmt=fmt, to=to, to_voice=to_voice, columns=columns)
+                          fmt=fmt, to=to, to_voice=to_voice, vocoder=vocoder, columns=columns)
     written = 0
     for kind in sorted(by_kind):  # audio before image
         written += registry.for_media(kind).module("cli").decode_media(by_kind[kind], request, cache, failures)

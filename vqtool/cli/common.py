@@ -216,6 +216,7 @@ class CodeRequest:
     fmt: str = "png"
     to: Optional[str] = None
     to_voice: Optional[str] = None
+    vocoder: Optional[str] = None  # audio: the speech family's vocoder choice
     columns: Optional[int] = None
     given: tuple = ()  # the inputs as named on the command line (folders unexpanded)
     names: tuple = ()  # encode: each input's name relative to the folder it was found in (codes.npz rows)

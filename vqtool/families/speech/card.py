@@ -17,7 +17,9 @@ CARDS = {
             "its loudest), no time warping since lengths match). Not comparable with SPTK mel-cepstrum MCD: "
             "compare it with `mcd_db_griffin_lim_only`. `seen`: reconstruction in the stored "
             "voice of the speaker; `unseen`: in the voice taken from the clip itself; `griffin_lim_only`: the "
-            "true STFT magnitude through Griffin-Lim, the floor of this vocoder.",
+            "true STFT magnitude through Griffin-Lim, the floor of that vocoder; `vocoder_only` (with a vocoder "
+            "head): the true magnitude through the head, which was trained on the decoder's predictions, not on "
+            "true magnitudes, so this is not its floor.",
             "Conversion: each FSDD test clip twice, to a random other FSDD voice (`..._fsdd_voices`) and to a "
             "random speechocean voice (`..._other_voices`). `conversion_target_accuracy`: share the speaker judge "
             "(a separately trained 131-way classifier, never used in training) assigns to the target; "
@@ -42,7 +44,7 @@ CARDS = {
             "the target's centroid than to the source's, and the mean cosines (real clips to their own speaker's: "
             "`resemblyzer_originals_fsdd_cos_to_own_speaker`). `stoi_*`: short-time objective intelligibility (0-1) of the "
             "reconstructions against their inputs, beside `stoi_griffin_lim_only` (the true magnitude through "
-            "Griffin-Lim). `loudness_gap_lu_*`: mean |output − input| ITU-R BS.1770 loudness in LU "
+            "Griffin-Lim) and `stoi_vocoder_only` (through the vocoder head). `loudness_gap_lu_*`: mean |output − input| ITU-R BS.1770 loudness in LU "
             "(`loudness_change_lu_*`: the signed mean), for reconstructions, conversions to built-in voices and "
             "zero-shot conversions, as `convert-voice` writes them (level matched unless `--keep-level`; "
             "target ≤ 1 LU); `..._converted_keep_level`: the conversions at the decoder's own level (`--keep-level`, "
@@ -77,4 +79,21 @@ def provenance_lines(prov: dict) -> list[str]:
             "in the evaluation only: " + ", ".join(f"`{v.get('name')}` (`{str(v.get('sha256'))[:16]}…`)"
                                                   for v in prov.get("judges", {}).values()) + ".",
             *([f"Independent judges, in the evaluation only: {prov['independent_judges']}."]
-              if prov.get("independent_judges") else []), ""]
+              if prov.get("independent_judges") else []),
+            *([f"Encoder, codebook, voices and decoder are those of `{prov['vocoder_of'].get('name')}` (SHA-256 "
+               f"`{str(prov['vocoder_of'].get('sha256'))[:16]}…`), unchanged: the codes of a recording are the same "
+               "and its code files decode with this checkpoint; only the vocoder head was trained (`vqtool train "
+               "vocoder`). The table below shows that checkpoint's numbers (Griffin-Lim, same test clips and judges) "
+               "beside these; `--vocoder griffin-lim` still decodes its way."] if prov.get("vocoder_of") else []), ""]
+
+
+def evaluation_lines(meta: dict) -> list[str]:
+    """The metrics table; with a vocoder head trained onto an earlier checkpoint (`vocoder_of`), that
+    checkpoint's numbers (Griffin-Lim, the same test clips and judges) beside each."""
+    metrics, before = meta["metrics"], meta["provenance"].get("vocoder_of")
+    if not before:
+        return ["| metric | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in metrics.items()]]
+    old = before.get("metrics", {})
+    return [f"| metric | this checkpoint ({meta['config'].get('vocoder_blocks')} ConvNeXt blocks, width "
+            f"{meta['config'].get('vocoder_width')}) | `{before.get('name')}` before it (Griffin-Lim) |", "|---|---|---|",
+            *[f"| {k} | {v} | {old.get(k, '–') if k != 'training' else '–'} |" for k, v in metrics.items()]]

@@ -39,47 +39,120 @@ def train_speech(
 
     Example: `vqtool train speech --data ../shared/data/fsdd --data ../shared/data/speechocean --speaker-encoder speech-speakers`
     """
-    import numpy as np
-
     from vqtool.data.speech import load_waves, provenance, speakers_of, split_clips
-    from vqtool.evaluation import AUDIO_CLASSIFIER, judge_record, load_judge
+    from vqtool.evaluation import AUDIO_CLASSIFIER
     from vqtool.hub import load
     from vqtool.training import fit
 
     from .model import SpeechConfig
-    from .task import INDEPENDENT_JUDGES, SpeechTask
+    from .task import SpeechTask
 
     if speaker_encoder is None and not train.remeasure:
         raise usage("training needs the voice embedding: --speaker-encoder CLASSIFIER", "--speaker-encoder")
     encoder = load(speaker_encoder, "cpu", models_dir, expect=AUDIO_CLASSIFIER) if speaker_encoder else None
     clips, test = split_clips(data)
     speakers = speakers_of(clips)
-    rng = np.random.default_rng(train.seed)
-    seen = [c for c in test if c.speaker in speakers and c.digit is not None]
-    unseen = [c for c in test if c.speaker not in speakers]
-    pick = lambda clips: [clips[i] for i in sorted(rng.choice(len(clips), min(eval_clips, len(clips)),  # noqa: E731
-                                                               replace=False))] if clips else []
-    evaluation = {"fsdd_test": pick(seen), "unseen_test": pick(unseen),
-                  "speaker_judge": load_judge(speaker_judge, AUDIO_CLASSIFIER, "cpu", models_dir) if speaker_judge
-                  else None,
-                  "digit_judge": load_judge(digit_judge, AUDIO_CLASSIFIER, "cpu", models_dir) if digit_judge else None,
-                  "independent": independent}
-    if not evaluation["fsdd_test"] or not evaluation["unseen_test"]:
-        evaluation = None
-    if independent and evaluation:  # checked before training, not after it
-        require_eval_extra(["resemblyzer", "pystoi"], "--no-independent-judges")
+    evaluation, judged = _evaluation(test, speakers, speaker_judge, digit_judge, eval_clips, independent, train.seed,
+                                     models_dir)
     config = SpeechConfig(hidden=hidden, num_codes=num_codes, embedding_dim=embedding_dim, speakers=speakers,
                           griffin_lim_iterations=griffin_lim_iterations,
                           speaker_encoder={**encoder.metadata["config"]} if encoder else {})
     if not train.quiet:
         console.print(f"{len(clips)} training clips from {len(speakers)} speakers")
     info = {**provenance(data, clips),
-            **({"speaker_encoder": {"name": encoder.name, "sha256": encoder.sha256}} if encoder else {}),
-            **({"independent_judges": INDEPENDENT_JUDGES} if independent and evaluation else {}),
-            **({"judges": {k: judge_record(evaluation[k]) for k in ("speaker_judge", "digit_judge")
-                           if evaluation[k] is not None}} if evaluation else {})}
+            **({"speaker_encoder": {"name": encoder.name, "sha256": encoder.sha256}} if encoder else {}), **judged}
     task = SpeechTask(config, clips, load_waves(clips) if encoder else [], encoder, evaluation, info)
     fit(task, train.options())
+
+
+def _evaluation(test: list, speakers: list[str], speaker_judge, digit_judge, eval_clips: int, independent: bool,
+                seed: int, models_dir) -> tuple[dict | None, dict]:
+    """The held-out evaluation's clips and judges (the task's `evaluation`), and what provenance records of
+    them: test clips of training speakers (FSDD digits) and of speakers never seen, `eval_clips` each."""
+    import numpy as np
+
+    from vqtool.evaluation import AUDIO_CLASSIFIER, judge_record, load_judge
+
+    from .task import INDEPENDENT_JUDGES
+
+    rng = np.random.default_rng(seed)
+    seen = [c for c in test if c.speaker in speakers and c.digit is not None]
+    unseen = [c for c in test if c.speaker not in speakers]
+    pick = lambda clips: [clips[i] for i in sorted(rng.choice(len(clips), min(eval_clips, len(clips)),  # noqa: E731
+                                                               replace=False))] if clips else []
+    evaluation = {"fsdd_test": pick(seen), "unseen_test": pick(unseen),
+                  "speaker_judge": load_judge(speaker_judge, AUDIO_CLASSIFIER, "cpu", models_dir)
+                  if speaker_judge else None,
+                  "digit_judge": load_judge(digit_judge, AUDIO_CLASSIFIER, "cpu", models_dir) if digit_judge else None,
+                  "independent": independent}
+    if not evaluation["fsdd_test"] or not evaluation["unseen_test"]:
+        return None, {}
+    if independent:  # checked before training, not after it
+        require_eval_extra(["resemblyzer", "pystoi"], "--no-independent-judges")
+    return evaluation, {**({"independent_judges": INDEPENDENT_JUDGES} if independent else {}),
+                        "judges": {k: judge_record(evaluation[k]) for k in ("speaker_judge", "digit_judge")
+                                   if evaluation[k] is not None}}
+
+
+def _same_codes(base) -> list[str]:
+    """Every checkpoint whose codes `base`'s are (itself, what it was re-measured from, its own codes_of)."""
+    prov = base.metadata["provenance"]
+    return [base.sha256, *(run["from_sha256"] for run in prov.get("remeasured", []) if run.get("from_sha256")),
+            *prov.get("codes_of", [])]
+
+
+def train_vocoder(
+    data: List[Path] = SpeechDataOpt,
+    speech: str = typer.Option("speech", "--speech", help="The trained speech model whose vocoder head is trained."),
+    width: int = typer.Option(192, "--width", min=8, max=1024, help="Channels of the vocoder's ConvNeXt blocks."),
+    blocks: int = typer.Option(6, "--blocks", min=1, max=32, help="ConvNeXt blocks."),
+    held: int = typer.Option(64, "--validation", min=1, help="Training clips held back to pick the best weights."),
+    phase_weight: float = typer.Option(0.3, "--phase-weight", min=0.0, help="Weight of APNet's phase losses "
+                                       "against the real phase (0: phase learned only through the spectra of the wave)."),
+    speaker_judge: Optional[str] = typer.Option(None, "--speaker-judge", help="Speaker classifier for the evaluation."),
+    digit_judge: Optional[str] = typer.Option(None, "--digit-judge", help="Digit classifier for the evaluation."),
+    eval_clips: int = typer.Option(100, "--eval-clips", help="Test clips per evaluation set."),
+    independent: bool = typer.Option(True, "--independent-judges/--no-independent-judges", help="Also judge by "
+                                     "Resemblyzer, BS.1770 loudness and STOI (pip install 'vqtool[eval]')."),
+    models_dir: Optional[Path] = ModelsDirOpt,
+    *, train,
+):
+    """Train a speech model's vocoder head (Vocos-style: magnitude and phase per frame, one inverse STFT)
+    in place of Griffin-Lim. Encoder, codebook, voices and decoder are kept, so codes do not change.
+
+    Example: `vqtool train vocoder --speech speech --data ../shared/data/fsdd --data ../shared/data/speechocean --speaker-judge speech-speaker-judge --digit-judge speech-digit-judge`
+    """
+    import numpy as np
+
+    from vqtool.data.speech import load_waves, provenance, split_clips
+    from vqtool.hub import load
+    from vqtool.training import fit
+
+    from .task import VocoderTask
+
+    base = load(speech, "cpu", models_dir, expect=ARCHITECTURE)
+    clips, test = split_clips(data)
+    speakers = base.config.speakers
+    unknown = sorted({c.speaker for c in clips} - set(speakers))
+    if unknown:
+        raise usage(f"{len(unknown)} training speakers are not voices of {base.name} ({', '.join(unknown[:3])}…): "
+                    "give the data it was trained on", "--data")
+    if held >= len(clips):
+        raise usage(f"{held} validation clips leave none of the {len(clips)} to train on", "--validation")
+    order = np.random.default_rng(train.seed).permutation(len(clips))
+    kept, back = [clips[i] for i in sorted(order[held:])], [clips[i] for i in sorted(order[:held])]
+    evaluation, judged = _evaluation(test, speakers, speaker_judge, digit_judge, eval_clips, independent, train.seed,
+                                     models_dir)
+    measured = base.metadata.get("metrics", {})
+    info = {**provenance(data, kept), "validation_items": held, **judged,
+            **{k: base.metadata["provenance"][k] for k in ("speaker_encoder",) if k in base.metadata["provenance"]},
+            "vocoder_of": {"name": base.name, "sha256": base.sha256, "metrics": measured},
+            "codes_of": _same_codes(base)}
+    if not train.quiet:
+        console.print(f"{len(kept)} training clips, {held} held back; vocoder for {base.name}")
+    task = VocoderTask(base, width, blocks, kept, load_waves(kept), list(zip(back, load_waves(back))), evaluation,
+                       info, phase_weight)
+    fit(task, train.options(train.name or Path(base.name).stem, run_folder=f"{Path(base.name).stem}-vocoder"))
 
 
 # --- the audio half of `vqtool encode` and `vqtool decode` -------------------------------------------
@@ -97,6 +170,17 @@ def warn_if_not_speech(source: str, opening, quiet: bool) -> None:
     if not quiet and sounds_like_speech(opening) is False:
         note(f"{source}: does not sound like speech (too few pauses: music or noise?); the model was trained on "
              "speech, so expect a poor result")
+
+
+VocoderOpt = typer.Option(None, "--vocoder", help="'neural' (the checkpoint's vocoder head, the default where it "
+                                                  "has one) or 'griffin-lim' (for comparison).")
+
+
+def _check_vocoder(vocoder: Optional[str]) -> None:
+    from .model import VOCODERS
+
+    if vocoder is not None and vocoder not in VOCODERS:
+        raise usage(f"unknown vocoder '{vocoder}' (use {' or '.join(VOCODERS)})", "--vocoder")
 
 
 def _voice(net, to: Optional[str], to_voice: Optional[str]):
@@ -150,10 +234,13 @@ def decode_media(pending: list, request: CodeRequest, cache, failures: list[str]
     join = len(pending) > 1 and output is not None and (output == STDIO or Path(output).suffix.lower() in OUTPUT_FORMATS)
     outputs = Outputs(output, 1 if join else len(pending), f".{fmt}" if output is not None else f".decoded.{fmt}",
                       list(request.inputs), request.quiet, request.from_folder)
+    _check_vocoder(request.vocoder)
     jobs, voices = [], {}
     for source, index, record, stem, label in pending:
         try:
             net = cache.for_record(record, label)
+            if request.vocoder:
+                net.use_vocoder(request.vocoder)
             if id(net) not in voices:  # a reference clip is read once, not once per record
                 voices[id(net)] = _voice(net, request.to, request.to_voice)
             voice = voices[id(net)]
@@ -203,6 +290,7 @@ def convert_voice(
     to_voice: Optional[str] = typer.Option(None, "--to-voice", help="Reference clip of any voice (zero-shot, >= 0.5 s)."),
     keep_level: bool = typer.Option(False, "--keep-level", help="Keep the decoder's own level (by default the output "
                                     "is given the input's loudness, ITU-R BS.1770)."),
+    vocoder: Optional[str] = VocoderOpt,
     output: Optional[str] = typer.Option(None, "--output", "-o", help="File (.wav or .flac), folder, or '-' for stdout "
                                                                       "(WAV). Default: INPUT.converted.wav."),
     model: str = typer.Option("speech", "--model", "-m", help="Speech checkpoint name or path."),
@@ -232,8 +320,11 @@ def convert_voice(
     if not to and not to_voice:
         raise usage("say which voice: --to SPEAKER or --to-voice REFERENCE.wav", "--to")
     json_needs_file(as_json, output)
+    _check_vocoder(vocoder)
     sources = expand_inputs(inputs, AUDIO_SUFFIXES)
     net = _load_speech(model, device, models_dir)
+    if vocoder:
+        net.use_vocoder(vocoder)
     voice = _voice(net, to, to_voice)
     outputs = Outputs(output, len(sources), ".wav" if output is not None else ".converted.wav", sources, quiet,
                       any_folder(inputs))
@@ -283,3 +374,6 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
     app.command("convert-voice")(convert_voice)
     app.command()(speakers)
     train_command(train_app, "speech", name="speech", steps=6_000, lr=1e-3, batch_size=32)(train_speech)
+    train_command(train_app, "vocoder", name=None, steps=8_000, lr=1e-3, batch_size=16,
+                  out_help="Run folder (default runs/SPEECH-vocoder).",
+                  name_help="Checkpoint name (default: the speech model's name).")(train_vocoder)

@@ -35,10 +35,13 @@ from vqtool.hub import bounded
 from vqtool.quantize import VectorQuantizer
 
 from . import ARCHITECTURE
+from .vocoder import Vocoder
 
 CHUNK_CODES = 512  # 10.24 s of audio per chunk
 HALO_CODES = 64  # 1.28 s of context on each side, beyond both networks' receptive fields
+KEEP_SAMPLES = 120 * SAMPLE_RATE  # streams up to 2 minutes keep activations between statistics passes
 FADE_SAMPLES = 640  # 40 ms crossfade at chunk seams (a margin: within the halo, Griffin-Lim's phases agree)
+VOCODERS = ("neural", "griffin-lim")
 SILENCE_RMS = 1e-4
 INPUT_EPS = 1e-3  # variance floor of the input's normalisation (log-mel units)
 
@@ -58,6 +61,8 @@ class SpeechConfig:
     speaker_encoder: dict = field(default_factory=dict)  # AudioClassifierConfig fields
     griffin_lim_iterations: int = 16  # 32 measured no better on this model's outputs, at half the speed
     instance_norm: bool = True  # standardise the encoder's input and hidden layers over the utterance
+    vocoder_width: int = bounded(0, 0, 1024)  # 0: no vocoder head, phase from Griffin-Lim (checkpoints before it)
+    vocoder_blocks: int = bounded(4, 0, 32)
 
     @property
     def samples_per_code(self) -> int:
@@ -101,6 +106,17 @@ class SpeechVQVAE(nn.Module):
         self.pre = nn.Conv1d(c.embedding_dim, c.hidden, 3, padding=1)
         self.blocks = nn.ModuleList(ConditionedBlock(c.hidden, d, width) for d in c.dilations)
         self.head = nn.Conv1d(c.hidden, c.n_fft // 2 + 1, 1)
+        self.vocoder = Vocoder(c.n_fft // 2 + 1, c.vocoder_width, c.vocoder_blocks) if c.vocoder_width else None
+        self.vocoding = "neural" if self.vocoder is not None else "griffin-lim"
+
+    def use_vocoder(self, name: str) -> None:
+        """Turn log-magnitudes into waves with the neural vocoder head or with Griffin-Lim (for comparison)."""
+        if name not in VOCODERS:
+            raise VqtoolError(f"unknown vocoder '{name}' (use {' or '.join(VOCODERS)})")
+        if name == "neural" and self.vocoder is None:
+            raise VqtoolError("this checkpoint has no neural vocoder (trained before it); use griffin-lim",
+                              getattr(self, "name", None))
+        self.vocoding = name
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -135,8 +151,20 @@ class SpeechVQVAE(nn.Module):
             x = block(x, speaker)
         return self.head(F.relu(x))
 
-    def forward(self, wave: torch.Tensor, speaker: torch.Tensor):
-        """Training pass: (predicted log-magnitude, target magnitude, Quantized)."""
+    def synthesise(self, log_magnitude: torch.Tensor, length: int) -> torch.Tensor:
+        """Log-magnitude (N, bins, frames + 1, a centred STFT's frames) -> waves (N, length)."""
+        c = self.config
+        if self.vocoding == "neural":
+            return torch.istft(self.vocoder(log_magnitude), c.n_fft, c.hop, window=self.spectral.window, length=length)
+        magnitude = torch.exp(log_magnitude).clamp_max(1e3)
+        return self.spectral.griffin_lim(magnitude, length, c.griffin_lim_iterations)
+
+    def forward(self, wave: torch.Tensor | None = None, speaker: torch.Tensor | None = None,
+                log_magnitude: torch.Tensor | None = None):
+        """Training pass: (predicted log-magnitude, target magnitude, Quantized); with `log_magnitude`, the
+        vocoder head's complex STFT of it (its own training pass)."""
+        if log_magnitude is not None:
+            return self.vocoder(log_magnitude)
         magnitude, log_mel = self.features(wave)
         quant = self.encode_features(log_mel)
         return self.decode_latents(quant.quantized, speaker), magnitude, quant
@@ -162,17 +190,36 @@ class SpeechVQVAE(nn.Module):
         """Code blocks (float32 holding integers) of a stream of 16 kHz blocks, in flat memory.
         `open_blocks` starts the stream afresh: the normalisation statistics take a pass each."""
         step = self.config.samples_per_code
-        stats = self.statistics(open_blocks)
-        return chunked(open_blocks(), lambda w: self._encode_window(w, stats), CHUNK_CODES * step,
+        stats, resume = self._statistics_and_resume(open_blocks)
+        return chunked(open_blocks(), lambda w: self._encode_window(w, stats, resume(w)), CHUNK_CODES * step,
                        HALO_CODES * step, 1 / step)
 
+    def _statistics_and_resume(self, open_blocks) -> tuple[list | None, Callable]:
+        """The whole-stream statistics, and for each window in turn (as `chunked` visits them) what its
+        encoding pass may resume from (None: the whole pass)."""
+        kept: list = []
+        stats = self.statistics(open_blocks, kept)
+        pending = iter(kept)
+
+        def resume(window: np.ndarray):
+            length, activation = next(pending, (None, None))
+            return activation if length == len(window) else None
+
+        return stats, resume
+
     @torch.no_grad()
-    def _encoder(self, padded: torch.Tensor, stats: list | None, stop: int | None = None) -> torch.Tensor:
+    def _encoder(self, padded: torch.Tensor | None, stats: list | None, stop: int | None = None,
+                 resume: tuple[int, torch.Tensor] | None = None) -> torch.Tensor:
         """The encoder on one padded window, each instance norm using `stats` (whole-stream statistics)
-        when given; with `stop` = k, returns what the k-th normalisation (0: the input's) receives."""
-        _, x = self.features(padded)
-        norms = 0
-        for module in [None, *self.encoder]:
+        when given; with `stop` = k, returns what the k-th normalisation (0: the input's) receives; with
+        `resume` = (k, x), x being that for this window, continues from there (`padded` unused)."""
+        modules = [None, *self.encoder]
+        norms, x = resume if resume is not None else (0, None)
+        if resume is None:
+            _, x = self.features(padded)
+        else:  # start at the k-th normalisation
+            modules = modules[[i for i, m in enumerate(modules) if m is None or isinstance(m, nn.InstanceNorm1d)][norms]:]
+        for module in modules:
             if module is None or isinstance(module, nn.InstanceNorm1d):
                 if norms == stop:
                     return x
@@ -186,32 +233,53 @@ class SpeechVQVAE(nn.Module):
         return x
 
     @torch.no_grad()
-    def statistics(self, open_blocks: Callable[[], Iterator[np.ndarray]]) -> list | None:
+    def statistics(self, open_blocks: Callable[[], Iterator[np.ndarray]], kept: list | None = None) -> list | None:
         """Per-channel (mean, variance) of every instance-normalised layer over the whole stream, one
-        pass per layer, so that chunked encoding normalises exactly like a single pass over the file."""
+        pass per layer, so that chunked encoding normalises exactly like a single pass over the file.
+        A stream of at most KEEP_SAMPLES keeps each window's activations from pass to pass, so each
+        layer runs once per window (the same numbers; longer streams recompute, in flat memory); `kept`
+        then receives, per window, (its length, (k, what the last normalisation receives)) for the
+        encoding pass to resume from."""
         if not self.config.instance_norm:
             return None
         step = self.config.samples_per_code
         layers = 1 + sum(isinstance(m, nn.InstanceNorm1d) for m in self.encoder)
         stats: list = []
+        held: list | None = []  # per window: (length, padded length, offset, size, activation)
         for layer in range(layers):
             total, squares, count = 0.0, 0.0, 0
-            for window, offset, size, _ in windows(open_blocks(), CHUNK_CODES * step, HALO_CODES * step):
-                padded, _ = self._padded(window)
-                x = self._encoder(padded, stats, stop=layer)[0].double()
-                per_code = x.shape[-1] * step // padded.shape[-1]  # frames per code at this layer
+            if layer and held is not None:
+                visits = [(length, padded, offset, size, (layer - 1, x)) for length, padded, offset, size, x in held]
+            else:
+                visits = ((len(window), self._padded(window)[0], offset, size, None)
+                          for window, offset, size, _ in windows(open_blocks(), CHUNK_CODES * step, HALO_CODES * step))
+            passed, seen = [], 0
+            for length, padded, offset, size, resume in visits:
+                padded_length = padded if isinstance(padded, int) else padded.shape[-1]
+                full = self._encoder(padded if resume is None else None, stats, stop=layer, resume=resume)
+                x = full[0].double()
+                per_code = x.shape[-1] * step // padded_length  # frames per code at this layer
                 first, frames = offset // step * per_code, math.ceil(size / step) * per_code
                 x = x[:, first:first + frames]
                 total, squares, count = total + x.sum(1), squares + (x * x).sum(1), count + x.shape[1]
+                seen += size
+                if held is not None and seen <= KEEP_SAMPLES:
+                    passed.append((length, padded_length, offset, size, full))
+                else:
+                    held, passed = None, []
+            held = passed if held is not None else None
             if not count:
                 return None
             mean = total / count
             stats.append(((mean).float(), (squares / count - mean * mean).clamp_min(0).float()))
+        if kept is not None and held:
+            kept.extend((length, (layers - 1, x)) for length, _, _, _, x in held)
         return stats
 
     @torch.no_grad()
-    def _encode_window(self, wave: np.ndarray, stats: list | None = None) -> np.ndarray:
-        z = self._encoder(self._padded(wave)[0], stats)
+    def _encode_window(self, wave: np.ndarray, stats: list | None = None,
+                       resume: tuple[int, torch.Tensor] | None = None) -> np.ndarray:
+        z = self._encoder(self._padded(wave)[0] if resume is None else None, stats, resume=resume)
         codes = self.quantizer.nearest(z[0].t())
         return codes[: math.ceil(len(wave) / self.config.samples_per_code)].cpu().numpy().astype(np.float32)
 
@@ -233,10 +301,8 @@ class SpeechVQVAE(nn.Module):
         codes = torch.as_tensor(codes, dtype=torch.long, device=self.device)[None]
         latents = self.quantizer.lookup(codes)
         log_magnitude = self.decode_latents(latents, speaker.to(self.device).reshape(1, -1))
-        magnitude = torch.exp(log_magnitude).clamp_max(1e3)
-        magnitude = torch.cat([magnitude, magnitude[..., -1:]], -1)  # centred STFT: frames + 1
-        length = codes.shape[-1] * self.config.samples_per_code
-        return self.spectral.griffin_lim(magnitude, length, self.config.griffin_lim_iterations)[0].cpu().numpy()
+        log_magnitude = torch.cat([log_magnitude, log_magnitude[..., -1:]], -1)  # centred STFT: frames + 1
+        return self.synthesise(log_magnitude, codes.shape[-1] * self.config.samples_per_code)[0].cpu().numpy()
 
     def convert_stream(self, open_blocks: Callable[[], Iterator[np.ndarray]], speaker: torch.Tensor,
                        keep_level: bool = False) -> Iterator[np.ndarray]:
@@ -246,12 +312,12 @@ class SpeechVQVAE(nn.Module):
         `keep_level` the output is given the input's BS.1770 loudness by one gain, measured on the first
         window that is not silent (a whole recording up to 10 s; a constant gain keeps the seams smooth)."""
         step = self.config.samples_per_code
-        stats = self.statistics(open_blocks)
+        stats, resume = self._statistics_and_resume(open_blocks)
         gain = None
 
         def window(wave):
             nonlocal gain
-            out = self._decode_window(self._encode_window(wave, stats), speaker)[: len(wave)]
+            out = self._decode_window(self._encode_window(wave, stats, resume(wave)), speaker)[: len(wave)]
             if not keep_level and gain is None:
                 gain = level_gain(wave, out)
             return out if gain is None else out * np.float32(gain)

@@ -14,6 +14,7 @@ classifiers (speaker and digit); zero-shot similarity by the speaker judge's emb
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -25,6 +26,7 @@ from vqtool.data.speech import Clip, load_waves, log_mels
 from vqtool.training import TaskBase
 
 from .model import SpeechConfig, SpeechVQVAE
+from .vocoder import phase_losses
 
 CROP_SAMPLES = 20_480  # 1.28 s, 64 codes
 
@@ -113,6 +115,91 @@ class SpeechTask(TaskBase):
             "log-magnitude, then Griffin-Lim.")}
 
 
+class VocoderTask(SpeechTask):
+    """Recipe for `fit`: the vocoder head of a trained speech model, everything else frozen (codes, voices
+    and predicted magnitudes unchanged). It learns on the decoder's own predictions for training speech,
+    each in a voice of its speaker (as training conditioned the decoder), against the real crop: so it
+    learns to correct the predicted magnitude as well as to phase it. Loss: log-mel L1 and a
+    multi-resolution STFT loss of the output wave (what makes the phases consistent), and, weighted by
+    `phase_weight`, APNet's phase losses against the real crop's phase. Held-back training clips pick
+    the best weights."""
+
+    validate_every = 500
+    select_by = "negative_mel_l1"
+    resolutions = ((256, 64), (512, 128), (1024, 256))
+
+    def __init__(self, base: SpeechVQVAE, width: int, blocks: int, clips: list[Clip], waves: list[np.ndarray],
+                 held: list[tuple[Clip, np.ndarray]], evaluation: dict | None = None, data_info: dict | None = None,
+                 phase_weight: float = 0.3):
+        config = replace(base.config, vocoder_width=width, vocoder_blocks=blocks)
+        super().__init__(config, clips, waves, base.speaker_encoder, evaluation, data_info)
+        self.phase_weight = phase_weight
+        self.base = base.eval()
+        self.table = base.speaker_table.cpu()
+        self.spectral = Spectral(config.n_fft, config.hop, config.mels)
+        # each held clip repeated to a crop's length (zero padding would make the score mostly silence's)
+        self.held_waves = torch.from_numpy(np.stack([np.resize(w, CROP_SAMPLES) for _, w in held]))
+        self.held_voices = torch.stack([self.table[config.speakers.index(c.speaker)] for c, _ in held])
+
+    def build(self) -> SpeechVQVAE:
+        model = SpeechVQVAE(self.config)
+        model.load_state_dict({**model.state_dict(), **self.base.state_dict()})
+        for name, param in model.named_parameters():
+            param.requires_grad_(name.startswith("vocoder."))
+        return model
+
+    def optimizer_groups(self, model) -> list[dict]:
+        return [{"params": [p for p in model.parameters() if p.requires_grad]}]
+
+    @torch.no_grad()
+    def predicted(self, wave: torch.Tensor, voice: torch.Tensor) -> torch.Tensor:
+        """The frozen decoder's log-magnitude of the crops' own codes, frames + 1 (a centred STFT's)."""
+        self.base.to(wave.device)
+        log_magnitude, _, _ = self.base(wave, voice)
+        return torch.cat([log_magnitude, log_magnitude[..., -1:]], -1)
+
+    def terms(self, spectrum: torch.Tensor, wave: torch.Tensor) -> dict[str, torch.Tensor]:
+        c, spectral = self.config, self.spectral.to(wave.device)
+        out = torch.istft(spectrum, c.n_fft, c.hop, window=spectral.window, length=wave.shape[-1])
+        terms = {"mel_l1": (spectral.log_mel(spectral.magnitude(out)) - spectral.log_mel(spectral.magnitude(wave)))
+                 .abs().mean()}
+        stft_loss = 0.0
+        for n_fft, hop in self.resolutions:
+            window = torch.hann_window(n_fft, device=wave.device)
+            a, b = (torch.stft(x, n_fft, hop, window=window, return_complex=True).abs() for x in (out, wave))
+            stft_loss = stft_loss + (torch.log(a + 1e-5) - torch.log(b + 1e-5)).abs().mean() + (
+                torch.linalg.norm(a - b, dim=(1, 2)) / torch.linalg.norm(b, dim=(1, 2)).clamp_min(1e-5)).mean()
+        terms["stft"] = stft_loss / len(self.resolutions)
+        target = torch.stft(wave, c.n_fft, c.hop, window=spectral.window, return_complex=True)
+        weight = target.abs() / target.abs().mean(dim=(1, 2), keepdim=True).clamp_min(1e-8)
+        terms.update(phase_losses(spectrum.angle(), target.angle(), weight))
+        return terms
+
+    def loss(self, model, batch, generator):
+        wave, voice = batch
+        terms = self.terms(model(log_magnitude=self.predicted(wave, voice)), wave)
+        loss = terms["mel_l1"] + terms["stft"] + self.phase_weight * (terms["phase"] + terms["group_delay"]
+                                                                      + terms["frequency"])
+        return loss, {k: v.item() for k, v in terms.items()}
+
+    def validate(self, model: SpeechVQVAE, device) -> dict:
+        totals: dict = {}
+        for start in range(0, len(self.held_waves), 16):
+            wave, voice = self.held_waves[start:start + 16].to(device), self.held_voices[start:start + 16].to(device)
+            for key, value in self.terms(model(log_magnitude=self.predicted(wave, voice)), wave).items():
+                totals[key] = totals.get(key, 0.0) + value.item() * len(wave)
+        point = {key: round(value / len(self.held_waves), 5) for key, value in totals.items()}
+        return {**point, "negative_mel_l1": -point["mel_l1"]}
+
+    def card_notes(self) -> dict:
+        notes = super().card_notes()
+        notes["summary"] = notes["summary"].replace(
+            "then Griffin-Lim.", f"then a Vocos-style vocoder head ({self.config.vocoder_blocks} ConvNeXt blocks of "
+            f"width {self.config.vocoder_width}) predicting magnitude and phase for one inverse STFT "
+            "(Griffin-Lim still selectable).")
+        return notes
+
+
 def evaluate_speech(model: SpeechVQVAE, fsdd_test: list[Clip], unseen_test: list[Clip], speaker_judge=None,
                     digit_judge=None, seed: int = 0, independent: bool = False) -> dict:
     """Reconstruction, conversion and zero-shot metrics on test clips only (see the model card); with
@@ -133,6 +220,10 @@ def evaluate_speech(model: SpeechVQVAE, fsdd_test: list[Clip], unseen_test: list
                                                              for a, b in zip(unseen_waves, unseen_recon)])), 3)
     metrics["mcd_db_griffin_lim_only"] = round(float(np.mean([cepstral_distance(a, b, spectral)
                                                               for a, b in zip(src_waves, vocoded)])), 3)
+    neural = [vocode(model, w, neural=True) for w in src_waves] if model.vocoder is not None else None
+    if neural:
+        metrics["mcd_db_vocoder_only"] = round(float(np.mean([cepstral_distance(a, b, spectral)
+                                                              for a, b in zip(src_waves, neural)])), 3)
     metrics["eval_clips_seen"], metrics["eval_clips_unseen"] = len(src_waves), len(unseen_waves)
     # conversion: each clip to a random other FSDD voice (the judges' home voices) and to a random other voice
     home = sorted({c.speaker for c in fsdd_test})
@@ -175,7 +266,7 @@ def evaluate_speech(model: SpeechVQVAE, fsdd_test: list[Clip], unseen_test: list
     if independent:
         metrics.update(independent_metrics(
             src_waves, recon, unseen_waves, unseen_recon, vocoded, zero_shot, ref_index,
-            sources, converted, kept_level,
+            sources, converted, kept_level, neural_vocoded=neural,
             fsdd=([c.speaker for c in fsdd_test], [speakers[t] for t in targets[groups["fsdd_voices"]]])))
     if digit_judge is not None:
         digits = np.array([c.digit for c in fsdd_test])
@@ -193,10 +284,14 @@ def evaluate_speech(model: SpeechVQVAE, fsdd_test: list[Clip], unseen_test: list
 
 
 @torch.no_grad()
-def vocode(model: SpeechVQVAE, wave: np.ndarray) -> np.ndarray:
-    """Griffin-Lim on the true magnitude: the ceiling the codes cannot beat."""
+def vocode(model: SpeechVQVAE, wave: np.ndarray, neural: bool = False) -> np.ndarray:
+    """Griffin-Lim (or, with `neural`, the vocoder head) on the true magnitude: the ceiling the codes cannot beat."""
     padded, length = model._padded(wave)
     magnitude = model.spectral.magnitude(padded)
+    if neural:
+        c = model.config
+        spectrum = model.vocoder(torch.log(magnitude.clamp_min(1e-5)))
+        return torch.istft(spectrum, c.n_fft, c.hop, window=model.spectral.window, length=padded.shape[-1])[0, :length].cpu().numpy()
     return model.spectral.griffin_lim(magnitude, padded.shape[-1], model.config.griffin_lim_iterations)[0, :length].cpu().numpy()
 
 
@@ -205,7 +300,7 @@ INDEPENDENT_JUDGES = ("Resemblyzer 0.1.4 VoiceEncoder (pretrained weights inside
 
 
 def independent_metrics(originals, recon, unseen, unseen_recon, vocoded, zero_shot, references, sources,
-                        converted, kept_level=None, fsdd: tuple | None = None) -> dict:
+                        converted, kept_level=None, fsdd: tuple | None = None, neural_vocoded=None) -> dict:
     """Judges nobody here trained (the `eval` extra): Resemblyzer's pretrained speaker encoder (weights in its
     wheel; cosine similarities of its utterance embeddings), ITU-R BS.1770 loudness (pyloudnorm) and STOI
     (pystoi). Every list is of 16 kHz waves; pairs are aligned; `references[i]`: the index in `unseen` of the
@@ -241,6 +336,9 @@ def independent_metrics(originals, recon, unseen, unseen_recon, vocoded, zero_sh
                                                             for a, b in zip(unseen, unseen_recon)])), 4),
         "stoi_griffin_lim_only": round(float(np.mean([stoi(a, b[:len(a)], 16000) for a, b in zip(originals, vocoded)])), 4),
     }
+    if neural_vocoded:
+        metrics["stoi_vocoder_only"] = round(float(np.mean([stoi(a, b[:len(a)], 16000)
+                                                            for a, b in zip(originals, neural_vocoded)])), 4)
     if fsdd:  # (speaker of each original, target of each of its conversions to an FSDD voice, which come first)
         owners, wanted = fsdd
         centroid = {name: e_src[[o == name for o in owners]].mean(0) for name in set(owners)}
