@@ -19,7 +19,10 @@ CARDS = {
             "voice of the speaker; `unseen`: in the voice taken from the clip itself; `griffin_lim_only`: the "
             "true STFT magnitude through Griffin-Lim, the floor of that vocoder; `vocoder_only` (with a vocoder "
             "head): the true magnitude through the head, which was trained on the decoder's predictions, not on "
-            "true magnitudes, so this is not its floor.",
+            "true magnitudes, so this is not its floor. `high_band_db_unseen_*`: power above 4 kHz relative to "
+            "below it (dB, mean over clips) in speechocean's 16 kHz test sentences and in their reconstructions "
+            "(`_griffin_lim`: the same through Griffin-Lim instead of the vocoder head): "
+            "how much of the upper band comes back (FSDD's 8 kHz recordings have none to give).",
             "Conversion: each FSDD test clip twice, to a random other FSDD voice (`..._fsdd_voices`) and to a "
             "random speechocean voice (`..._other_voices`). `conversion_target_accuracy`: share the speaker judge "
             "(a separately trained 131-way classifier, never used in training) assigns to the target; "
