@@ -87,7 +87,7 @@ bench: install
 	$(BIN)/pip install -q -e '.[text-bench]' && $(BIN)/python bench/bench_text_baselines.py
 	$(BIN)/python bench/bench_units.py  # needs Debian's espeak-ng (apt-get install espeak-ng)
 
-speech-models: install  # the shipped speech checkpoints, about 95 minutes on 2 CPU cores
+speech-models: install  # the shipped speech checkpoints, about 135 minutes on 2 CPU cores
 	VQ=$(BIN)/vqtool DATA=$(DATA) scripts/train-speech.sh 55
 
 face-models: install  # the shipped face checkpoints, about 70 minutes on 2 CPU cores

@@ -55,7 +55,7 @@ def main() -> None:
                   extent=(0, len(out) / 16000, 0, 8))
         ax.set_title(name + score, fontsize=10, loc="left")
         ax.set_ylabel("kHz")
-    axes[-1].set_xlabel(f"seconds  (speechocean762 test utterance {clip.path.stem}, speaker never trained on)")
+    axes[-1].set_xlabel(f"seconds  (speechocean762 test utterance {Path(clip.path).stem}, speaker never trained on)")
     fig.tight_layout()
     fig.savefig(OUT, dpi=80)
     print(f"wrote {OUT}")

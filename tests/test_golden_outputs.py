@@ -54,6 +54,8 @@ def commands(data: Path) -> list[tuple[str, list[str], list[str]]]:
         ("sample codes", ["sample", "--codes", "-n", "2", "--seed", "3", "-o", "OUT/sampled.vqc"], ["sampled.vqc"]),
         ("encode audio", ["encode", str(theo), "-o", "OUT/theo.vqc", "--json"], ["theo.vqc"]),
         ("decode audio", ["decode", "OUT/theo.vqc", "-o", "OUT/theo.wav"], ["theo.wav"]),
+        ("decode audio griffin-lim", ["decode", "OUT/theo.vqc", "--vocoder", "griffin-lim", "-o", "OUT/theo-gl.wav"],
+         ["theo-gl.wav"]),
         ("decode audio voice", ["decode", "OUT/theo.vqc", "--to", "spk3", "-o", "OUT/theo-spk3.flac", "--json"],
          ["theo-spk3.flac"]),
         ("convert-voice", ["convert-voice", str(theo), "--to-voice", str(unseen), "-o", "OUT/converted.wav"],

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from vqtool import load
-from vqtool.data.speech import list_clips
+from vqtool.data.speech import list_clips, load_waves
 from vqtool.families.speech.task import evaluate_speech
 
 
@@ -45,3 +45,32 @@ def test_conversion_reaches_the_target_voice_and_keeps_the_words(measured):
 def test_zero_shot_output_is_closer_to_the_reference_than_to_the_source(measured):
     _, metrics = measured
     assert metrics["zero_shot_cos_to_reference"] > metrics["zero_shot_cos_to_source"], metrics
+
+
+def test_vocoder_head_holds_its_numbers(measured):
+    meta, metrics = measured
+    recorded = meta["metrics"]
+    assert meta["config"]["vocoder_width"] > 0 and load("speech", device="cpu").vocoding == "neural"
+    assert abs(metrics["mcd_db_vocoder_only"] - recorded["mcd_db_vocoder_only"]) < 2.0, metrics
+    assert metrics["high_band_db_unseen_reconstructions"] > recorded["high_band_db_unseen_originals"] - 10, metrics
+
+
+def test_vocoder_head_is_as_intelligible_as_griffin_lim(shared_data):
+    """STOI of reconstructions of unseen voices (speechocean sentences), head against Griffin-Lim, same clips."""
+    import warnings
+
+    pytest.importorskip("pystoi")
+    from pystoi import stoi
+
+    model = load("speech", device="cpu")
+    clips = [c for c in list_clips(shared_data / "speechocean") if c.split == "test"]
+    clips = [clips[i] for i in np.random.default_rng(11).choice(len(clips), 8, replace=False)]
+    waves = load_waves(clips)
+    scores = {}
+    for vocoder in ("griffin-lim", "neural"):
+        model.use_vocoder(vocoder)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scores[vocoder] = float(np.mean([stoi(w, model.convert(w, model.voice_of(w)), 16000) for w in waves]))
+    assert scores["neural"] >= scores["griffin-lim"] - 0.03, scores
+    assert abs(scores["neural"] - model.metadata["metrics"]["stoi_reconstructions_unseen"]) < 0.08, scores

@@ -47,7 +47,9 @@ CARDS = {
             "the target's centroid than to the source's, and the mean cosines (real clips to their own speaker's: "
             "`resemblyzer_originals_fsdd_cos_to_own_speaker`). `stoi_*`: short-time objective intelligibility (0-1) of the "
             "reconstructions against their inputs, beside `stoi_griffin_lim_only` (the true magnitude through "
-            "Griffin-Lim) and `stoi_vocoder_only` (through the vocoder head). `loudness_gap_lu_*`: mean |output − input| ITU-R BS.1770 loudness in LU "
+            "Griffin-Lim) and `stoi_vocoder_only` (through the vocoder head); `..._griffin_lim`: the same "
+            "reconstructions through Griffin-Lim instead of the head, in the same run. pystoi scores a clip with too "
+            "few 384 ms frames of speech 1e-5, counted as 0 in the means: `stoi_undefined_clips_seen` FSDD clips. `loudness_gap_lu_*`: mean |output − input| ITU-R BS.1770 loudness in LU "
             "(`loudness_change_lu_*`: the signed mean), for reconstructions, conversions to built-in voices and "
             "zero-shot conversions, as `convert-voice` writes them (level matched unless `--keep-level`; "
             "target ≤ 1 LU); `..._converted_keep_level`: the conversions at the decoder's own level (`--keep-level`, "
@@ -59,7 +61,10 @@ CARDS = {
         ],
         limitations=[
             "Griffin-Lim vocoding sounds phasey and metallic: intelligible and in the target's voice colour, "
-            "not natural. `mcd_db_griffin_lim_only` is that vocoder's own floor.",
+            "not natural. `mcd_db_griffin_lim_only` is that vocoder's own floor. A vocoder head (where the "
+            "checkpoint has one) is one network pass instead of 16 FFT round trips, trained without an "
+            "adversarial loss on the decoder's own smooth predictions: it cannot restore what the decoder "
+            "smoothed away, so it is judged level with Griffin-Lim rather than better (no listening test was run).",
             "Trained on about 50 minutes of speech: read English by Mandarin L1 speakers (speechocean762) "
             "and six male speakers' digits at 8 kHz (FSDD); other accents, languages, noise and music come "
             "back worse. FSDD voices are band-limited to 4 kHz, so conversions to them are too.",

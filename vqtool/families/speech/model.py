@@ -156,7 +156,8 @@ class SpeechVQVAE(nn.Module):
         c = self.config
         if self.vocoding == "neural":
             return torch.istft(self.vocoder(log_magnitude), c.n_fft, c.hop, window=self.spectral.window, length=length)
-        magnitude = torch.exp(log_magnitude).clamp_max(1e3)
+        magnitude = torch.exp(log_magnitude[..., :-1]).clamp_max(1e3)  # exp before the copied last frame, as
+        magnitude = torch.cat([magnitude, magnitude[..., -1:]], -1)     # before the head: the same bits
         return self.spectral.griffin_lim(magnitude, length, c.griffin_lim_iterations)
 
     def forward(self, wave: torch.Tensor | None = None, speaker: torch.Tensor | None = None,

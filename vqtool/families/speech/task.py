@@ -234,10 +234,13 @@ def evaluate_speech(model: SpeechVQVAE, fsdd_test: list[Clip], unseen_test: list
                                                               for a, b in zip(src_waves, neural)])), 3)
     metrics["eval_clips_seen"], metrics["eval_clips_unseen"] = len(src_waves), len(unseen_waves)
     bands = {"unseen_originals": unseen_waves, "unseen_reconstructions": unseen_recon}
-    if model.vocoding == "neural":  # the same reconstructions through Griffin-Lim, for the upper band's comparison
+    griffin_lim = None
+    if model.vocoding == "neural":  # the same reconstructions through Griffin-Lim, compared in this run
         model.use_vocoder("griffin-lim")
-        bands["unseen_reconstructions_griffin_lim"] = [model.convert(w, model.voice_of(w)) for w in unseen_waves]
+        griffin_lim = ([model.convert(w, model.voice(c.speaker)) for c, w in zip(fsdd_test, src_waves)],
+                       [model.convert(w, model.voice_of(w)) for w in unseen_waves])
         model.use_vocoder("neural")
+        bands["unseen_reconstructions_griffin_lim"] = griffin_lim[1]
     for name, waves in bands.items():
         metrics[f"high_band_db_{name}"] = round(float(np.mean([high_band_db(w, spectral) for w in waves])), 2)
     # conversion: each clip to a random other FSDD voice (the judges' home voices) and to a random other voice
@@ -281,7 +284,7 @@ def evaluate_speech(model: SpeechVQVAE, fsdd_test: list[Clip], unseen_test: list
     if independent:
         metrics.update(independent_metrics(
             src_waves, recon, unseen_waves, unseen_recon, vocoded, zero_shot, ref_index,
-            sources, converted, kept_level, neural_vocoded=neural,
+            sources, converted, kept_level, neural_vocoded=neural, griffin_lim=griffin_lim,
             fsdd=([c.speaker for c in fsdd_test], [speakers[t] for t in targets[groups["fsdd_voices"]]])))
     if digit_judge is not None:
         digits = np.array([c.digit for c in fsdd_test])
@@ -315,11 +318,13 @@ INDEPENDENT_JUDGES = ("Resemblyzer 0.1.4 VoiceEncoder (pretrained weights inside
 
 
 def independent_metrics(originals, recon, unseen, unseen_recon, vocoded, zero_shot, references, sources,
-                        converted, kept_level=None, fsdd: tuple | None = None, neural_vocoded=None) -> dict:
+                        converted, kept_level=None, fsdd: tuple | None = None, neural_vocoded=None,
+                        griffin_lim: tuple | None = None) -> dict:
     """Judges nobody here trained (the `eval` extra): Resemblyzer's pretrained speaker encoder (weights in its
     wheel; cosine similarities of its utterance embeddings), ITU-R BS.1770 loudness (pyloudnorm) and STOI
     (pystoi). Every list is of 16 kHz waves; pairs are aligned; `references[i]`: the index in `unseen` of the
-    clip whose voice zero-shot output i was given."""
+    clip whose voice zero-shot output i was given; `griffin_lim`: (seen, unseen) reconstructions through
+    Griffin-Lim when `recon` came through a vocoder head."""
     import warnings
 
     from pystoi import stoi
@@ -350,7 +355,13 @@ def independent_metrics(originals, recon, unseen, unseen_recon, vocoded, zero_sh
         "stoi_reconstructions_unseen": round(float(np.mean([stoi(a, b[:len(a)], 16000)
                                                             for a, b in zip(unseen, unseen_recon)])), 4),
         "stoi_griffin_lim_only": round(float(np.mean([stoi(a, b[:len(a)], 16000) for a, b in zip(originals, vocoded)])), 4),
+        # pystoi gives 1e-5 to a clip with too few 384 ms frames of speech: those count as 0 in the means above
+        "stoi_undefined_clips_seen": int(sum(stoi(a, a, 16000) < 1e-3 for a in originals)),
     }
+    if griffin_lim:
+        for name, inputs, outputs in (("seen", originals, griffin_lim[0]), ("unseen", unseen, griffin_lim[1])):
+            metrics[f"stoi_reconstructions_{name}_griffin_lim"] = round(float(np.mean(
+                [stoi(a, b[:len(a)], 16000) for a, b in zip(inputs, outputs)])), 4)
     if neural_vocoded:
         metrics["stoi_vocoder_only"] = round(float(np.mean([stoi(a, b[:len(a)], 16000)
                                                             for a, b in zip(originals, neural_vocoded)])), 4)
