@@ -92,7 +92,10 @@ def provenance_lines(prov: dict) -> list[str]:
                f"`{str(prov['vocoder_of'].get('sha256'))[:16]}…`), unchanged: the codes of a recording are the same "
                "and its code files decode with this checkpoint; only the vocoder head was trained (`vqtool train "
                "vocoder`). The table below shows that checkpoint's numbers (Griffin-Lim, same test clips and judges) "
-               "beside these; `--vocoder griffin-lim` still decodes its way."] if prov.get("vocoder_of") else []), ""]
+               "beside these; `--vocoder griffin-lim` still decodes its way."
+               + (f" That checkpoint was trained for {prov['vocoder_of']['steps']} steps, "
+                  f"{prov['vocoder_of'].get('train_seconds')} s: `{prov['vocoder_of'].get('command')}`."
+                  if prov["vocoder_of"].get("steps") else "")] if prov.get("vocoder_of") else []), ""]
 
 
 def evaluation_lines(meta: dict) -> list[str]:

@@ -146,7 +146,8 @@ def train_vocoder(
     measured = base.metadata.get("metrics", {})
     info = {**provenance(data, kept), "validation_items": held, **judged,
             **{k: base.metadata["provenance"][k] for k in ("speaker_encoder",) if k in base.metadata["provenance"]},
-            "vocoder_of": {"name": base.name, "sha256": base.sha256, "metrics": measured},
+            "vocoder_of": {"name": base.name, "sha256": base.sha256, "metrics": measured,
+                           **{k: base.metadata["provenance"].get(k) for k in ("steps", "train_seconds", "command")}},
             "codes_of": _same_codes(base)}
     if not train.quiet:
         console.print(f"{len(kept)} training clips, {held} held back; vocoder for {base.name}")

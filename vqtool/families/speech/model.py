@@ -219,7 +219,8 @@ class SpeechVQVAE(nn.Module):
         if resume is None:
             _, x = self.features(padded)
         else:  # start at the k-th normalisation
-            modules = modules[[i for i, m in enumerate(modules) if m is None or isinstance(m, nn.InstanceNorm1d)][norms]:]
+            norm_positions = [i for i, m in enumerate(modules) if m is None or isinstance(m, nn.InstanceNorm1d)]
+            modules = modules[norm_positions[norms]:]
         for module in modules:
             if module is None or isinstance(module, nn.InstanceNorm1d):
                 if norms == stop:

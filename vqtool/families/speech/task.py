@@ -303,14 +303,17 @@ def evaluate_speech(model: SpeechVQVAE, fsdd_test: list[Clip], unseen_test: list
 
 @torch.no_grad()
 def vocode(model: SpeechVQVAE, wave: np.ndarray, neural: bool = False) -> np.ndarray:
-    """Griffin-Lim (or, with `neural`, the vocoder head) on the true magnitude: the ceiling the codes cannot beat."""
+    """Griffin-Lim (or, with `neural`, the vocoder head) on the true magnitude: the ceiling the codes cannot
+    beat (for Griffin-Lim; the head learned on the decoder's predictions, not on true magnitudes)."""
     padded, length = model._padded(wave)
     magnitude = model.spectral.magnitude(padded)
+    c = model.config
     if neural:
-        c = model.config
         spectrum = model.vocoder(torch.log(magnitude.clamp_min(1e-5)))
-        return torch.istft(spectrum, c.n_fft, c.hop, window=model.spectral.window, length=padded.shape[-1])[0, :length].cpu().numpy()
-    return model.spectral.griffin_lim(magnitude, padded.shape[-1], model.config.griffin_lim_iterations)[0, :length].cpu().numpy()
+        wave = torch.istft(spectrum, c.n_fft, c.hop, window=model.spectral.window, length=padded.shape[-1])
+    else:
+        wave = model.spectral.griffin_lim(magnitude, padded.shape[-1], c.griffin_lim_iterations)
+    return wave[0, :length].cpu().numpy()
 
 
 INDEPENDENT_JUDGES = ("Resemblyzer 0.1.4 VoiceEncoder (pretrained weights inside its wheel; never trained on this "
