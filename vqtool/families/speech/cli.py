@@ -104,8 +104,8 @@ def _same_codes(base) -> list[str]:
 def train_vocoder(
     data: List[Path] = SpeechDataOpt,
     speech: str = typer.Option("speech", "--speech", help="The trained speech model whose vocoder head is trained."),
-    width: int = typer.Option(192, "--width", min=8, max=1024, help="Channels of the vocoder's ConvNeXt blocks."),
-    blocks: int = typer.Option(6, "--blocks", min=1, max=32, help="ConvNeXt blocks."),
+    width: int = typer.Option(128, "--width", min=8, max=1024, help="Channels of the vocoder's ConvNeXt blocks."),
+    blocks: int = typer.Option(4, "--blocks", min=1, max=32, help="ConvNeXt blocks."),
     held: int = typer.Option(64, "--validation", min=1, help="Training clips held back to pick the best weights."),
     phase_weight: float = typer.Option(0.3, "--phase-weight", min=0.0, help="Weight of APNet's phase losses "
                                        "against the real phase (0: phase learned only through the spectra of the wave)."),

@@ -2,10 +2,10 @@
 
 The encoder turns 80-bin log-mel frames (10 ms hop) into one code every 20 ms (320x fewer codes than
 samples, K = 512). The decoder sees the codes and a speaker embedding and predicts the STFT
-log-magnitude; Griffin-Lim turns it into a waveform. The paper's WaveNet decoder needs thousands
-of network evaluations per second of audio; this one needs one convolutional pass and 16 FFT
-round trips, so it runs well over real time on one core (measured in bench/bench_speech.py), at the
-cost of Griffin-Lim's phasey timbre.
+log-magnitude; a vocoder head (vocoder.py; checkpoints before it, or `use_vocoder("griffin-lim")`:
+Griffin-Lim) turns it into a waveform. The paper's WaveNet decoder needs thousands of network
+evaluations per second of audio; this one needs one convolutional pass and the head's (or 16 FFT
+round trips), so it runs well over real time on one core (measured in bench/bench_speech.py).
 
 The speaker embedding comes from a separately trained speaker encoder (``classifier-audio``) built
 into the checkpoint, so a training speaker is a stored embedding (the mean over their clips) and an
