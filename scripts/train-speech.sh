@@ -20,9 +20,14 @@ $VQ train speech --data "$DATA/fsdd" --data "$DATA/speechocean" --speaker-encode
     --speaker-judge runs/speech-speaker-judge/speech-speaker-judge.safetensors \
     --digit-judge runs/speech-digit-judge/speech-digit-judge.safetensors \
     --steps 30000 --time-limit 25 --lr 5e-4 --checkpoint-every 250 --resume --quiet
-# the vocoder head in place of Griffin-Lim (the shipped one: 40 minutes on one thread, OMP_NUM_THREADS=1);
+# the vocoder head in place of Griffin-Lim (the shipped one: 40 minutes on one thread, OMP_NUM_THREADS=1,
+# then 22 more on two at half the learning rate);
 # it replaces runs/speech/speech.safetensors' copy under runs/speech-vocoder/, codes and voices unchanged
 $VQ train vocoder --speech runs/speech/speech.safetensors --data "$DATA/fsdd" --data "$DATA/speechocean" \
     --width 128 --blocks 4 --phase-weight 0.3 --speaker-judge runs/speech-speaker-judge/speech-speaker-judge.safetensors \
     --digit-judge runs/speech-digit-judge/speech-digit-judge.safetensors --eval-clips 200 \
     --steps 30000 --time-limit 40 --checkpoint-every 250 --quiet
+$VQ train vocoder --speech runs/speech/speech.safetensors --data "$DATA/fsdd" --data "$DATA/speechocean" \
+    --width 128 --blocks 4 --phase-weight 0.3 --speaker-judge runs/speech-speaker-judge/speech-speaker-judge.safetensors \
+    --digit-judge runs/speech-digit-judge/speech-digit-judge.safetensors --eval-clips 200 \
+    --steps 30000 --time-limit 22 --lr 5e-4 --resume --checkpoint-every 250 --quiet
