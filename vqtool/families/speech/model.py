@@ -151,11 +151,15 @@ class SpeechVQVAE(nn.Module):
             x = block(x, speaker)
         return self.head(F.relu(x))
 
+    def inverse_stft(self, spectrum: torch.Tensor, length: int) -> torch.Tensor:
+        """Complex STFT (N, bins, frames + 1) -> waves (N, length), with the model's own STFT settings."""
+        return torch.istft(spectrum, self.config.n_fft, self.config.hop, window=self.spectral.window, length=length)
+
     def synthesise(self, log_magnitude: torch.Tensor, length: int) -> torch.Tensor:
         """Log-magnitude (N, bins, frames + 1, a centred STFT's frames) -> waves (N, length)."""
         c = self.config
         if self.vocoding == "neural":
-            return torch.istft(self.vocoder(log_magnitude), c.n_fft, c.hop, window=self.spectral.window, length=length)
+            return self.inverse_stft(self.vocoder(log_magnitude), length)
         magnitude = torch.exp(log_magnitude[..., :-1]).clamp_max(1e3)  # exp before the copied last frame, as
         magnitude = torch.cat([magnitude, magnitude[..., -1:]], -1)     # before the head: the same bits
         return self.spectral.griffin_lim(magnitude, length, c.griffin_lim_iterations)

@@ -168,7 +168,7 @@ class VocoderTask(SpeechTask):
 
     def terms(self, spectrum: torch.Tensor, wave: torch.Tensor) -> dict[str, torch.Tensor]:
         c, spectral = self.config, self.spectral.to(wave.device)
-        out = torch.istft(spectrum, c.n_fft, c.hop, window=spectral.window, length=wave.shape[-1])
+        out = self.base.inverse_stft(spectrum, wave.shape[-1])  # the frozen base has the same STFT settings
         terms = {"mel_l1": (spectral.log_mel(spectral.magnitude(out)) - spectral.log_mel(spectral.magnitude(wave)))
                  .abs().mean()}
         stft_loss = 0.0
@@ -307,12 +307,10 @@ def vocode(model: SpeechVQVAE, wave: np.ndarray, neural: bool = False) -> np.nda
     beat (for Griffin-Lim; the head learned on the decoder's predictions, not on true magnitudes)."""
     padded, length = model._padded(wave)
     magnitude = model.spectral.magnitude(padded)
-    c = model.config
     if neural:
-        spectrum = model.vocoder(torch.log(magnitude.clamp_min(1e-5)))
-        wave = torch.istft(spectrum, c.n_fft, c.hop, window=model.spectral.window, length=padded.shape[-1])
+        wave = model.inverse_stft(model.vocoder(torch.log(magnitude.clamp_min(1e-5))), padded.shape[-1])
     else:
-        wave = model.spectral.griffin_lim(magnitude, padded.shape[-1], c.griffin_lim_iterations)
+        wave = model.spectral.griffin_lim(magnitude, padded.shape[-1], model.config.griffin_lim_iterations)
     return wave[0, :length].cpu().numpy()
 
 
