@@ -72,19 +72,24 @@ def test_each_player_is_trained_only_on_its_own_objective():
     assert int(net.steps_trained) == 3
 
 
-def test_the_patch_critic_and_the_decoder_train_only_on_their_own_objectives():
+@pytest.mark.parametrize("kind", ["matching", "realism"])
+def test_the_patch_critic_and_the_decoder_train_only_on_their_own_objectives(kind):
     net = FaderNetwork(FaderConfig(attributes=["a"], channels=1, image_size=16, widths=[4, 8], critic_weight=0.1,
-                                   critic_width=4, guidance_weight=0))
+                                   critic_width=4, guidance_weight=0, critic_kind=kind))
     images, labels = torch.rand(4, 1, 16, 16), torch.tensor([[0.0], [1.0], [0.0], [1.0]])
     out = net(images, labels)
     assert out["critic_real"].shape == (4, 1, 2, 2)  # patch verdicts
+    # a realism critic sees no attributes and has the reconstructions and the edits as fakes
+    assert net.critic[0].in_channels == (3 if kind == "matching" else 1)
+    assert len(out["critic_fake"]) == (4 if kind == "matching" else 8)
+    assert len(out["critic_fooled"]) == len(out["critic_fake"])
     bce = torch.nn.functional.binary_cross_entropy_with_logits
     bce(out["critic_fooled"], torch.ones_like(out["critic_fooled"])).backward()
     assert all(p.grad is None for p in net.critic.parameters()) and net.decoder[0][0].weight.grad is not None
     net.zero_grad()
     out = net(images, labels)
     loss = sum(bce(out[k], torch.full_like(out[k], v)) for k, v in
-               (("critic_real", 1.0), ("critic_mismatched", 0.0), ("critic_fake", 0.0)))
+               (("critic_real", 1.0), ("critic_mismatched", 0.0), ("critic_fake", 0.0)) if k in out)
     loss.backward()
     assert all(p.grad is None for p in [*net.encoder.parameters(), *net.decoder.parameters()])
     assert net.critic[0].weight.grad is not None
@@ -172,6 +177,23 @@ def test_remeasure_adds_the_independent_judge_and_keeps_the_weights(tiny_fader, 
     assert "60 training faces" in after["provenance"]["independent_judge"]
     card = (tmp_path / "again.md").read_text()
     assert "re-measured" in card and "Independent judge" in card and "fd_edited_smile" in card
+
+
+def test_a_card_shows_the_numbers_of_the_model_it_would_replace(tiny_fader, face_folder, tmp_path):
+    """`--compare-with`: the old checkpoint's held-out numbers sit beside the new one's, row by row, when both
+    were measured on the same split; the held-out split of a re-measure is the one it measured on."""
+    result = run_cli("train", "fader", "--data", face_folder, "--attributes", "smile", "--name", "again",
+                     "--image-size", "32", "--remeasure", tiny_fader, "--probe-faces", "0", "--out", tmp_path,
+                     "--compare-with", tiny_fader, "--quiet")
+    assert result.returncode == 0, result.stderr.decode()
+    before, after = read_metadata(tiny_fader), read_metadata(tmp_path / "again.safetensors")
+    other = after["provenance"]["compared_with"]
+    assert other["sha256"] == sha256_file(tiny_fader) and other["metrics"] == before["metrics"]
+    assert after["provenance"]["eval_split"] == before["provenance"]["eval_split"]
+    card = (tmp_path / "again.md").read_text()
+    assert f"| this model | `{before['name']}` |" in card
+    psnr = before["metrics"]["psnr_db"]
+    assert f"| psnr_db | {psnr} | {psnr} |" in card  # same weights: the same number twice
 
 
 def test_frechet_distance_matches_the_matrix_square_root_formula():

@@ -67,13 +67,27 @@ def render_card(meta: dict) -> str:
           if prov.get("attributes") else []),
         "## Configuration", "```json", json.dumps(abridged(meta["config"]), indent=2), "```", "",
         f"## Evaluation (held-out: `{prov.get('eval_split', '?')}`)",
-        *(card.evaluation_lines(meta) if hasattr(card, "evaluation_lines") else
-          ["| metric | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in metrics.items()]]), "",
+        *(card.evaluation_lines(meta) if hasattr(card, "evaluation_lines") else metric_table(meta)), "",
         *[f"- {text}" for t in texts for text in t.metric_notes], "",
         "## Limitations",
         *[f"- {text.format(**fields)}" for t in texts for text in t.limitations], "",
     ]
     return "\n".join(lines)
+
+
+def metric_table(meta: dict) -> list[str]:
+    """The held-out numbers; with `compared_with` in the provenance (`train --compare-with`), the other
+    checkpoint's beside them, where both were measured on the same split."""
+    metrics, other = meta["metrics"], meta["provenance"].get("compared_with")
+    if not other:
+        return ["| metric | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in metrics.items()]]
+    same = other.get("eval_split") == meta["provenance"].get("eval_split")
+    theirs = other["metrics"] if same else {}
+    elsewhere = f", measured on another split (`{other.get('eval_split')}`) and so not shown"
+    head = (f"Beside the numbers of `{other['name']}` (SHA-256 `{str(other.get('sha256'))[:16]}…`, "
+            f"{other.get('steps')} steps, `{other.get('command')}`)" + ("" if same else elsewhere) + ":")
+    return [head, "", f"| metric | this model | `{other['name']}` |", "|---|---|---|",
+            *[f"| {k} | {v} | {theirs.get(k, '–')} |" for k, v in metrics.items()]]
 
 
 LONG_LIST = 1000  # a config list longer than this (a vocabulary) is shown by its first items and its length

@@ -47,6 +47,7 @@ class TrainOptions:
     quiet: bool = False
     time_limit: float | None = None  # seconds; training ends at `steps` or here, whichever is first
     remeasure: str | None = None  # a checkpoint: train nothing, re-run its held-out evaluation (remeasure)
+    compare_with: str | None = None  # a checkpoint whose held-out numbers the card shows beside this one's
     command: str = field(default_factory=lambda: shlex.join(["vqtool", *sys.argv[1:]]))
 
 
@@ -332,6 +333,8 @@ def fit(task: Task, opts: TrainOptions) -> Path | None:
                       "date": time.strftime("%Y-%m-%d", time.gmtime())}
         if dtype is not None:
             provenance["weights_dtype"] = str(dtype).replace("torch.", "")
+        if opts.compare_with:
+            provenance["compared_with"] = comparison_record(opts.compare_with)
         exported = export(out, opts.name, model, task.architecture, task.config, provenance, metrics,
                           task.card_notes(), dtype)
         console.print(f"wrote {exported}: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()
@@ -350,6 +353,18 @@ def export(out: Path, name: str, model, architecture: str, config, provenance: d
     save_checkpoint(exported, model, architecture, config, name, provenance, metrics, extra=extra, dtype=dtype)
     write_card(exported)
     return exported
+
+
+def comparison_record(name_or_path: str) -> dict:
+    """What a card needs to show another checkpoint's held-out numbers beside its own (the model it
+    replaces): which checkpoint, how it was trained, on which split it was measured, and its numbers."""
+    from .hub import read_metadata, resolve, sha256_file
+
+    path = resolve(name_or_path).path
+    meta = read_metadata(path)
+    prov = meta["provenance"]
+    return {"name": meta["name"], "sha256": sha256_file(path), "steps": prov.get("steps"),
+            "command": prov.get("command"), "eval_split": prov.get("eval_split"), "metrics": meta["metrics"]}
 
 
 def remeasure(task: Task, opts: TrainOptions) -> Path:
@@ -371,8 +386,11 @@ def remeasure(task: Task, opts: TrainOptions) -> Path:
               "from_sha256": model.sha256, "torch": torch.__version__, "device": device.type,
               "added": sorted(set(measured) - set(old)), "changed": changed,
               "before": {k: old[k] for k in changed}}
-    prov = meta["provenance"]  # what the evaluation newly names (a new judge) joins it; the rest stays as trained
-    provenance = {**task.provenance(), **prov, "remeasured": [*prov.get("remeasured", []), record]}
+    prov = meta["provenance"]  # what the evaluation newly names (a new judge) joins it; the rest stays as trained,
+    evaluated = {k: v for k, v in task.provenance().items() if k.startswith("eval_")}  # but for the data measured on
+    provenance = {**task.provenance(), **prov, **evaluated, "remeasured": [*prov.get("remeasured", []), record]}
+    if opts.compare_with:
+        provenance["compared_with"] = comparison_record(opts.compare_with)
     dtype = getattr(torch, prov["weights_dtype"]) if "weights_dtype" in prov else None  # stored as it was
     exported = export(Path(opts.out), opts.name, model, task.architecture, model.config, provenance,
                       {**old, **measured}, meta["extra"], dtype)

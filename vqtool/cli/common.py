@@ -240,6 +240,7 @@ class TrainArgs:
     checkpoint_every: int
     time_limit: Optional[float]
     remeasure: Optional[str]
+    compare_with: Optional[str]
     quiet: bool
 
     def options(self, name: Optional[str] = None, run_folder: Optional[str] = None):
@@ -250,7 +251,8 @@ class TrainArgs:
         return TrainOptions(out=self.out or Path("runs") / (run_folder or name), name=name, steps=self.steps,
                             batch_size=self.batch_size, lr=self.lr, seed=self.seed, device=self.device,
                             resume=self.resume, checkpoint_every=self.checkpoint_every, quiet=self.quiet,
-                            time_limit=self.time_limit * 60 if self.time_limit else None, remeasure=self.remeasure)
+                            time_limit=self.time_limit * 60 if self.time_limit else None, remeasure=self.remeasure,
+                            compare_with=self.compare_with)
 
 
 def _train_parameters(name: Optional[str], steps: int, lr: float, batch_size: int, out_help: str,
@@ -274,6 +276,10 @@ def _train_parameters(name: Optional[str], steps: int, lr: float, batch_size: in
             None, "--remeasure", metavar="CHECKPOINT", rich_help_panel=panel,
             help="Train nothing: re-run CHECKPOINT's held-out evaluation with this command's data and judges and "
                  "export it as --name (same weights; new numbers added, changed ones noted in its provenance).")),
+        "compare_with": (Optional[str], typer.Option(
+            None, "--compare-with", metavar="CHECKPOINT", rich_help_panel=panel,
+            help="Record CHECKPOINT's held-out numbers (the model this one would replace) in the new checkpoint; "
+                 "its card shows them side by side.")),
         "quiet": (bool, typer.Option(False, "--quiet", "-q", rich_help_panel=panel)),
     }
     return [inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=hint)

@@ -3,6 +3,8 @@
 from vqtool.registry import Family
 
 ARCHITECTURE = "fader"
+CRITIC_KINDS = ("matching", "realism")  # see FaderConfig.critic_kind
+UPSAMPLERS = ("transposed", "nearest")  # see FaderConfig.upsample
 PROBE_FACES = 4000  # training faces the independent judge is fitted on (features: ~15 ms a face on 2 CPU cores)
 
 FAMILY = Family(

