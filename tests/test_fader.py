@@ -194,6 +194,11 @@ def test_a_card_shows_the_numbers_of_the_model_it_would_replace(tiny_fader, face
     assert f"| this model | `{before['name']}` |" in card
     psnr = before["metrics"]["psnr_db"]
     assert f"| psnr_db | {psnr} | {psnr} |" in card  # same weights: the same number twice
+    result = run_cli("train", "fader", "--data", face_folder, "--attributes", "smile", "--name", "never",
+                     "--image-size", "32", "--widths", "8,16,32", "--probe-faces", "0", "--out", tmp_path / "never",
+                     "--compare-with", "no-such-model", "--quiet")
+    assert result.returncode == 1 and "no-such-model" in result.stderr.decode()  # before any training
+    assert "Traceback" not in result.stderr.decode() and not (tmp_path / "never" / "never.safetensors").exists()
 
 
 def test_frechet_distance_matches_the_matrix_square_root_formula():

@@ -240,6 +240,7 @@ def fit(task: Task, opts: TrainOptions) -> Path | None:
     """Train `task` for opts.steps steps; rank 0 returns the exported checkpoint's path."""
     if opts.remeasure:
         return remeasure(task, opts)
+    compared = comparison_record(opts.compare_with) if opts.compare_with else None  # a wrong name fails now
     device = resolve_device(opts.device)
     ddp = setup_distributed(device)
     if device.type == "cuda" and ddp.world > 1:
@@ -333,8 +334,8 @@ def fit(task: Task, opts: TrainOptions) -> Path | None:
                       "date": time.strftime("%Y-%m-%d", time.gmtime())}
         if dtype is not None:
             provenance["weights_dtype"] = str(dtype).replace("torch.", "")
-        if opts.compare_with:
-            provenance["compared_with"] = comparison_record(opts.compare_with)
+        if compared:
+            provenance["compared_with"] = compared
         exported = export(out, opts.name, model, task.architecture, task.config, provenance, metrics,
                           task.card_notes(), dtype)
         console.print(f"wrote {exported}: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()
@@ -375,6 +376,7 @@ def remeasure(task: Task, opts: TrainOptions) -> Path:
 
     device = resolve_device(opts.device)
     model = load(opts.remeasure, device, expect=task.architecture)
+    compared = comparison_record(opts.compare_with) if opts.compare_with else None
     meta = model.metadata
     console = Console(stderr=True, quiet=opts.quiet)
     console.print(f"re-measuring {meta['name']} on held-out data…")
@@ -389,8 +391,8 @@ def remeasure(task: Task, opts: TrainOptions) -> Path:
     prov = meta["provenance"]  # what the evaluation newly names (a new judge) joins it; the rest stays as trained,
     evaluated = {k: v for k, v in task.provenance().items() if k.startswith("eval_")}  # but for the data measured on
     provenance = {**task.provenance(), **prov, **evaluated, "remeasured": [*prov.get("remeasured", []), record]}
-    if opts.compare_with:
-        provenance["compared_with"] = comparison_record(opts.compare_with)
+    if compared:
+        provenance["compared_with"] = compared
     dtype = getattr(torch, prov["weights_dtype"]) if "weights_dtype" in prov else None  # stored as it was
     exported = export(Path(opts.out), opts.name, model, task.architecture, model.config, provenance,
                       {**old, **measured}, meta["extra"], dtype)
