@@ -79,15 +79,16 @@ def metric_table(meta: dict) -> list[str]:
     """The held-out numbers; with `compared_with` in the provenance (`train --compare-with`), the other
     checkpoint's beside them, where both were measured on the same split."""
     metrics, other = meta["metrics"], meta["provenance"].get("compared_with")
+    plain = ["| metric | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in metrics.items()]]
     if not other:
-        return ["| metric | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in metrics.items()]]
-    same = other.get("eval_split") == meta["provenance"].get("eval_split")
-    theirs = other["metrics"] if same else {}
-    elsewhere = f", measured on another split (`{other.get('eval_split')}`) and so not shown"
-    head = (f"Beside the numbers of `{other['name']}` (SHA-256 `{str(other.get('sha256'))[:16]}…`, "
-            f"{other.get('steps')} steps, `{other.get('command')}`)" + ("" if same else elsewhere) + ":")
-    return [head, "", f"| metric | this model | `{other['name']}` |", "|---|---|---|",
-            *[f"| {k} | {v} | {theirs.get(k, '–')} |" for k, v in metrics.items()]]
+        return plain
+    named = (f"`{other['name']}` (SHA-256 `{str(other.get('sha256'))[:16]}…`, {other.get('steps')} steps, "
+             f"`{other.get('command')}`)")
+    if other.get("eval_split") != meta["provenance"].get("eval_split"):
+        return [f"Compared with {named}, measured on another split (`{other.get('eval_split')}`), so its numbers "
+                "are not shown.", "", *plain]
+    return [f"Beside the numbers of {named}:", "", f"| metric | this model | `{other['name']}` |", "|---|---|---|",
+            *[f"| {k} | {v} | {other['metrics'].get(k, '–')} |" for k, v in metrics.items()]]
 
 
 LONG_LIST = 1000  # a config list longer than this (a vocabulary) is shown by its first items and its length

@@ -238,9 +238,9 @@ class Validation:
 
 def fit(task: Task, opts: TrainOptions) -> Path | None:
     """Train `task` for opts.steps steps; rank 0 returns the exported checkpoint's path."""
+    compared = comparison_record(opts.compare_with) if opts.compare_with else {}  # a wrong name fails now
     if opts.remeasure:
-        return remeasure(task, opts)
-    compared = comparison_record(opts.compare_with) if opts.compare_with else None  # a wrong name fails now
+        return remeasure(task, opts, compared)
     device = resolve_device(opts.device)
     ddp = setup_distributed(device)
     if device.type == "cuda" and ddp.world > 1:
@@ -368,7 +368,7 @@ def comparison_record(name_or_path: str) -> dict:
             "command": prov.get("command"), "eval_split": prov.get("eval_split"), "metrics": meta["metrics"]}
 
 
-def remeasure(task: Task, opts: TrainOptions) -> Path:
+def remeasure(task: Task, opts: TrainOptions, compared: dict) -> Path:
     """A shipped checkpoint's held-out evaluation re-run with this command's data and judges (a new judge,
     a new metric) and exported under opts.name: weights, config and training provenance unchanged, every
     number it had kept unless re-measured, and provenance saying what was re-measured, when and how."""
@@ -376,7 +376,6 @@ def remeasure(task: Task, opts: TrainOptions) -> Path:
 
     device = resolve_device(opts.device)
     model = load(opts.remeasure, device, expect=task.architecture)
-    compared = comparison_record(opts.compare_with) if opts.compare_with else None
     meta = model.metadata
     console = Console(stderr=True, quiet=opts.quiet)
     console.print(f"re-measuring {meta['name']} on held-out data…")
@@ -388,11 +387,10 @@ def remeasure(task: Task, opts: TrainOptions) -> Path:
               "from_sha256": model.sha256, "torch": torch.__version__, "device": device.type,
               "added": sorted(set(measured) - set(old)), "changed": changed,
               "before": {k: old[k] for k in changed}}
-    prov = meta["provenance"]  # what the evaluation newly names (a new judge) joins it; the rest stays as trained,
-    evaluated = {k: v for k, v in task.provenance().items() if k.startswith("eval_")}  # but for the data measured on
-    provenance = {**task.provenance(), **prov, **evaluated, "remeasured": [*prov.get("remeasured", []), record]}
-    if compared:
-        provenance["compared_with"] = compared
+    prov, now = meta["provenance"], task.provenance()  # what the evaluation newly names (a new judge) joins it;
+    evaluated = {k: v for k, v in now.items() if k.startswith("eval_")}  # the rest stays as trained, but the split
+    provenance = {**now, **prov, **evaluated, "remeasured": [*prov.get("remeasured", []), record],
+                  **({"compared_with": compared} if compared else {})}
     dtype = getattr(torch, prov["weights_dtype"]) if "weights_dtype" in prov else None  # stored as it was
     exported = export(Path(opts.out), opts.name, model, task.architecture, model.config, provenance,
                       {**old, **measured}, meta["extra"], dtype)

@@ -59,10 +59,9 @@ def train_fader(
     from .model import FaderConfig
     from .task import FaderTask
 
-    if critic_kind not in CRITIC_KINDS:
-        raise usage(f"'{critic_kind}' is not one of {', '.join(CRITIC_KINDS)}", "--critic-kind")
-    if upsample not in UPSAMPLERS:
-        raise usage(f"'{upsample}' is not one of {', '.join(UPSAMPLERS)}", "--upsample")
+    for value, allowed, option in ((critic_kind, CRITIC_KINDS, "--critic-kind"), (upsample, UPSAMPLERS, "--upsample")):
+        if value not in allowed:
+            raise usage(f"one of {', '.join(allowed)}, not '{value}'", option)
     try:
         sizes = [int(w) for w in widths.split(",")]
     except ValueError:

@@ -87,6 +87,9 @@ class FaderNetwork(nn.Module):
         self.config = c = config
         if c.image_size % 2 ** len(c.widths):
             raise ValueError("image_size must be divisible by 2**len(widths)")
+        for key, value, allowed in (("upsample", c.upsample, UPSAMPLERS), ("critic_kind", c.critic_kind, CRITIC_KINDS)):
+            if value not in allowed:
+                raise ValueError(f"{key} must be one of {', '.join(allowed)}, not {value!r}")
         count = len(c.attributes)
         layers, cin = [], c.channels
         for i, width in enumerate(c.widths):
@@ -95,8 +98,6 @@ class FaderNetwork(nn.Module):
         self.encoder = nn.Sequential(*layers)
         outs = list(reversed(c.widths[:-1])) + [c.channels]
         self.decoder = nn.ModuleList()
-        if c.upsample not in UPSAMPLERS:
-            raise ValueError(f"upsample must be one of {UPSAMPLERS}")
         for i, width in enumerate(outs):
             last = i == len(outs) - 1
             double = (nn.ConvTranspose2d(cin + 2 * count, width, 4, 2, 1),) if c.upsample == "transposed" else (
@@ -108,8 +109,6 @@ class FaderNetwork(nn.Module):
                                            nn.LeakyReLU(0.2), nn.Dropout(c.discriminator_dropout),
                                            nn.Linear(c.discriminator_hidden, count))
         self.reader = Classifier(ClassifierConfig(c.channels, c.reader_width, list(c.attributes), multilabel=True))
-        if c.critic_kind not in CRITIC_KINDS:
-            raise ValueError(f"critic_kind must be one of {CRITIC_KINDS}")
         if c.critic_weight:
             w = c.critic_width
             seen = c.channels + (2 * count if c.critic_kind == "matching" else 0)
@@ -170,8 +169,7 @@ class FaderNetwork(nn.Module):
             out["guided"] = self.reader_logits(edited, frozen)
             self.reader.train(self.training)
         if self.config.critic_weight:
-            out.update(self.critic_outputs(images, labels, edited, targets) if self.config.critic_kind == "matching"
-                       else self.realism_outputs(images, out["recon"], edited))
+            out.update(self.critic_outputs(images, labels, out["recon"], edited, targets))
         if self.training:
             self.steps_trained += 1
         return out
@@ -184,26 +182,26 @@ class FaderNetwork(nn.Module):
             x = torch.cat([x, attribute_maps(alphas.to(images.dtype), *images.shape[-2:])], 1)
         return self.critic(x) if weights is None else functional_call(self.critic, weights, (x,))
 
-    def critic_outputs(self, images, labels, edited, targets) -> dict:
-        """The critic learns real faces with their attributes (1) against real faces with flipped attributes
-        and faces decoded at random attributes (0: matching-aware, so that it checks the attributes too);
-        the decoder is rewarded when the frozen critic takes its edits (`edited`, at `targets`) for real."""
+    def critic_outputs(self, images, labels, recon, edited, targets) -> dict:
+        """The critic's verdicts for its own loss (real faces 1, fakes 0) and the frozen critic's on the decoded
+        faces (`critic_fooled`: the decoder is rewarded when they pass for real). A matching critic sees the
+        attributes: its fakes are faces decoded at random attributes (`edited`, at `targets`) and real faces
+        with flipped attributes (`critic_mismatched`), so that it checks the attributes too. A realism critic
+        sees faces only: its fakes are the reconstructions and the edits, whatever the attributes."""
         n = len(images)
-        judged = self.critic_logits(torch.cat([images, images, edited.detach()]),
-                                    torch.cat([labels, 1 - labels, targets]))  # one pass for the critic's own loss
+        if self.config.critic_kind == "matching":
+            fakes, fake_alphas = edited, targets
+            seen, alphas = torch.cat([images, images, edited.detach()]), torch.cat([labels, 1 - labels, targets])
+        else:
+            fakes, fake_alphas = torch.cat([recon, edited]), None
+            seen, alphas = torch.cat([images, fakes.detach()]), None
+        judged = self.critic_logits(seen, alphas)  # one pass for the critic's own loss
         frozen = {name: p.detach() for name, p in self.critic.named_parameters()}
-        return {"critic_real": judged[:n], "critic_mismatched": judged[n:2 * n], "critic_fake": judged[2 * n:],
-                "critic_fooled": self.critic_logits(edited, targets, frozen)}
-
-    def realism_outputs(self, images, recon, edited) -> dict:
-        """The critic learns real faces (1) against reconstructions and edits (0), seeing no attributes; the
-        decoder is rewarded when the frozen critic takes both for real: realism, whatever the attributes."""
-        n = len(images)
-        decoded = torch.cat([recon, edited])
-        judged = self.critic_logits(torch.cat([images, decoded.detach()]))
-        frozen = {name: p.detach() for name, p in self.critic.named_parameters()}
-        return {"critic_real": judged[:n], "critic_fake": judged[n:],
-                "critic_fooled": self.critic_logits(decoded, None, frozen)}
+        out = {"critic_real": judged[:n], "critic_fake": judged[len(judged) - len(fakes):],
+               "critic_fooled": self.critic_logits(fakes, fake_alphas, frozen)}
+        if self.config.critic_kind == "matching":
+            out["critic_mismatched"] = judged[n:2 * n]
+        return out
 
     # --- editing -------------------------------------------------------------------------------------
     def attribute_index(self, name: str) -> int:

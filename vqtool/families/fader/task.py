@@ -16,6 +16,12 @@ SLIDER_POINTS = [-0.5, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5]  # alphas at which the ca
 PROBE_CS = [0.001, 0.01, 0.1, 1.0]  # the probe's inverse regularisation, chosen on the training faces
 
 
+CRITIC_SUMMARY = {"matching": "conditional patch critic judged faces decoded at random attributes against real faces "
+                               "that have them",
+                  "realism": "patch critic judged reconstructions and faces decoded at random attributes against "
+                             "real faces, without seeing attributes"}
+
+
 class FaderTask(TaskBase):
     """Reconstruction (MSE on [-1, 1] pixels, as in the paper) + lambda_E x the encoder's adversarial loss
     (the discriminator should read the flipped attributes) + the discriminator's and the reader's own
@@ -89,12 +95,6 @@ class FaderTask(TaskBase):
                 f"extrapolation allowed in {c.alpha_range[0]}..{c.alpha_range[1]}."
                 + (f" In training a {CRITIC_SUMMARY[c.critic_kind]} (weight {c.critic_weight})."
                    if c.critic_weight else "")}
-
-
-CRITIC_SUMMARY = {"matching": "conditional patch critic judged faces decoded at random attributes against real faces "
-                               "that have them",
-                  "realism": "patch critic judged reconstructions and faces decoded at random attributes against "
-                             "real faces, without seeing attributes"}
 
 
 class FeatureProbe:
