@@ -179,7 +179,12 @@ def test_independent_judges_see_identity_and_level(monkeypatch):
     a = [synthetic_voice(1.5, 110, seed=s) * 0.3 for s in range(3)]
     b = [synthetic_voice(1.5, 240, seed=s + 7) * 0.3 for s in range(3)]
     quieter = [w * 0.1 for w in a]  # -20 dB
-    m = independent_metrics(a, a, b, b, a, quieter, np.arange(3), a, a)
+    unseen = [b[0], b[1], a[2]]  # unseen pairs: clip i in the voice of clip partner[i]
+    partner = np.array([2, 2, 0])
+    m = independent_metrics(a, a, unseen, unseen, a, quieter, np.arange(3), a, a,
+                            unseen_pairs=(partner, [unseen[p] for p in partner]))  # a perfect conversion
+    assert m["resemblyzer_zero_shot_unseen_pairs_closer_to_reference"] == 1
+    assert m["resemblyzer_zero_shot_unseen_pairs_cos_to_reference"] > 0.99
     assert m["resemblyzer_reconstruction_cos_seen"] > 0.99 and m["stoi_reconstructions_seen"] > 0.99
     assert m["loudness_gap_lu_reconstructions"] == 0 and m["loudness_change_lu_zero_shot"] == pytest.approx(-20, abs=0.1)
     assert m["resemblyzer_zero_shot_cos_to_source"] > 0.99  # a quieter copy of the source is still the source
@@ -335,6 +340,72 @@ def test_codes_of_the_model_before_the_vocoder_decode_with_it(tmp_path, tiny_spe
         assert sf.info(out).frames == 24000
     wrong = run_cli("decode", codes, "-m", tiny_vocoder, "--vocoder", "nope", "-o", tmp_path / "z.wav")
     assert wrong.returncode == 2 and not (tmp_path / "z.wav").exists()
+
+
+# --- voices nobody recorded: frequency warp and decoder fine-tuning -------------------------------------
+@settings(max_examples=30, deadline=None)
+@given(st.integers(8, 60), st.floats(0.7, 1.4))
+def test_warp_moves_a_harmonic_by_the_factor(peak, factor):
+    from vqtool.audio import warp_frequency
+
+    spectrum = torch.zeros(1, 257, 3)
+    spectrum[0, peak] = 1.0
+    warped = warp_frequency(spectrum, torch.tensor([factor]))
+    assert abs(float(warped[0, :, 1].argmax()) - peak / factor) <= 1.0  # a factor below 1 raises the voice
+    assert torch.equal(warp_frequency(spectrum, torch.tensor([1.0])), spectrum)
+
+
+def test_voice_warp_gives_half_the_crops_a_scaled_voice_and_its_embedding(tiny_speech, voice_folder):
+    from vqtool.data.speech import list_clips, load_waves
+    from vqtool.families.speech.task import WARP_STEPS, SpeechTask
+
+    base = load(str(tiny_speech), "cpu")
+    clips = list_clips(voice_folder)
+    task = SpeechTask(base.config, clips, load_waves(clips), base.speaker_encoder, voice_warp=1.3)
+    assert len(task.pool) == WARP_STEPS and float(task.factors[task.unwarped]) == pytest.approx(1.0)
+    assert task.factors.min() == pytest.approx(1 / 1.3) and task.factors.max() == pytest.approx(1.3)
+    unwarped = base.speaker_encoder.embed(load_waves(clips[:1]))[0]
+    owner = base.config.speakers.index(clips[0].speaker)
+    assert torch.allclose(task.pool[task.unwarped][owner][0], unwarped, atol=1e-5)
+    assert not torch.allclose(task.pool[0][owner][0], unwarped, atol=1e-2)  # a warped voice embeds elsewhere
+    warps = torch.cat([task.batch(torch.arange(4), "cpu", torch.Generator().manual_seed(i))[2] for i in range(50)])
+    assert 0.4 < float((warps == 1).float().mean()) < 0.75 and set(warps.tolist()) <= set(task.factors.tolist())
+    loss, logs = task.loss(task.build(), task.batch(torch.arange(4), "cpu", torch.Generator().manual_seed(0)), None)
+    assert torch.isfinite(loss) and "log_l1" in logs
+
+
+def test_decoder_fine_tune_keeps_codes_voices_and_code_files(tmp_path, tiny_speech, tiny_vocoder, voice_folder):
+    out = tmp_path / "warped"
+    result = run_cli("train", "speech", "--data", voice_folder, "--from-model", tiny_vocoder, "--voice-warp", "1.3",
+                     "--name", "talk-warp", "--out", out, "--steps", "12", "--batch-size", "4", "--quiet")
+    assert result.returncode == 0, result.stderr.decode()
+    base, tuned = load(str(tiny_vocoder), "cpu"), load(str(out / "talk-warp.safetensors"), "cpu")
+    before, after = base.state_dict(), tuned.state_dict()
+    changed = {name.split(".")[0] for name in before if not torch.equal(before[name], after[name])}
+    assert changed and changed <= {"pre", "blocks", "head"}  # encoder, codebook, voices, vocoder head kept
+    wave = read_audio(str(voice_folder / "low" / "2.wav"))[0]
+    assert torch.equal(base.encode(wave), tuned.encode(wave))
+    prov = tuned.metadata["provenance"]
+    assert prov["decoder_of"]["sha256"] == base.sha256 and base.sha256 in prov["codes_of"] and prov["voice_warp"] == 1.3
+    assert "only the decoder was trained" in (out / "talk-warp.md").read_text()
+    codes = tmp_path / "a.vqc"  # a code file of the model before decodes with the fine-tuned one
+    assert run_cli("encode", voice_folder / "low" / "1.wav", "-m", tiny_vocoder, "-o", codes).returncode == 0
+    decoded = run_cli("decode", codes, "-m", out / "talk-warp.safetensors", "-o", tmp_path / "a.wav")
+    assert decoded.returncode == 0 and sf.info(tmp_path / "a.wav").frames == 24000, decoded.stderr.decode()
+
+
+def test_decoder_fine_tune_refuses_another_encoder_or_other_speakers(tmp_path, tiny_speech, voice_folder):
+    both = run_cli("train", "speech", "--data", voice_folder, "--from-model", tiny_speech, "--speaker-encoder",
+                   tiny_speech, "--steps", "1", "--out", tmp_path / "a")
+    assert both.returncode == 2 and b"--from-model keeps" in both.stderr
+    other = tmp_path / "others"
+    (other / "solo").mkdir(parents=True)
+    for i in range(3):
+        sf.write(other / "solo" / f"{i}.wav", synthetic_voice(1.5, 150.0, seed=i), 16000)
+    wrong = run_cli("train", "speech", "--data", other, "--from-model", tiny_speech, "--steps", "1",
+                    "--out", tmp_path / "b")
+    assert wrong.returncode == 2 and b"differ from the voices" in wrong.stderr and b"Traceback" not in wrong.stderr
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
 def test_chunked_vocoder_output_matches_whole_file(tiny_vocoder, monkeypatch):

@@ -314,3 +314,18 @@ class Spectral(torch.nn.Module):
             previous = rebuilt
             phase = accelerated / accelerated.abs().clamp_min(1e-8)
         return torch.istft(magnitude * phase, self.n_fft, self.hop, window=self.window, length=length)
+
+
+def warp_frequency(features: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """Vocal tract length perturbation: stretch each clip's frequency axis (N, bands, frames; mel or
+    linear bands) by its factor (band i takes the value at i * factor, linearly interpolated; a factor
+    below 1 raises pitch and formants). It makes a classifier less tied to the few voices it was
+    trained on, and gives the speech decoder voices nobody recorded."""
+    bands = features.shape[1]
+    position = (torch.arange(bands, device=features.device)[None] * factors.to(features.device)[:, None]
+                ).clamp(0, bands - 1)  # (N, bands)
+    low = position.floor().long()
+    high = (low + 1).clamp_max(bands - 1)
+    weight = (position - low)[..., None]
+    take = lambda index: features.gather(1, index[..., None].expand(-1, -1, features.shape[2]))  # noqa: E731
+    return take(low) * (1 - weight) + take(high) * weight

@@ -131,11 +131,12 @@ class AudioClassifier(nn.Module):
         return self.config.scale * self.embed_features(features, lengths) @ F.normalize(self.weight, dim=1).t()
 
     @torch.no_grad()
-    def embed(self, waves: list[np.ndarray]) -> torch.Tensor:
-        """16 kHz waveforms -> (N, E) unit embeddings, one clip at a time (lengths differ). Clips under
+    def embed(self, waves: list[np.ndarray], warp: float = 1.0) -> torch.Tensor:
+        """16 kHz waveforms -> (N, E) unit embeddings, one clip at a time (lengths differ); with `warp`, of
+        the voices with frequencies scaled by 1 / warp (data.speech.log_mels). Clips under
         MIN_EMBED_SAMPLES are padded with silence: the convolutions need a few frames."""
         waves = [np.pad(w, (0, max(0, MIN_EMBED_SAMPLES - len(w)))) for w in waves]
-        return torch.cat([self.embed_features(f[None]) for f in log_mels(waves, self.spectral)]).cpu()
+        return torch.cat([self.embed_features(f[None]) for f in log_mels(waves, self.spectral, warp)]).cpu()
 
     @torch.no_grad()
     def predict(self, waves: list[np.ndarray]) -> np.ndarray:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..audio import AUDIO_SUFFIXES, Spectral, read_audio
+from ..audio import AUDIO_SUFFIXES, Spectral, read_audio, warp_frequency
 from ..errors import VqtoolError
 
 
@@ -76,11 +76,13 @@ def load_waves(clips: list[Clip]) -> list[np.ndarray]:
 
 
 @torch.no_grad()
-def log_mels(waves: list[np.ndarray], spectral: Spectral) -> list[torch.Tensor]:
-    """(mels, frames) log-mel features for each clip, frames = samples // hop, on spectral's device."""
+def log_mels(waves: list[np.ndarray], spectral: Spectral, warp: float = 1.0) -> list[torch.Tensor]:
+    """(mels, frames) log-mel features for each clip, frames = samples // hop, on spectral's device; with
+    `warp` != 1, of the voice with its frequencies scaled by 1 / warp (audio.warp_frequency)."""
     out = []
     for wave in waves:
-        magnitude = spectral.magnitude(torch.from_numpy(wave)[None].to(spectral.window.device))[0]
+        magnitude = spectral.magnitude(torch.from_numpy(wave)[None].to(spectral.window.device))
+        magnitude = (magnitude if warp == 1.0 else warp_frequency(magnitude, torch.tensor([warp])))[0]
         out.append(spectral.log_mel(magnitude)[:, : len(wave) // spectral.hop].contiguous())
     return out
 

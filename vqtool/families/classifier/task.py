@@ -7,7 +7,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vqtool.audio import Spectral
+from vqtool.audio import Spectral, warp_frequency
 from vqtool.classifiers import AudioClassifier, AudioClassifierConfig, Classifier, ClassifierConfig
 from vqtool.data.speech import crop_batch, log_mels
 from vqtool.training import TaskBase
@@ -67,19 +67,6 @@ class ClassifierTask(TaskBase):
         return {"task": "classifier", "summary": f"Classifies {self.config.channels}-channel images into "
                 f"{len(self.config.classes)} classes ({', '.join(self.config.classes)}); vqtool uses it to "
                 "measure how recognisable generated samples are."}
-
-
-def warp_frequency(features: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
-    """Vocal tract length perturbation: stretch each clip's mel axis by its factor (band i takes the
-    value at i * factor, linearly interpolated), which makes a classifier less tied to the few
-    voices it was trained on."""
-    bands = features.shape[1]
-    position = (torch.arange(bands)[None] * factors[:, None]).clamp(0, bands - 1)  # (N, bands)
-    low = position.floor().long()
-    high = (low + 1).clamp_max(bands - 1)
-    weight = (position - low)[..., None]
-    take = lambda index: features.gather(1, index[..., None].expand(-1, -1, features.shape[2]))  # noqa: E731
-    return take(low) * (1 - weight) + take(high) * weight
 
 
 def equal_error_rate(embeddings: torch.Tensor, speakers: list[str]) -> float:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vqtool.cards import CardText
+from vqtool.cards import CardText, metric_table
 
 CARDS = {
     "speech": CardText(
@@ -42,7 +42,12 @@ CARDS = {
             "`resemblyzer_*` use Resemblyzer's pretrained speaker encoder (cosine similarity of its utterance "
             "embeddings): the zero-shot numbers as above (targets: closer to the reference for ≥ 0.8, cosine to "
             "the reference ≥ 0.75) and `resemblyzer_reconstruction_cos_seen` / `_unseen`, output against input "
-            "(target ≥ 0.8 for unseen voices); `resemblyzer_conversion_fsdd_*`: the conversions to another FSDD "
+            "(target ≥ 0.8 for unseen voices); `resemblyzer_zero_shot_unseen_pairs_*`: zero-shot between unseen "
+            "voices, each speechocean test sentence converted to the voice of a clip of another unseen speaker "
+            "(both sides unseen and read sentences, as the targets mean; from FSDD's digits Resemblyzer keeps "
+            "finding the source: they are short, band-limited to 4 kHz and of training speakers, and even the "
+            "source itself warped in frequency by up to ±60% stays nearer to it than to the reference); "
+            "`resemblyzer_conversion_fsdd_*`: the conversions to another FSDD "
             "voice against the centroids of the FSDD test clips' embeddings (one per speaker): the share closer to "
             "the target's centroid than to the source's, and the mean cosines (real clips to their own speaker's: "
             "`resemblyzer_originals_fsdd_cos_to_own_speaker`). `stoi_*`: short-time objective intelligibility (0-1) of the "
@@ -95,7 +100,12 @@ def provenance_lines(prov: dict) -> list[str]:
                "beside these; `--vocoder griffin-lim` still decodes its way."
                + (f" That checkpoint was trained for {prov['vocoder_of']['steps']} steps, "
                   f"{prov['vocoder_of'].get('train_seconds')} s: `{prov['vocoder_of'].get('command')}`."
-                  if prov["vocoder_of"].get("steps") else "")] if prov.get("vocoder_of") else []), ""]
+                  if prov["vocoder_of"].get("steps") else "")] if prov.get("vocoder_of") else []),
+            *([f"Encoder, codebook, voices and vocoder head are those of `{prov['decoder_of'].get('name')}` "
+               f"(SHA-256 `{str(prov['decoder_of'].get('sha256'))[:16]}…`): the codes of a recording are the same and "
+               "its code files decode with this checkpoint; only the decoder was trained (`vqtool train speech "
+               f"--from-model`), with voice warp {prov.get('voice_warp', 1.0):g}."] if prov.get("decoder_of") else []),
+            ""]
 
 
 def evaluation_lines(meta: dict) -> list[str]:
@@ -103,7 +113,7 @@ def evaluation_lines(meta: dict) -> list[str]:
     checkpoint's numbers (Griffin-Lim, the same test clips and judges) beside each."""
     metrics, before = meta["metrics"], meta["provenance"].get("vocoder_of")
     if not before:
-        return ["| metric | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in metrics.items()]]
+        return metric_table(meta)  # with `train --compare-with`, the other checkpoint's numbers beside
     old = before.get("metrics", {})
     return [f"| metric | this checkpoint ({meta['config'].get('vocoder_blocks')} ConvNeXt blocks, width "
             f"{meta['config'].get('vocoder_width')}) | `{before.get('name')}` before it (Griffin-Lim) |", "|---|---|---|",

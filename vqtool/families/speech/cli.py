@@ -32,6 +32,12 @@ def train_speech(
     embedding_dim: int = typer.Option(64, "--embedding-dim"),
     griffin_lim_iterations: int = typer.Option(16, "--griffin-lim-iterations", min=1,
                                                help="Phase-reconstruction iterations when decoding (speed/quality)."),
+    voice_warp: float = typer.Option(1.0, "--voice-warp", min=1.0, max=2.0, help="Teach the decoder voices "
+                                     "nobody recorded: half the crops' targets get their frequencies scaled by a random "
+                                     "factor from 1/W to W (pitch and formants together), the voice embedding alike (1: off)."),
+    from_model: Optional[str] = typer.Option(None, "--from-model", help="Fine-tune only the decoder of this "
+                                             "trained speech model: its encoder, codebook, voices and vocoder "
+                                             "head stay, so its code files still decode."),
     models_dir: Optional[Path] = ModelsDirOpt,
     *, train,
 ):
@@ -47,22 +53,40 @@ def train_speech(
     from .model import SpeechConfig
     from .task import SpeechTask
 
-    if speaker_encoder is None and not train.remeasure:
+    if from_model and speaker_encoder:
+        raise usage("--from-model keeps that model's speaker encoder; leave out --speaker-encoder", "--speaker-encoder")
+    if speaker_encoder is None and not from_model and not train.remeasure:
         raise usage("training needs the voice embedding: --speaker-encoder CLASSIFIER", "--speaker-encoder")
+    base = load(from_model, "cpu", models_dir, expect=ARCHITECTURE).eval() if from_model else None
     encoder = load(speaker_encoder, "cpu", models_dir, expect=AUDIO_CLASSIFIER) if speaker_encoder else None
     clips, test = split_clips(data)
     speakers = speakers_of(clips)
+    if base is not None and speakers != base.config.speakers:
+        raise usage(f"the training speakers differ from the voices of {base.name}: give the data it was trained on",
+                    "--data")
     evaluation, judged = _evaluation(test, speakers, speaker_judge, digit_judge, eval_clips, independent, train.seed,
                                      models_dir)
-    config = SpeechConfig(hidden=hidden, num_codes=num_codes, embedding_dim=embedding_dim, speakers=speakers,
-                          griffin_lim_iterations=griffin_lim_iterations,
-                          speaker_encoder={**encoder.metadata["config"]} if encoder else {})
+    config = base.config if base is not None else SpeechConfig(
+        hidden=hidden, num_codes=num_codes, embedding_dim=embedding_dim, speakers=speakers,
+        griffin_lim_iterations=griffin_lim_iterations, speaker_encoder={**encoder.metadata["config"]} if encoder else {})
     if not train.quiet:
-        console.print(f"{len(clips)} training clips from {len(speakers)} speakers")
-    info = {**provenance(data, clips),
-            **({"speaker_encoder": {"name": encoder.name, "sha256": encoder.sha256}} if encoder else {}), **judged}
-    task = SpeechTask(config, clips, load_waves(clips) if encoder else [], encoder, evaluation, info)
+        console.print(f"{len(clips)} training clips from {len(speakers)} speakers"
+                      + (f"; decoder of {base.name}" if base is not None else ""))
+    info = {**provenance(data, clips), **judged, **({"voice_warp": voice_warp} if voice_warp != 1.0 else {}),
+            **({"speaker_encoder": {"name": encoder.name, "sha256": encoder.sha256}} if encoder else {}),
+            **(_decoder_of(base) if base is not None else {})}
+    task = SpeechTask(config, clips, load_waves(clips) if (encoder or base) else [],
+                      base.speaker_encoder if base is not None else encoder, evaluation, info, voice_warp, base)
     fit(task, train.options())
+
+
+def _decoder_of(base) -> dict:
+    """What a decoder fine-tune records of the model it started from (and keeps the codes of)."""
+    prov = base.metadata["provenance"]
+    return {**{k: prov[k] for k in ("speaker_encoder",) if k in prov},
+            "decoder_of": {"name": base.name, "sha256": base.sha256,
+                           **{k: prov.get(k) for k in ("steps", "train_seconds", "command")}},
+            "codes_of": _same_codes(base)}
 
 
 def _evaluation(test: list, speakers: list[str], speaker_judge, digit_judge, eval_clips: int, independent: bool,

@@ -108,6 +108,7 @@ class SpeechVQVAE(nn.Module):
         self.head = nn.Conv1d(c.hidden, c.n_fft // 2 + 1, 1)
         self.vocoder = Vocoder(c.n_fft // 2 + 1, c.vocoder_width, c.vocoder_blocks) if c.vocoder_width else None
         self.vocoding = "neural" if self.vocoder is not None else "griffin-lim"
+        self.codes_frozen = False  # set when fine-tuning the decoder of a trained model (task.DECODER_PARTS)
 
     def use_vocoder(self, name: str) -> None:
         """Turn log-magnitudes into waves with the neural vocoder head or with Griffin-Lim (for comparison)."""
@@ -121,6 +122,8 @@ class SpeechVQVAE(nn.Module):
     def train(self, mode: bool = True):
         super().train(mode)
         self.speaker_encoder.eval()  # frozen, batch norm statistics included
+        if self.codes_frozen:  # only the decoder trains: no codebook updates or restarts
+            self.quantizer.eval()
         return self
 
     @property

@@ -6,6 +6,14 @@ the same speaker, so it learns to follow any embedding in that space (what zero-
 feeds it), not a lookup table. Loss: L1 on log-magnitude plus spectral convergence, plus the VQ
 commitment term; the codebook learns by EMA.
 
+With `voice_warp` (w > 1), half the crops take a random factor of a 9-step log grid from 1/w to w (so
+about 4 in 9 get a voice nobody recorded): the target spectrum is scaled in frequency by it (pitch and
+formants together) while the encoder still hears the crop as recorded, and the voice is the embedding
+of another clip of the speaker scaled the same way. The codes then carry the source's pitch and formants, but the output's must come from
+the voice embedding: the shortcut that kept the source's voice in zero-shot conversion is closed.
+With a `base` model only its decoder trains (encoder, codebook, voices and vocoder head kept), so
+the codes of a recording, and its code files, stay the same.
+
 Evaluation (test data only): reconstruction distance on the FSDD test split (training speakers)
 and on speechocean's test speakers (never seen); voice conversion judged by two separately trained
 classifiers (speaker and digit); zero-shot similarity by the speaker judge's embedding.
@@ -20,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vqtool.audio import Spectral, loudness
+from vqtool.audio import Spectral, loudness, warp_frequency
 from vqtool.classifiers import AudioClassifier
 from vqtool.data.speech import Clip, load_waves, log_mels
 from vqtool.training import TaskBase
@@ -29,6 +37,15 @@ from .model import SpeechConfig, SpeechVQVAE
 from .vocoder import phase_losses
 
 CROP_SAMPLES = 20_480  # 1.28 s, 64 codes
+WARP_STEPS = 9  # voice-warp factors on a log grid, 1 in the middle: each clip is embedded once per factor
+DECODER_PARTS = ("pre", "blocks", "head")  # what trains when a base model's decoder is fine-tuned
+
+
+def warp_factors(voice_warp: float) -> torch.Tensor:
+    """Frequency factors from 1/voice_warp to voice_warp, evenly spaced in log (just 1 without warping)."""
+    if voice_warp <= 1.0:
+        return torch.ones(1)
+    return torch.exp(torch.linspace(-math.log(voice_warp), math.log(voice_warp), WARP_STEPS))
 
 
 def cepstral_distance(reference: np.ndarray, other: np.ndarray, spectral: Spectral, coefficients: int = 24) -> float:
@@ -58,8 +75,10 @@ class SpeechTask(TaskBase):
     model_class = SpeechVQVAE
 
     def __init__(self, config: SpeechConfig, clips: list[Clip], waves: list[np.ndarray], encoder: AudioClassifier,
-                 evaluation: dict | None = None, data_info: dict | None = None):
+                 evaluation: dict | None = None, data_info: dict | None = None, voice_warp: float = 1.0,
+                 base: SpeechVQVAE | None = None):
         self.config, self.encoder, self.evaluation, self.data_info = config, encoder, evaluation or {}, data_info or {}
+        self.base, self.factors = base, warp_factors(voice_warp)
         if encoder is None:  # --remeasure: nothing is trained, so no conditioning pool
             return
         speakers = config.speakers
@@ -68,38 +87,54 @@ class SpeechTask(TaskBase):
         lengths = np.array([len(s) for s in self.streams])
         self.slots = np.maximum(1, lengths // CROP_SAMPLES)  # crops per speaker per epoch
         self.slot_owner = np.repeat(np.arange(len(speakers)), self.slots)
-        # the conditioning pool: each clip's embedding, grouped by speaker
-        embeddings = encoder.embed(waves)
+        # the conditioning pool: each clip's embedding (per warp factor), grouped by speaker
         owner = torch.tensor([speakers.index(c.speaker) for c in clips])
-        self.pool = [embeddings[owner == i] for i in range(len(speakers))]
-        self.table = F.normalize(torch.stack([p.mean(0) for p in self.pool]), dim=1)
+        self.pool = [[embeddings[owner == i] for i in range(len(speakers))]
+                     for embeddings in (encoder.embed(waves, float(f)) for f in self.factors)]
+        self.unwarped = len(self.factors) // 2
+        self.table = F.normalize(torch.stack([p.mean(0) for p in self.pool[self.unwarped]]), dim=1)
 
     def build(self) -> SpeechVQVAE:
         model = SpeechVQVAE(self.config)
-        model.speaker_encoder.load_state_dict(self.encoder.state_dict())
-        model.speaker_table.copy_(self.table)
+        if self.base is None:
+            model.speaker_encoder.load_state_dict(self.encoder.state_dict())
+            model.speaker_table.copy_(self.table)
+            return model
+        model.load_state_dict(self.base.state_dict())  # its voices, codebook and vocoder head included
+        for name, param in model.named_parameters():
+            param.requires_grad_(name.split(".")[0] in DECODER_PARTS)
+        model.codes_frozen = True
         return model
+
+    def optimizer_groups(self, model) -> list[dict]:
+        return [{"params": [p for p in model.parameters() if p.requires_grad]}]
 
     def dataset_size(self) -> int:
         return int(self.slot_owner.size)
 
     def batch(self, indices, device, generator):
-        waves, voices = [], []
+        waves, voices, warps = [], [], []
         for i in indices.tolist():
             owner = int(self.slot_owner[i])
             stream = self.streams[owner]
             start = int(torch.randint(0, max(1, len(stream) - CROP_SAMPLES), (1,), generator=generator))
             crop = stream[start:start + CROP_SAMPLES]
             waves.append(np.pad(crop, (0, CROP_SAMPLES - len(crop))))
-            pool = self.pool[owner]
+            warp = self.unwarped  # half the crops keep their voice, the others take any factor of the grid
+            if len(self.factors) > 1 and float(torch.rand(1, generator=generator)) < 0.5:
+                warp = int(torch.randint(0, len(self.factors), (1,), generator=generator))
+            pool = self.pool[warp][owner]
             voices.append(pool[int(torch.randint(0, len(pool), (1,), generator=generator))])
+            warps.append(self.factors[warp])
         wave = torch.from_numpy(np.stack(waves))
         gain = 10 ** ((torch.rand(len(waves), 1, generator=generator) * 2 - 1) * 6 / 20)
-        return (wave * gain).to(device), torch.stack(voices).to(device)
+        return (wave * gain).to(device), torch.stack(voices).to(device), torch.stack(warps).to(device)
 
     def loss(self, model, batch, generator):
-        wave, voice = batch
+        wave, voice, warp = batch
         predicted, magnitude, quant = model(wave, voice)
+        if bool((warp != 1).any()):  # the voice nobody recorded: the crop's spectrum, frequencies scaled
+            magnitude = warp_frequency(magnitude, warp)
         target = torch.log(magnitude.clamp_min(1e-5))
         l1 = (predicted - target).abs().mean()
         convergence = (torch.linalg.norm(magnitude - predicted.exp(), dim=(1, 2))
@@ -116,11 +151,19 @@ class SpeechTask(TaskBase):
 
     def card_notes(self) -> dict:
         c = self.config
+        vocoder = (f"a Vocos-style vocoder head ({c.vocoder_blocks} ConvNeXt blocks of width {c.vocoder_width}) "
+                   "predicting magnitude and phase for one inverse STFT (Griffin-Lim still selectable)"
+                   if c.vocoder_width else "Griffin-Lim")
+        warp = float(self.factors.max())
         return {"task": "speech", "summary": (
             f"Speech VQ-VAE: 16 kHz speech to {c.num_codes} codes at {16000 // c.samples_per_code} per second "
             f"({c.samples_per_code}x fewer than samples) and back in any of {len(c.speakers)} built-in voices or a "
             "voice taken from a reference clip (zero-shot). Decoder: dilated convolutions predicting the STFT "
-            "log-magnitude, then Griffin-Lim.")}
+            f"log-magnitude, then {vocoder}."
+            + (f" The decoder learned on about 4 in 9 of its crops a voice nobody recorded: the target's "
+               f"frequencies scaled by 1/{warp:g} to {warp:g} (pitch and formants together), the voice embedding "
+               "scaled alike, the encoder hearing the crop as recorded."
+               if warp > 1 else ""))}
 
 
 class VocoderTask(SpeechTask):
@@ -184,7 +227,7 @@ class VocoderTask(SpeechTask):
         return terms
 
     def loss(self, model, batch, generator):
-        wave, voice = batch
+        wave, voice, _ = batch  # unwarped: the vocoder learns real voices
         terms = self.terms(model(log_magnitude=self.predicted(wave, voice)), wave)
         loss = terms["mel_l1"] + terms["stft"] + self.phase_weight * (terms["phase"] + terms["group_delay"]
                                                                       + terms["frequency"])
@@ -198,14 +241,6 @@ class VocoderTask(SpeechTask):
                 totals[key] = totals.get(key, 0.0) + value.item() * len(wave)
         point = {key: round(value / len(self.held_waves), 5) for key, value in totals.items()}
         return {**point, "negative_mel_l1": -point["mel_l1"]}
-
-    def card_notes(self) -> dict:
-        notes = super().card_notes()
-        notes["summary"] = notes["summary"].replace(
-            "then Griffin-Lim.", f"then a Vocos-style vocoder head ({self.config.vocoder_blocks} ConvNeXt blocks of "
-            f"width {self.config.vocoder_width}) predicting magnitude and phase for one inverse STFT "
-            "(Griffin-Lim still selectable).")
-        return notes
 
 
 def evaluate_speech(model: SpeechVQVAE, fsdd_test: list[Clip], unseen_test: list[Clip], speaker_judge=None,
@@ -254,6 +289,13 @@ def evaluate_speech(model: SpeechVQVAE, fsdd_test: list[Clip], unseen_test: list
     # zero-shot: each clip to the voice of one clip of an unseen speaker
     ref_index = rng.integers(0, len(unseen_test), len(fsdd_test))
     zero_shot = [model.convert(w, model.voice_of(unseen_waves[r])) for w, r in zip(src_waves, ref_index)]
+    # zero-shot between unseen voices: each unseen clip to the voice of a clip of another unseen speaker
+    between = [[j for j, d in enumerate(unseen_test) if d.speaker != c.speaker] for c in unseen_test]
+    unseen_pairs = None
+    if independent and all(between):
+        partner = np.array([int(rng.choice(js)) for js in between])
+        unseen_pairs = (partner, [model.convert(w, model.voice_of(unseen_waves[r]))
+                                  for w, r in zip(unseen_waves, partner)])
     if independent:  # as `convert-voice --keep-level` writes them (the behaviour before level matching)
         kept_level = [model.convert(w, model.speaker_table[t].cpu(), keep_level=True) for w, t in zip(sources, targets)]
     if speaker_judge is not None:
@@ -284,7 +326,7 @@ def evaluate_speech(model: SpeechVQVAE, fsdd_test: list[Clip], unseen_test: list
     if independent:
         metrics.update(independent_metrics(
             src_waves, recon, unseen_waves, unseen_recon, vocoded, zero_shot, ref_index,
-            sources, converted, kept_level, neural_vocoded=neural, griffin_lim=griffin_lim,
+            sources, converted, kept_level, neural_vocoded=neural, griffin_lim=griffin_lim, unseen_pairs=unseen_pairs,
             fsdd=([c.speaker for c in fsdd_test], [speakers[t] for t in targets[groups["fsdd_voices"]]])))
     if digit_judge is not None:
         digits = np.array([c.digit for c in fsdd_test])
@@ -320,12 +362,13 @@ INDEPENDENT_JUDGES = ("Resemblyzer 0.1.4 VoiceEncoder (pretrained weights inside
 
 def independent_metrics(originals, recon, unseen, unseen_recon, vocoded, zero_shot, references, sources,
                         converted, kept_level=None, fsdd: tuple | None = None, neural_vocoded=None,
-                        griffin_lim: tuple | None = None) -> dict:
+                        griffin_lim: tuple | None = None, unseen_pairs: tuple | None = None) -> dict:
     """Judges nobody here trained (the `eval` extra): Resemblyzer's pretrained speaker encoder (weights in its
     wheel; cosine similarities of its utterance embeddings), ITU-R BS.1770 loudness (pyloudnorm) and STOI
     (pystoi). Every list is of 16 kHz waves; pairs are aligned; `references[i]`: the index in `unseen` of the
     clip whose voice zero-shot output i was given; `griffin_lim`: (seen, unseen) reconstructions through
-    Griffin-Lim when `recon` came through a vocoder head."""
+    Griffin-Lim when `recon` came through a vocoder head; `unseen_pairs`: (partner, outputs), output i being
+    unseen clip i in the voice of unseen clip partner[i], another speaker's."""
     import warnings
 
     from pystoi import stoi
@@ -359,6 +402,16 @@ def independent_metrics(originals, recon, unseen, unseen_recon, vocoded, zero_sh
         # pystoi gives 1e-5 to a clip with too few 384 ms frames of speech: those count as 0 in the means above
         "stoi_undefined_clips_seen": int(sum(stoi(a, a, 16000) < 1e-3 for a in originals)),
     }
+    if unseen_pairs:  # source and reference both unseen, both read sentences: the issue's pairs
+        partner, outputs = unseen_pairs
+        e_pair = embed(outputs)
+        to_ref, to_src = (e_pair * e_unseen[partner]).sum(1), (e_pair * e_unseen).sum(1)
+        metrics.update({
+            "resemblyzer_zero_shot_unseen_pairs_cos_to_reference": round(float(to_ref.mean()), 4),
+            "resemblyzer_zero_shot_unseen_pairs_cos_to_source": round(float(to_src.mean()), 4),
+            "resemblyzer_zero_shot_unseen_pairs_cos_source_to_reference": round(
+                float((e_unseen * e_unseen[partner]).sum(1).mean()), 4),
+            "resemblyzer_zero_shot_unseen_pairs_closer_to_reference": round(float((to_ref > to_src).mean()), 4)})
     if griffin_lim:
         for name, inputs, outputs in (("seen", originals, griffin_lim[0]), ("unseen", unseen, griffin_lim[1])):
             metrics[f"stoi_reconstructions_{name}_griffin_lim"] = round(float(np.mean(
