@@ -74,3 +74,20 @@ def test_vocoder_head_is_as_intelligible_as_griffin_lim(shared_data):
             scores[vocoder] = float(np.mean([stoi(w, model.convert(w, model.voice_of(w)), 16000) for w in waves]))
     assert scores["neural"] >= scores["griffin-lim"] - 0.03, scores
     assert abs(scores["neural"] - model.metadata["metrics"]["stoi_reconstructions_unseen"]) < 0.08, scores
+
+
+def test_zero_shot_between_unseen_voices_holds_by_resemblyzer(shared_data):
+    """Unseen source, unseen reference (the card's `resemblyzer_zero_shot_unseen_pairs_*`) on 16 other test clips."""
+    pytest.importorskip("resemblyzer")
+    model = load("speech", device="cpu")
+    clips = [c for c in list_clips(shared_data / "speechocean") if c.split == "test"]
+    rng = np.random.default_rng(13)
+    unseen = [clips[i] for i in rng.choice(len(clips), 16, replace=False)]
+    fsdd = [c for c in list_clips(shared_data / "fsdd") if c.split == "test"]
+    fsdd = [fsdd[i] for i in rng.choice(len(fsdd), 4, replace=False)]  # the evaluation needs two FSDD voices
+    metrics = evaluate_speech(model, fsdd, unseen, seed=13, independent=True)
+    recorded = model.metadata["metrics"]
+    pairs = "resemblyzer_zero_shot_unseen_pairs_"
+    assert metrics[pairs + "cos_to_reference"] > metrics[pairs + "cos_source_to_reference"], metrics
+    assert abs(metrics[pairs + "cos_to_reference"] - recorded[pairs + "cos_to_reference"]) < 0.06, metrics
+    assert metrics[pairs + "closer_to_reference"] >= recorded[pairs + "closer_to_reference"] - 0.3, metrics
