@@ -10,7 +10,6 @@ FSDD test digits (training speakers, 8 kHz, under a second); right: between spee
 from __future__ import annotations
 
 import argparse
-import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -42,17 +41,13 @@ def main() -> None:
 
     import vqtool
     from vqtool.data.speech import list_clips, load_waves
+    from vqtool.evaluation import speaker_embedder
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="speech")
     parser.add_argument("--pairs", type=int, default=60)
     args = parser.parse_args()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # webrtcvad imports the deprecated pkg_resources
-        from resemblyzer import VoiceEncoder, preprocess_wav
-    encoder = VoiceEncoder("cpu", verbose=False)
-    embed = lambda waves: np.stack([encoder.embed_utterance(preprocess_wav(w, source_sr=16000))  # noqa: E731
-                                    for w in waves])
+    embed = speaker_embedder()
     model = vqtool.load(args.model, device="cpu")
     rng = np.random.default_rng(0)
     fsdd = [c for c in list_clips(DATA / "fsdd") if c.split == "test"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,16 +30,12 @@ def active_mean(log_magnitude: torch.Tensor) -> torch.Tensor:
 def main() -> None:
     from vqtool.audio import Spectral, warp_frequency
     from vqtool.data.speech import list_clips, load_waves
+    from vqtool.evaluation import speaker_embedder
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=24)
     args = parser.parse_args()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # webrtcvad imports the deprecated pkg_resources
-        from resemblyzer import VoiceEncoder, preprocess_wav
-    encoder = VoiceEncoder("cpu", verbose=False)
-    embed = lambda waves: np.stack([encoder.embed_utterance(preprocess_wav(w, source_sr=16000))  # noqa: E731
-                                    for w in waves])
+    embed = speaker_embedder()
     spectral = Spectral()
     rng = np.random.default_rng(0)
     unseen = [c for c in list_clips(DATA / "speechocean") if c.split == "test"]

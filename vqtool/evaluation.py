@@ -118,3 +118,16 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     root_a = (vectors * np.sqrt(values.clip(0))) @ vectors.T  # Sa^1/2, symmetric
     cross = np.linalg.eigvalsh(root_a @ cov_b @ root_a)  # tr (Sa Sb)^1/2 = tr (Sa^1/2 Sb Sa^1/2)^1/2
     return float(mean + np.trace(cov_a) + np.trace(cov_b) - 2 * np.sqrt(cross.clip(0)).sum())
+
+
+def speaker_embedder():
+    """Resemblyzer's pretrained speaker encoder (weights inside its wheel, never trained here; the `eval`
+    extra), as a function from 16 kHz waves to unit utterance embeddings (N, 256): an independent judge of
+    whose voice an output is."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # webrtcvad imports the deprecated pkg_resources
+        from resemblyzer import VoiceEncoder, preprocess_wav
+    encoder = VoiceEncoder("cpu", verbose=False)
+    return lambda waves: np.stack([encoder.embed_utterance(preprocess_wav(w, source_sr=16000)) for w in waves])

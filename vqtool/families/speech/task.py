@@ -369,16 +369,11 @@ def independent_metrics(originals, recon, unseen, unseen_recon, vocoded, zero_sh
     clip whose voice zero-shot output i was given; `griffin_lim`: (seen, unseen) reconstructions through
     Griffin-Lim when `recon` came through a vocoder head; `unseen_pairs`: (partner, outputs), output i being
     unseen clip i in the voice of unseen clip partner[i], another speaker's."""
-    import warnings
-
     from pystoi import stoi
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # webrtcvad imports the deprecated pkg_resources
-        from resemblyzer import VoiceEncoder, preprocess_wav
 
-    voice = VoiceEncoder("cpu", verbose=False)
-    embed = lambda waves: np.stack([voice.embed_utterance(preprocess_wav(w, source_sr=16000))  # noqa: E731
-                                    for w in waves])
+    from vqtool.evaluation import speaker_embedder
+
+    embed = speaker_embedder()
 
     def level_gap(inputs, outputs):  # mean |LUFS out - LUFS in| and the mean signed gap
         gaps = np.array([loudness(b) - loudness(a) for a, b in zip(inputs, outputs)])
