@@ -32,6 +32,8 @@ def main() -> None:
     from vqtool.data.speech import list_clips, load_waves
     from vqtool.evaluation import speaker_embedder
 
+    from make_zero_shot_figure import pairs  # the same pairing as the figure (this folder)
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=24)
     args = parser.parse_args()
@@ -40,19 +42,12 @@ def main() -> None:
     rng = np.random.default_rng(0)
     unseen = [c for c in list_clips(DATA / "speechocean") if c.split == "test"]
     fsdd = [c for c in list_clips(DATA / "fsdd") if c.split == "test"]
-    speakers = sorted({c.speaker for c in unseen})
     print("| source | stand-in | nearer the reference | cosine to reference | cosine to source |")
     print("|---|---|---|---|---|")
     for kind, pool in (("FSDD digit", fsdd), ("unseen speechocean sentence", unseen)):
-        sources = [pool[i] for i in rng.choice(len(pool), args.pairs, replace=False)]
-        references, seconds = [], []
-        for source in sources:
-            speaker = str(rng.choice([s for s in speakers if s != source.speaker]))
-            own = [c for c in unseen if c.speaker == speaker]
-            first, second = rng.choice(len(own), 2, replace=False)
-            references.append(own[first])
-            seconds.append(own[second])
-        src, ref = load_waves(sources), load_waves(references)
+        triples = pairs(rng, [pool[i] for i in rng.choice(len(pool), args.pairs, replace=False)], unseen)
+        src, ref = load_waves([s for s, _, _ in triples]), load_waves([r for _, r, _ in triples])
+        seconds = [t for _, _, t in triples]
         e_src, e_ref = embed(src), embed(ref)
 
         def row(name: str, outputs: list) -> None:

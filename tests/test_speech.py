@@ -405,7 +405,10 @@ def test_decoder_fine_tune_refuses_another_encoder_or_other_speakers(tmp_path, t
     wrong = run_cli("train", "speech", "--data", other, "--from-model", tiny_speech, "--steps", "1",
                     "--out", tmp_path / "b")
     assert wrong.returncode == 2 and b"differ from the voices" in wrong.stderr and b"Traceback" not in wrong.stderr
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    vocoder = run_cli("train", "vocoder", "--speech", tiny_speech, "--data", other, "--steps", "1",
+                      "--out", tmp_path / "c")  # the same check when a vocoder head is trained onto a model
+    assert vocoder.returncode == 2 and b"differ from the voices" in vocoder.stderr
+    assert not any((tmp_path / name).exists() for name in "abc")
 
 
 def test_chunked_vocoder_output_matches_whole_file(tiny_vocoder, monkeypatch):

@@ -112,8 +112,8 @@ def evaluation_lines(meta: dict) -> list[str]:
     """The metrics table; with a vocoder head trained onto an earlier checkpoint (`vocoder_of`), that
     checkpoint's numbers (Griffin-Lim, the same test clips and judges) beside each."""
     metrics, before = meta["metrics"], meta["provenance"].get("vocoder_of")
-    if not before:
-        return metric_table(meta)  # with `train --compare-with`, the other checkpoint's numbers beside
+    if not before or meta["provenance"].get("compared_with"):  # `train --compare-with` names the one to show
+        return metric_table(meta)
     old = before.get("metrics", {})
     return [f"| metric | this checkpoint ({meta['config'].get('vocoder_blocks')} ConvNeXt blocks, width "
             f"{meta['config'].get('vocoder_width')}) | `{before.get('name')}` before it (Griffin-Lim) |", "|---|---|---|",

@@ -61,9 +61,8 @@ def train_speech(
     encoder = load(speaker_encoder, "cpu", models_dir, expect=AUDIO_CLASSIFIER) if speaker_encoder else None
     clips, test = split_clips(data)
     speakers = speakers_of(clips)
-    if base is not None and speakers != base.config.speakers:
-        raise usage(f"the training speakers differ from the voices of {base.name}: give the data it was trained on",
-                    "--data")
+    if base is not None:
+        _check_voices(base, clips)
     evaluation, judged = _evaluation(test, speakers, speaker_judge, digit_judge, eval_clips, independent, train.seed,
                                      models_dir)
     config = base.config if base is not None else SpeechConfig(
@@ -74,19 +73,30 @@ def train_speech(
                       + (f"; decoder of {base.name}" if base is not None else ""))
     info = {**provenance(data, clips), **judged, **({"voice_warp": voice_warp} if voice_warp != 1.0 else {}),
             **({"speaker_encoder": {"name": encoder.name, "sha256": encoder.sha256}} if encoder else {}),
-            **(_decoder_of(base) if base is not None else {})}
-    task = SpeechTask(config, clips, load_waves(clips) if (encoder or base) else [],
-                      base.speaker_encoder if base is not None else encoder, evaluation, info, voice_warp, base)
+            **(_built_on(base, "decoder_of") if base is not None else {})}
+    voices = base.speaker_encoder if base is not None else encoder  # None: --remeasure, nothing to condition on
+    task = SpeechTask(config, clips, load_waves(clips) if voices is not None else [], voices, evaluation, info,
+                      voice_warp, base)
     fit(task, train.options())
 
 
-def _decoder_of(base) -> dict:
-    """What a decoder fine-tune records of the model it started from (and keeps the codes of)."""
+def _built_on(base, key: str) -> dict:
+    """What a checkpoint that trains one part of `base` (its `vocoder_of` or `decoder_of`) records of it: its
+    speaker encoder, name, numbers and training, and the codes it keeps (`codes_of`)."""
     prov = base.metadata["provenance"]
     return {**{k: prov[k] for k in ("speaker_encoder",) if k in prov},
-            "decoder_of": {"name": base.name, "sha256": base.sha256,
-                           **{k: prov.get(k) for k in ("steps", "train_seconds", "command")}},
+            key: {"name": base.name, "sha256": base.sha256, "metrics": base.metadata.get("metrics", {}),
+                  **{k: prov.get(k) for k in ("steps", "train_seconds", "command")}},
             "codes_of": _same_codes(base)}
+
+
+def _check_voices(base, clips: list) -> None:
+    """Training onto a model needs the data it was trained on: a clip of each of its voices and no others."""
+    given, voices = {c.speaker for c in clips}, set(base.config.speakers)
+    if given != voices:
+        odd = sorted(given ^ voices)
+        raise usage(f"the training speakers differ from the voices of {base.name} ({len(odd)} differ: "
+                    f"{', '.join(odd[:3])}{'…' if len(odd) > 3 else ''}): give the data it was trained on", "--data")
 
 
 def _evaluation(test: list, speakers: list[str], speaker_judge, digit_judge, eval_clips: int, independent: bool,
@@ -157,22 +167,14 @@ def train_vocoder(
     base = load(speech, "cpu", models_dir, expect=ARCHITECTURE)
     clips, test = split_clips(data)
     speakers = base.config.speakers
-    unknown = sorted({c.speaker for c in clips} - set(speakers))
-    if unknown:
-        raise usage(f"{len(unknown)} training speakers are not voices of {base.name} ({', '.join(unknown[:3])}…): "
-                    "give the data it was trained on", "--data")
+    _check_voices(base, clips)
     if held >= len(clips):
         raise usage(f"{held} validation clips leave none of the {len(clips)} to train on", "--validation")
     order = np.random.default_rng(train.seed).permutation(len(clips))
     kept, back = [clips[i] for i in sorted(order[held:])], [clips[i] for i in sorted(order[:held])]
     evaluation, judged = _evaluation(test, speakers, speaker_judge, digit_judge, eval_clips, independent, train.seed,
                                      models_dir)
-    measured = base.metadata.get("metrics", {})
-    info = {**provenance(data, kept), "validation_items": held, **judged,
-            **{k: base.metadata["provenance"][k] for k in ("speaker_encoder",) if k in base.metadata["provenance"]},
-            "vocoder_of": {"name": base.name, "sha256": base.sha256, "metrics": measured,
-                           **{k: base.metadata["provenance"].get(k) for k in ("steps", "train_seconds", "command")}},
-            "codes_of": _same_codes(base)}
+    info = {**provenance(data, kept), "validation_items": held, **judged, **_built_on(base, "vocoder_of")}
     if not train.quiet:
         console.print(f"{len(kept)} training clips, {held} held back; vocoder for {base.name}")
     task = VocoderTask(base, width, blocks, kept, load_waves(kept), list(zip(back, load_waves(back))), evaluation,

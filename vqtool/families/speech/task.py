@@ -199,9 +199,6 @@ class VocoderTask(SpeechTask):
             param.requires_grad_(name.startswith("vocoder."))
         return model
 
-    def optimizer_groups(self, model) -> list[dict]:
-        return [{"params": [p for p in model.parameters() if p.requires_grad]}]
-
     @torch.no_grad()
     def predicted(self, wave: torch.Tensor, voice: torch.Tensor) -> torch.Tensor:
         """The frozen decoder's log-magnitude of the crops' own codes, frames + 1 (a centred STFT's)."""
@@ -289,13 +286,9 @@ def evaluate_speech(model: SpeechVQVAE, fsdd_test: list[Clip], unseen_test: list
     # zero-shot: each clip to the voice of one clip of an unseen speaker
     ref_index = rng.integers(0, len(unseen_test), len(fsdd_test))
     zero_shot = [model.convert(w, model.voice_of(unseen_waves[r])) for w, r in zip(src_waves, ref_index)]
-    # zero-shot between unseen voices: each unseen clip to the voice of a clip of another unseen speaker
-    between = [[j for j, d in enumerate(unseen_test) if d.speaker != c.speaker] for c in unseen_test]
-    unseen_pairs = None
-    if independent and all(between):
-        partner = np.array([int(rng.choice(js)) for js in between])
-        unseen_pairs = (partner, [model.convert(w, model.voice_of(unseen_waves[r]))
-                                  for w, r in zip(unseen_waves, partner)])
+    partner = other_speakers_clip(unseen_test, rng) if independent else None
+    unseen_pairs = None if partner is None else (  # each unseen clip in the voice of another unseen speaker's
+        partner, [model.convert(w, model.voice_of(unseen_waves[r])) for w, r in zip(unseen_waves, partner)])
     if independent:  # as `convert-voice --keep-level` writes them (the behaviour before level matching)
         kept_level = [model.convert(w, model.speaker_table[t].cpu(), keep_level=True) for w, t in zip(sources, targets)]
     if speaker_judge is not None:
@@ -341,6 +334,12 @@ def evaluate_speech(model: SpeechVQVAE, fsdd_test: list[Clip], unseen_test: list
         metrics["digit_accuracy_kept_ratio"] = round(float(right.mean()) / max(original, 1e-9), 4)
         metrics["digit_accuracy_zero_shot"] = round(float((digit_judge.predict(zero_shot) == digits).mean()), 4)
     return metrics
+
+
+def other_speakers_clip(clips: list[Clip], rng: np.random.Generator) -> np.ndarray | None:
+    """For each clip, the index of a random clip of another speaker (None with a single speaker)."""
+    others = [[j for j, d in enumerate(clips) if d.speaker != c.speaker] for c in clips]
+    return np.array([int(rng.choice(js)) for js in others]) if all(others) else None
 
 
 @torch.no_grad()
