@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -70,6 +70,29 @@ def test_each_player_is_trained_only_on_its_own_objective():
     assert all(p.grad is None for p in net.reader.parameters())  # the guidance trains the decoder, not the reader
     assert net.decoder[0][0].weight.grad is not None and net.reader.training
     assert int(net.steps_trained) == 3
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.floats(0.05, 3.0), st.integers(0, 2 ** 16))
+def test_a_robust_reader_trains_on_faces_attacked_within_its_radius(radius, seed):
+    torch.manual_seed(seed)
+    net = FaderNetwork(FaderConfig(attributes=["a"], channels=1, image_size=16, widths=[4, 8], reader_width=4,
+                                   reader_robustness=radius, ramp_steps=10))
+    images, labels = torch.rand(6, 1, 16, 16), torch.tensor([[0.0], [1.0]] * 3)
+    assert net.attacked(images, labels).equal(images)  # the radius ramps up from 0, like lambda_E
+    net.steps_trained.fill_(10)
+    attacked = net.attacked(images, labels)
+    assert attacked.min() >= 0 and attacked.max() <= 1 and not attacked.requires_grad
+    assert ((attacked - images).flatten(1).norm(dim=1) <= radius * (1 + 1e-4)).all()
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    with torch.no_grad():
+        net.reader.eval()
+        assert bce(net.reader_logits(attacked), labels) > bce(net.reader_logits(images), labels)
+    net.train()
+    out = net(images, labels)
+    assert all(p.grad is None for p in net.reader.parameters()) and net.reader.training  # the attack trains nothing
+    bce(out["read"], labels).backward()
+    assert net.reader.net[0].weight.grad is not None and net.encoder[0].weight.grad is None
 
 
 @pytest.mark.parametrize("kind", ["matching", "realism"])

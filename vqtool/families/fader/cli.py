@@ -39,6 +39,8 @@ def train_fader(
     disc_lr_scale: float = typer.Option(4.0, "--disc-lr-scale", help="Discriminator learning rate / the others'."),
     reader_pool: int = typer.Option(2, "--reader-pool", min=1, help="The attribute reader sees faces average-pooled "
                                     "by this factor (coarser: the guidance cannot be met by pixel texture)."),
+    reader_robustness: float = typer.Option(0.0, "--reader-robustness", min=0.0, help="L2 radius (pixels in [0, 1]) "
+                                            "of the attacks the reader learns to withstand; 0: a plain reader."),
     probe_faces: int = typer.Option(PROBE_FACES, "--probe-faces", min=0, help="Training faces the independent judge (a "
                                     "linear probe on ImageNet EfficientNet-Lite0 features) is fitted on; 0: none."),
     gray: Optional[bool] = typer.Option(None, "--gray/--colour", help="Model channels (default: as the first image)."),
@@ -80,6 +82,7 @@ def train_fader(
                          channels=faces.images.shape[-1], image_size=image_size, widths=sizes, upsample=upsample,
                          adversarial_weight=adversarial_weight, ramp_steps=ramp_steps, guidance_weight=guidance,
                          discriminator_lr_scale=disc_lr_scale, reader_pool=reader_pool, critic_weight=critic,
+                         reader_robustness=reader_robustness,
                          critic_kind=critic_kind)
     task = FaderTask(config, faces, held_out, scorer, flip, info, probe_faces if held_out is not None else 0)
     fit(task, train.options())

@@ -51,6 +51,10 @@ class FaderConfig:
     guidance_weight: float = 0.02  # the reader's loss on faces decoded at random attributes (not in the paper)
     reader_width: int = 16
     reader_pool: int = 2  # the reader sees faces average-pooled by this factor (see FaderNetwork.read)
+    # > 0: the reader learns on real faces pushed by a 3-step PGD attack within this L2 radius (pixels in [0, 1];
+    # ramped like lambda_E) to read them wrong (Madry et al., 2018): a robust reader's gradients point at
+    # features a person sees (Santurkar et al., 2019), so guidance through it is harder to satisfy with a texture
+    reader_robustness: float = 0.0
     alpha_range: list[float] = field(default_factory=lambda: [-0.5, 1.5])  # allowed at test time
     # > 0: a conditional patch critic judges decoded faces against real ones with the attributes given (not in
     # the paper): faces edited to an attribute must look like real faces that have it, which a texture does not
@@ -143,6 +147,27 @@ class FaderNetwork(nn.Module):
         pooled = F.avg_pool2d(images, self.config.reader_pool) if self.config.reader_pool > 1 else images
         return self.reader(pooled) if weights is None else functional_call(self.reader, weights, (pooled,))
 
+    def attacked(self, images: torch.Tensor, labels: torch.Tensor, steps: int = 3) -> torch.Tensor:
+        """Real faces moved, within the L2 ball of radius `reader_robustness` around each, towards the reader
+        reading them wrong (projected gradient steps of 2.5 radius / steps, as Madry et al.): what the
+        reader trains on when it is to be robust. The reader's weights receive no gradient here."""
+        radius = self.config.reader_robustness * ramp(self.config, int(self.steps_trained))
+        if not radius:
+            return images
+        frozen = {name: p.detach() for name, p in self.reader.named_parameters()}
+        delta, mode = torch.zeros_like(images), self.reader.training
+        self.reader.eval()  # batch-norm statistics stay those of the real faces
+        for _ in range(steps):
+            delta.requires_grad_(True)
+            loss = F.binary_cross_entropy_with_logits(self.reader_logits(images + delta, frozen), labels)
+            grad, = torch.autograd.grad(loss, delta)
+            step = grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12)[:, None, None, None]
+            delta = delta.detach() + 2.5 * radius / steps * step
+            delta *= (radius / delta.flatten(1).norm(dim=1).clamp_min(1e-12)).clamp(max=1)[:, None, None, None]
+            delta = (images + delta).clamp(0, 1) - images
+        self.reader.train(mode)
+        return (images + delta).detach()
+
     @torch.no_grad()
     def read(self, images: torch.Tensor) -> torch.Tensor:
         """(N, C, S, S) in [0, 1] -> (N, A) probabilities that each attribute holds (the reader)."""
@@ -153,8 +178,9 @@ class FaderNetwork(nn.Module):
         the guidance runs the reader, with detached weights, so that one optimizer step trains each player
         only on its own objective."""
         latent = self.encode(images)
+        seen = self.attacked(images, labels) if self.training and self.config.reader_robustness else images
         out = {"recon": self.decode(latent, labels), "judged": self.discriminator(latent.detach()),
-               "read": self.reader_logits(images), "ramp": ramp(self.config, int(self.steps_trained))}
+               "read": self.reader_logits(seen), "ramp": ramp(self.config, int(self.steps_trained))}
         frozen = {name: p.detach() for name, p in self.discriminator.named_parameters()}
         out["fooled"] = functional_call(self.discriminator, frozen, (latent,))
         if self.config.guidance_weight or self.config.critic_weight:  # faces decoded at random binary attributes
