@@ -10,7 +10,8 @@ from PIL import Image
 
 from vqtool.data.attributes import Attribute, attribute_splits, load_attribute_set
 from vqtool.errors import VqtoolError
-from vqtool.families.fader.model import FaderConfig, FaderNetwork, adversarial_weight, attribute_maps, face_box, paste_edit
+from vqtool.families.fader.model import (FaderConfig, FaderNetwork, adversarial_weight, attribute_maps, face_box,
+                                         paste_edit, pasted_faces)
 from vqtool.hub import load, read_metadata, sha256_file
 
 from conftest import run_cli, synthetic_face
@@ -295,6 +296,29 @@ def test_paste_helpers_feather_the_change_to_zero_at_the_border():
         face_box(40, 30, (30, 0, 20, 20), "p.jpg")
     with pytest.raises(VqtoolError, match="too small"):
         face_box(10, 10, None, "tiny.png")
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 255), st.integers(0, 255), st.integers(0, 255))
+def test_pasted_faces_add_the_edit_to_the_original_as_paste_does(original, edited, reconstructed):
+    faces = np.full((2, 16, 16, 1), original, np.uint8)
+    out = pasted_faces(faces, np.full_like(faces, edited), np.full_like(faces, reconstructed))
+    assert out.dtype == np.uint8 and out.shape == faces.shape
+    assert out[0, 8, 8, 0] == np.clip(original + edited - reconstructed, 0, 255)  # the whole change inside
+    assert abs(int(out[0, 0, 0, 0]) - original) <= abs(edited - reconstructed) / 2  # feathered at the border
+    assert pasted_faces(faces, faces, faces).tobytes() == faces.tobytes()
+    photo = paste_edit(Image.fromarray(faces[0, :, :, 0]), (0, 0, 16, 16), np.full((16, 16, 1), edited, np.uint8),
+                       np.full((16, 16, 1), reconstructed, np.uint8))
+    assert np.abs(photo[:, :, 0].astype(int) - out[0, :, :, 0]).max() <= 1  # `fade --paste` at the model's size
+
+
+def test_pasted_swaps_count_the_flipped_verdicts():
+    from vqtool.families.fader.task import pasted_swaps
+
+    truth, verdict = np.array([True, True, False, False]), np.array([False, True, True, True])
+    assert pasted_swaps("smile", truth, verdict, "probe_swap_accuracy") == {
+        "probe_swap_accuracy_smile_pasted": 0.75, "probe_swap_accuracy_smile_pasted_adding": 1.0,
+        "probe_swap_accuracy_smile_pasted_removing": 0.5}
 
 
 def test_grid_has_original_reconstruction_then_the_steps(tiny_fader, photo, tmp_path):

@@ -31,6 +31,10 @@ CARDS = {
             "`fd_reconstructions` that half's reconstructions, `fd_edited` as many faces edited to the value "
             "(from the faces without it); means over both values. `fd_edited_over_real_NAME`: their ratio "
             "(target ≤ 1.5).",
+            "`*_pasted` (`swap_accuracy_NAME_pasted`, `probe_swap_accuracy_NAME_pasted`, `fd_pasted_NAME`): the "
+            "same edits as `vqtool fade --paste` makes them, at the model's size: each real face plus the change "
+            "its edit makes to its reconstruction (feathered at the border), so the face keeps its own detail and "
+            "only the change is the model's.",
             "`slider_NAME_judge_probability`: the judge's mean probability of the attribute as its alpha takes "
             "the values `slider_NAME_alphas` (others true); `slider_NAME_monotone`: whether that mean curve never "
             "falls between alpha 0 and 1 (`..._extrapolated`: over the whole range); `slider_NAME_monotone_faces`: share of faces whose own curve never falls by more than 0.02 "

@@ -307,6 +307,19 @@ def edit_photo(net: FaderNetwork, photo, box, settings: dict[str, float], paste:
     return (paste_edit(photo, box, edited, net.to_uint8(faces[1])[0]) if paste else edited), read[0]
 
 
+def feather_mask(height: int, width: int, feather: float = 0.12) -> np.ndarray:
+    """(H, W) weights: 1 inside, falling linearly to 0 over `feather` of each side towards the border."""
+    ramp = lambda n: np.clip(np.minimum(np.arange(n) + 0.5, n - np.arange(n) - 0.5) / max(1.0, feather * n), 0, 1)  # noqa: E731
+    return ramp(height)[:, None] * ramp(width)[None, :]
+
+
+def pasted_faces(originals: np.ndarray, edited: np.ndarray, reconstructed: np.ndarray) -> np.ndarray:
+    """uint8 (N, S, S, C) faces as `fade --paste` makes them at the model's size: each original plus the change
+    its edit makes to its reconstruction, feathered at the border."""
+    change = (edited.astype(np.float32) - reconstructed.astype(np.float32)) * feather_mask(*originals.shape[1:3])[:, :, None]
+    return np.clip(np.round(originals.astype(np.float32) + change), 0, 255).astype(np.uint8)
+
+
 def paste_edit(photo, box, edited: np.ndarray, reconstructed: np.ndarray, feather: float = 0.12) -> np.ndarray:
     """Add the edit (edited - reconstructed face, upscaled to the crop) to the full-resolution photo.
 
@@ -318,9 +331,7 @@ def paste_edit(photo, box, edited: np.ndarray, reconstructed: np.ndarray, feathe
     x, y, w, h = box
     change = edited.astype(np.float32) - reconstructed.astype(np.float32)
     planes = [np.asarray(Image.fromarray(change[:, :, c]).resize((w, h), Image.BICUBIC)) for c in range(change.shape[2])]
-    change = np.stack(planes, 2)
-    ramp = lambda n: np.clip(np.minimum(np.arange(n) + 0.5, n - np.arange(n) - 0.5) / max(1.0, feather * n), 0, 1)  # noqa: E731
-    change *= (ramp(h)[:, None] * ramp(w)[None, :])[:, :, None]
+    change = np.stack(planes, 2) * feather_mask(h, w, feather)[:, :, None]
     out = np.asarray(photo.convert("RGB"), dtype=np.float32).copy()
     out[y:y + h, x:x + w] += change  # broadcasts one gray plane over RGB
     return np.clip(np.round(out), 0, 255).astype(np.uint8)

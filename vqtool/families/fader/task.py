@@ -10,7 +10,7 @@ from vqtool.evaluation import EVAL_BATCH, frechet_distance, judge_record, mse_pe
 from vqtool.training import TaskBase
 
 from . import PROBE_FACES
-from .model import FaderConfig, FaderNetwork
+from .model import FaderConfig, FaderNetwork, pasted_faces
 
 SLIDER_POINTS = [-0.5, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5]  # alphas at which the card reports the judge
 PROBE_CS = [0.001, 0.01, 0.1, 1.0]  # the probe's inverse regularisation, chosen on the training faces
@@ -143,15 +143,15 @@ class FeatureProbe:
         return np.stack([probe.predict_proba(features)[:, 1] for probe in self.probes], 1)
 
 
-def frechet_metrics(name: str, real: np.ndarray, recon: np.ndarray, edited: np.ndarray, truth: np.ndarray,
-                    seed: int = 0) -> dict:
+def frechet_metrics(name: str, real: np.ndarray, recon: np.ndarray, truth: np.ndarray, seed: int = 0,
+                    **edits: np.ndarray) -> dict:
     """FD on EfficientNet-Lite0 features (not FID: another network) of reconstructions and of edited faces
     against real faces that have the edit's target value, beside the real-against-real FD at the same sample
     sizes: for each target v, the real faces with v are halved; one half is the reference, the other the
-    baseline, and as many reconstructions of that half and edits (faces without v, flipped to v) are compared
-    with the reference. Means over v = 0 and 1."""
+    baseline, and as many reconstructions of that half and edits (faces without v, flipped to v; one kind per
+    keyword: `edited=`, `pasted=`) are compared with the reference. Means over v = 0 and 1."""
     rng = np.random.default_rng(seed)
-    scores = {"fd_real": [], "fd_reconstructions": [], "fd_edited": []}
+    scores = {"fd_real": [], "fd_reconstructions": [], **{f"fd_{kind}": [] for kind in edits}}
     for value in (False, True):
         having, lacking = np.flatnonzero(truth == value), np.flatnonzero(truth != value)
         having = rng.permutation(having)
@@ -162,11 +162,13 @@ def frechet_metrics(name: str, real: np.ndarray, recon: np.ndarray, edited: np.n
         base, flipped = base[:n], rng.permutation(lacking)[:n]
         scores["fd_real"].append(frechet_distance(real[base], real[reference]))
         scores["fd_reconstructions"].append(frechet_distance(recon[base], real[reference]))
-        scores["fd_edited"].append(frechet_distance(edited[flipped], real[reference]))
+        for kind, features in edits.items():
+            scores[f"fd_{kind}"].append(frechet_distance(features[flipped], real[reference]))
     if not scores["fd_real"]:
         return {}
     out = {f"{key}_{name}": round(float(np.mean(v)), 2) for key, v in scores.items()}
-    out[f"fd_edited_over_real_{name}"] = round(out[f"fd_edited_{name}"] / out[f"fd_real_{name}"], 3)
+    for kind in edits:
+        out[f"fd_{kind}_over_real_{name}"] = round(out[f"fd_{kind}_{name}"] / out[f"fd_real_{name}"], 3)
     return out
 
 
@@ -200,8 +202,9 @@ def evaluate_fader(model: FaderNetwork, held_out, judge=None, probe: FeatureProb
     if judge is None and probe is None:
         return metrics
     edits = [decoded(flipped(labels, i)) for i in range(len(model.attributes))]  # for both judges
+    pasted = [pasted_faces(images.numpy(), edit, recon) for edit in edits]
     if probe is not None:
-        metrics.update(probe_metrics(model, probe, images.numpy(), recon, edits, truth))
+        metrics.update(probe_metrics(model, probe, images.numpy(), recon, edits, truth, pasted))
     if judge is None:
         return metrics
     columns = [judge.config.classes.index(name) for name in model.attributes]
@@ -212,6 +215,7 @@ def evaluate_fader(model: FaderNetwork, held_out, judge=None, probe: FeatureProb
     for i, name in enumerate(model.attributes):
         metrics.update(verdict_metrics(name, truth[:, i], on_originals[:, i], on_recon[:, i],
                                        judged(edits[i])[:, i] > 0.5))
+        metrics.update(pasted_swaps(name, truth[:, i], judged(pasted[i])[:, i] > 0.5, "swap_accuracy"))
         curve = []
         for value in points:
             alphas = labels.clone()
@@ -247,16 +251,29 @@ def verdict_metrics(name: str, truth: np.ndarray, originals: np.ndarray, recon: 
             share(edited[~truth]), f"{swap}_{name}_removing": share(~edited[truth])}
 
 
+def pasted_swaps(name: str, truth: np.ndarray, edited: np.ndarray, swap: str) -> dict:
+    """Swap accuracy (all / adding / removing) of the pasted edits, as `{swap}_NAME_pasted...`."""
+    found = verdict_metrics(name, truth, truth, truth, edited, "unused", swap)
+    return {key.replace(f"{swap}_{name}", f"{swap}_{name}_pasted"): value for key, value in found.items()
+            if key.startswith(swap)}
+
+
 def probe_metrics(model: FaderNetwork, probe: FeatureProbe, originals: np.ndarray, recon: np.ndarray,
-                  edits: list[np.ndarray], truth: np.ndarray) -> dict:
+                  edits: list[np.ndarray], truth: np.ndarray, pasted: list[np.ndarray] | None = None) -> dict:
     """The independent judge's numbers (verdict_metrics) and the Fréchet distances on its features; `edits[i]`:
-    the faces with attribute i flipped, `truth`: the (N, A) true attributes."""
+    the faces with attribute i flipped, `pasted[i]`: the same edits pasted onto the originals (pasted_faces),
+    `truth`: the (N, A) true attributes."""
     real, rebuilt = probe.features(originals), probe.features(recon)
     on_real, on_recon = probe.probabilities(real) > 0.5, probe.probabilities(rebuilt) > 0.5
     metrics = {}
     for i, name in enumerate(model.attributes):
-        edited = probe.features(edits[i])
+        edited = {"edited": probe.features(edits[i])}
+        if pasted is not None:
+            edited["pasted"] = probe.features(pasted[i])
+            metrics.update(pasted_swaps(name, truth[:, i], probe.probabilities(edited["pasted"])[:, i] > 0.5,
+                                        "probe_swap_accuracy"))
         metrics.update(verdict_metrics(name, truth[:, i], on_real[:, i], on_recon[:, i],
-                                       probe.probabilities(edited)[:, i] > 0.5, "probe_accuracy", "probe_swap_accuracy"))
-        metrics.update(frechet_metrics(name, real, rebuilt, edited, truth[:, i]))
+                                       probe.probabilities(edited["edited"])[:, i] > 0.5, "probe_accuracy",
+                                       "probe_swap_accuracy"))
+        metrics.update(frechet_metrics(name, real, rebuilt, truth[:, i], **edited))
     return metrics
