@@ -331,7 +331,8 @@ def paste_edit(photo, box, edited: np.ndarray, reconstructed: np.ndarray, feathe
     x, y, w, h = box
     change = edited.astype(np.float32) - reconstructed.astype(np.float32)
     planes = [np.asarray(Image.fromarray(change[:, :, c]).resize((w, h), Image.BICUBIC)) for c in range(change.shape[2])]
-    change = np.stack(planes, 2) * feather_mask(h, w, feather)[:, :, None]
+    change = np.stack(planes, 2)
+    change *= feather_mask(h, w, feather)[:, :, None]
     out = np.asarray(photo.convert("RGB"), dtype=np.float32).copy()
     out[y:y + h, x:x + w] += change  # broadcasts one gray plane over RGB
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
