@@ -81,9 +81,8 @@ def train_fader(
     config = FaderConfig(attributes=faces.classes, rules=list(info["attributes"].values()),
                          channels=faces.images.shape[-1], image_size=image_size, widths=sizes, upsample=upsample,
                          adversarial_weight=adversarial_weight, ramp_steps=ramp_steps, guidance_weight=guidance,
-                         discriminator_lr_scale=disc_lr_scale, reader_pool=reader_pool, critic_weight=critic,
-                         reader_robustness=reader_robustness,
-                         critic_kind=critic_kind)
+                         discriminator_lr_scale=disc_lr_scale, reader_pool=reader_pool,
+                         reader_robustness=reader_robustness, critic_weight=critic, critic_kind=critic_kind)
     task = FaderTask(config, faces, held_out, scorer, flip, info, probe_faces if held_out is not None else 0)
     fit(task, train.options())
 

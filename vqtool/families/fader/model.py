@@ -316,7 +316,8 @@ def feather_mask(height: int, width: int, feather: float = 0.12) -> np.ndarray:
 def pasted_faces(originals: np.ndarray, edited: np.ndarray, reconstructed: np.ndarray) -> np.ndarray:
     """uint8 (N, S, S, C) faces as `fade --paste` makes them at the model's size: each original plus the change
     its edit makes to its reconstruction, feathered at the border."""
-    change = (edited.astype(np.float32) - reconstructed.astype(np.float32)) * feather_mask(*originals.shape[1:3])[:, :, None]
+    change = edited.astype(np.float32) - reconstructed.astype(np.float32)
+    change = change * feather_mask(*originals.shape[1:3])[:, :, None]
     return np.clip(np.round(originals.astype(np.float32) + change), 0, 255).astype(np.uint8)
 
 
