@@ -312,11 +312,11 @@ def test_pasted_faces_add_the_edit_to_the_original_as_paste_does(original, edite
     assert np.abs(photo[:, :, 0].astype(int) - out[0, :, :, 0]).max() <= 1  # `fade --paste` at the model's size
 
 
-def test_pasted_swaps_count_the_flipped_verdicts():
-    from vqtool.families.fader.task import pasted_swaps
+def test_swap_metrics_count_the_flipped_verdicts():
+    from vqtool.families.fader.task import swap_metrics
 
     truth, verdict = np.array([True, True, False, False]), np.array([False, True, True, True])
-    assert pasted_swaps("smile", truth, verdict, "probe_swap_accuracy") == {
+    assert swap_metrics("probe_swap_accuracy_smile_pasted", truth, verdict) == {
         "probe_swap_accuracy_smile_pasted": 0.75, "probe_swap_accuracy_smile_pasted_adding": 1.0,
         "probe_swap_accuracy_smile_pasted_removing": 0.5}
 

@@ -178,7 +178,7 @@ class FaderNetwork(nn.Module):
         the guidance runs the reader, with detached weights, so that one optimizer step trains each player
         only on its own objective."""
         latent = self.encode(images)
-        seen = self.attacked(images, labels) if self.training and self.config.reader_robustness else images
+        seen = self.attacked(images, labels) if self.training else images  # as they are, unless robust
         out = {"recon": self.decode(latent, labels), "judged": self.discriminator(latent.detach()),
                "read": self.reader_logits(seen), "ramp": ramp(self.config, int(self.steps_trained))}
         frozen = {name: p.detach() for name, p in self.discriminator.named_parameters()}

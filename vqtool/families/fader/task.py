@@ -215,7 +215,7 @@ def evaluate_fader(model: FaderNetwork, held_out, judge=None, probe: FeatureProb
     for i, name in enumerate(model.attributes):
         metrics.update(verdict_metrics(name, truth[:, i], on_originals[:, i], on_recon[:, i],
                                        judged(edits[i])[:, i] > 0.5))
-        metrics.update(pasted_swaps(name, truth[:, i], judged(pasted[i])[:, i] > 0.5, "swap_accuracy"))
+        metrics.update(swap_metrics(f"swap_accuracy_{name}_pasted", truth[:, i], judged(pasted[i])[:, i] > 0.5))
         curve = []
         for value in points:
             alphas = labels.clone()
@@ -244,18 +244,21 @@ def verdict_metrics(name: str, truth: np.ndarray, originals: np.ndarray, recon: 
                     accuracy: str = "judge_accuracy", swap: str = "swap_accuracy") -> dict:
     """One judge's boolean verdicts on one attribute: its accuracy on the real faces and on their
     reconstructions, and the share of edits (the attribute flipped) it reads as flipped: over all faces,
-    those without the attribute (adding it) and those with it (removing it)."""
-    share = lambda hits: round(float(hits.mean()), 4)  # noqa: E731
-    return {f"{accuracy}_{name}_originals": share(originals == truth), f"{accuracy}_{name}_reconstructions":
-            share(recon == truth), f"{swap}_{name}": share(edited != truth), f"{swap}_{name}_adding":
-            share(edited[~truth]), f"{swap}_{name}_removing": share(~edited[truth])}
+    those without the attribute (adding it) and those with it (removing it) (swap_metrics)."""
+    return {f"{accuracy}_{name}_originals": share(originals == truth),
+            f"{accuracy}_{name}_reconstructions": share(recon == truth),
+            **swap_metrics(f"{swap}_{name}", truth, edited)}
 
 
-def pasted_swaps(name: str, truth: np.ndarray, edited: np.ndarray, swap: str) -> dict:
-    """Swap accuracy (all / adding / removing) of the pasted edits, as `{swap}_NAME_pasted...`."""
-    found = verdict_metrics(name, truth, truth, truth, edited, "unused", swap)
-    return {key.replace(f"{swap}_{name}", f"{swap}_{name}_pasted"): value for key, value in found.items()
-            if key.startswith(swap)}
+def share(hits: np.ndarray) -> float:
+    return round(float(hits.mean()), 4)
+
+
+def swap_metrics(key: str, truth: np.ndarray, edited: np.ndarray) -> dict:
+    """The share of edits (the attribute flipped) read as flipped: `key` over all faces, `key_adding` over
+    those without the attribute, `key_removing` over those with it."""
+    return {key: share(edited != truth), f"{key}_adding": share(edited[~truth]),
+            f"{key}_removing": share(~edited[truth])}
 
 
 def probe_metrics(model: FaderNetwork, probe: FeatureProbe, originals: np.ndarray, recon: np.ndarray,
@@ -270,8 +273,8 @@ def probe_metrics(model: FaderNetwork, probe: FeatureProbe, originals: np.ndarra
         edited = {"edited": probe.features(edits[i])}
         if pasted is not None:
             edited["pasted"] = probe.features(pasted[i])
-            metrics.update(pasted_swaps(name, truth[:, i], probe.probabilities(edited["pasted"])[:, i] > 0.5,
-                                        "probe_swap_accuracy"))
+            metrics.update(swap_metrics(f"probe_swap_accuracy_{name}_pasted", truth[:, i],
+                                        probe.probabilities(edited["pasted"])[:, i] > 0.5))
         metrics.update(verdict_metrics(name, truth[:, i], on_real[:, i], on_recon[:, i],
                                        probe.probabilities(edited["edited"])[:, i] > 0.5, "probe_accuracy",
                                        "probe_swap_accuracy"))
