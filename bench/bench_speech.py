@@ -115,6 +115,10 @@ def speed(model, wave: np.ndarray) -> dict:
     for name in [k for k in rows if k.startswith("decode (")]:
         both = rows["encode"] + rows[name]
         result[f"encode+{name}"] = {"seconds": round(both, 4), "real_time_factor": round(seconds / both, 1)}
+    fit_seconds = min(seconds, speech.FIT_SECONDS)  # once per reference clip, not per second converted
+    fit = timed(lambda: model.fitted_voice(wave[: int(fit_seconds * 16000)]))
+    result[f"fit a reference voice ({speech.FIT_STEPS} + {2 * speech.FIT_STEPS} steps, {fit_seconds:g} s clip)"] = {
+        "seconds": round(fit, 4), "real_time_factor": round(fit_seconds / fit, 1)}
     result["decoder network only"]["gflops"] = round(flops / rows["decoder network only"] / 1e9, 1)
     result["matmul_peak_gflops_1_thread"] = round(peak, 1)
     result["audio_seconds"] = seconds

@@ -3,6 +3,8 @@ nobody here trained) sees it. Each dot is one output: its cosine to the source c
 reference clip whose voice it was given (y); above the diagonal it is nearer the reference. Left: from
 FSDD test digits (training speakers, 8 kHz, under a second); right: between speechocean test speakers
 (both unseen, read sentences). Grey: a real second utterance of the reference speaker, the ceiling.
+Red: the reference's voice as the speaker encoder embeds it (`--fit-steps 0`); blue: fitted to the
+decoder first (`fitted_voice`, what `convert-voice --to-voice` does by default).
 
     python docs/make_zero_shot_figure.py [--model speech] [--pairs 60]
 """
@@ -59,15 +61,17 @@ def main() -> None:
         triples = pairs(rng, sources, unseen)
         source_waves = load_waves([s for s, _, _ in triples])
         reference_waves = load_waves([r for _, r, _ in triples])
-        outputs = [model.convert(w, model.voice_of(r)) for w, r in zip(source_waves, reference_waves)]
         e_src, e_ref = embed(source_waves), embed(reference_waves)
-        e_out, e_real = embed(outputs), embed(load_waves([t for _, _, t in triples]))
+        e_real = embed(load_waves([t for _, _, t in triples]))
         real = ((e_real * e_src).sum(1), (e_real * e_ref).sum(1))
-        converted = ((e_out * e_src).sum(1), (e_out * e_ref).sum(1))
         axis.scatter(*real, s=14, c="0.7", label=f"real 2nd utterance of the reference speaker "
                      f"({np.mean(real[1] > real[0]):.0%} above)")
-        axis.scatter(*converted, s=14, c="tab:red", label=f"zero-shot output ({np.mean(converted[1] > converted[0]):.0%} "
-                     f"above; mean y {converted[1].mean():.2f})")
+        for name, colour, voice_of in (("encoder's embedding", "tab:red", model.voice_of),
+                                       ("fitted voice", "tab:blue", model.fitted_voice)):
+            e_out = embed([model.convert(w, voice_of(r)) for w, r in zip(source_waves, reference_waves)])
+            converted = ((e_out * e_src).sum(1), (e_out * e_ref).sum(1))
+            axis.scatter(*converted, s=14, c=colour, label=f"zero-shot, {name} ({np.mean(converted[1] > converted[0]):.0%} "
+                         f"above; mean y {converted[1].mean():.2f})")
         axis.plot([0, 1], [0, 1], "k--", lw=0.8)
         axis.axhline(0.75, color="tab:blue", lw=0.8, ls=":")
         axis.set(title=title, xlabel="cosine to the source", xlim=(0.2, 1), ylim=(0.2, 1))

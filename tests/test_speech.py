@@ -143,6 +143,23 @@ def test_convert_voice_to_a_speaker_and_to_a_reference(tmp_path, tiny_speech, vo
         assert result.returncode == 0, result.stderr.decode()
         assert sf.info(out).frames == 24000
     assert run_cli("convert-voice", source, "-m", tiny_speech, "-o", out).returncode == 2  # no voice named
+    assert run_cli("convert-voice", source, "-m", tiny_speech, "--to", "high", "--fit-steps", "5",
+                   "-o", out).returncode == 2  # nothing to fit
+
+
+def test_reference_voice_is_fitted_unless_asked_not_to(tmp_path, tiny_speech, voice_folder):
+    source, reference = voice_folder / "low" / "3.wav", voice_folder / "high" / "5.wav"
+    outputs = {}
+    for steps in ("0", "20", None):
+        out = tmp_path / f"fit{steps}.wav"
+        result = run_cli("convert-voice", source, "-m", tiny_speech, "--to-voice", reference, "-o", out,
+                         *(["--fit-steps", steps] if steps else []))
+        assert result.returncode == 0, result.stderr.decode()
+        outputs[steps] = read_audio(str(out))[0]
+    net = load(str(tiny_speech), device="cpu")
+    unfitted = net.convert(read_audio(str(source))[0], net.voice_of(read_audio(str(reference))[0]))
+    assert np.abs(outputs["0"] - unfitted).max() < 1e-3  # 0 steps: the speaker encoder's voice, as before
+    assert np.abs(outputs["20"] - outputs["0"]).max() > 1e-3 and np.abs(outputs[None] - outputs["0"]).max() > 1e-3
 
 
 def test_convert_voice_gives_the_output_the_input_loudness(tmp_path, tiny_speech, voice_folder):
@@ -239,6 +256,33 @@ def test_unusable_reference_clip_is_refused(tmp_path, tiny_speech, voice_folder,
     out = tmp_path / "never.wav"
     result = run_cli("convert-voice", voice_folder / "low" / "0.wav", "-m", tiny_speech, "--to-voice", ref, "-o", out)
     assert result.returncode == 1 and reason in result.stderr.decode() and not out.exists()
+
+
+def test_fitted_voice_rebuilds_the_reference_better_and_trains_nothing(tiny_speech, voice_folder):
+    from vqtool.families.speech.model import spectral_terms
+
+    net = load(str(tiny_speech), device="cpu")
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    trainable = [p.requires_grad for p in net.parameters()]
+    wave, _ = read_audio(str(voice_folder / "high" / "5.wav"))
+
+    def reference_loss(voice):
+        with torch.no_grad():
+            magnitude, log_mel = net.features(net._padded(wave)[0])
+            predicted = net.decode_latents(net.encode_features(log_mel).quantized, voice[None])
+            return float(sum(spectral_terms(predicted, magnitude)))
+
+    start = net.voice_of(wave)
+    assert torch.equal(net.fitted_voice(wave, steps=0), start)
+    fitted = net.fitted_voice(wave, steps=30, rate=0.05)
+    width = len(start)
+    assert fitted.shape == (net.fitted_size,) and abs(float(fitted[:width].norm()) - 1) < 1e-5
+    assert not torch.allclose(fitted[:width], start) and fitted[width:].abs().max() > 0
+    assert reference_loss(fitted) < reference_loss(start)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # weights and buffers untouched
+    assert [p.requires_grad for p in net.parameters()] == trainable and all(p.grad is None for p in net.parameters())
+    with pytest.raises(VqtoolError, match="voice of 9 numbers"):
+        net.decode(net.encode(wave), torch.ones(9))
 
 
 def test_bad_inputs_fail_cleanly_without_partial_outputs(tmp_path, tiny_speech):

@@ -91,3 +91,8 @@ def test_zero_shot_between_unseen_voices_holds_by_resemblyzer(shared_data):
     assert metrics[pairs + "cos_to_reference"] > metrics[pairs + "cos_source_to_reference"], metrics
     assert abs(metrics[pairs + "cos_to_reference"] - recorded[pairs + "cos_to_reference"]) < 0.06, metrics
     assert metrics[pairs + "closer_to_reference"] >= recorded[pairs + "closer_to_reference"] - 0.3, metrics
+    fitted = pairs + "fitted_cos_to_reference"  # the reference's voice fitted to the decoder, as --to-voice does
+    assert abs(metrics[fitted] - recorded[fitted]) < 0.06, metrics
+    assert metrics[fitted] > metrics[pairs + "cos_to_reference"] - 0.01, metrics
+    unseen_fitted = "resemblyzer_reconstruction_cos_unseen_fitted"
+    assert abs(metrics[unseen_fitted] - recorded[unseen_fitted]) < 0.06, metrics

@@ -63,6 +63,12 @@ CARDS = {
             "numbers is how much of its verdict rested on loudness. STOI compares 384 ms segments: FSDD's digits "
             "(0.3-0.8 s, 8 kHz) give it little to work with, so `stoi_reconstructions_unseen` (speechocean "
             "sentences) is the informative one.",
+            "`..._fitted` (`resemblyzer_zero_shot_unseen_pairs_fitted_*`, `resemblyzer_reconstruction_cos_unseen_fitted`, "
+            "`stoi_reconstructions_unseen_fitted`): the same unseen clips and pairs with each reference's voice "
+            "fitted to the decoder as `convert-voice --to-voice` does by default (`fitted_voice_steps` steps on the "
+            "embedding, then twice as many on per-block scale/shift offsets and per-bin log-gains, each fitted "
+            "only to rebuild the reference clip itself); the numbers without `_fitted` use the speaker encoder's "
+            "embedding as it is (`--fit-steps 0`).",
         ],
         limitations=[
             "Griffin-Lim vocoding sounds phasey and metallic: intelligible and in the target's voice colour, "

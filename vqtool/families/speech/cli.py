@@ -210,12 +210,12 @@ def _check_vocoder(vocoder: Optional[str]) -> None:
         raise usage(f"unknown vocoder '{vocoder}' (use {' or '.join(VOCODERS)})", "--vocoder")
 
 
-def _voice(net, to: Optional[str], to_voice: Optional[str]):
+def _voice(net, to: Optional[str], to_voice: Optional[str], fit_steps: Optional[int] = None):
     from .codec import resolve_voice
 
     if to and to_voice:
         raise usage("give --to or --to-voice, not both", "--to")
-    return resolve_voice(net, to, to_voice)
+    return resolve_voice(net, to, to_voice, fit_steps)
 
 
 def encode_media(sources: list[str], request: CodeRequest) -> None:
@@ -315,6 +315,9 @@ def convert_voice(
     inputs: List[str] = typer.Argument(..., metavar="INPUT", help="Audio files or folders (WAV, FLAC, OGG); '-' is stdin."),
     to: Optional[str] = typer.Option(None, "--to", help="Built-in voice: spkN or a name (see `vqtool speakers`)."),
     to_voice: Optional[str] = typer.Option(None, "--to-voice", help="Reference clip of any voice (zero-shot, >= 0.5 s)."),
+    fit_steps: Optional[int] = typer.Option(None, "--fit-steps", min=0, max=10_000, help="With --to-voice: gradient "
+                                            "steps fitting the reference's voice to the decoder (0: the speaker "
+                                            "encoder's embedding as it is; default 50, about 2 s on a CPU)."),
     keep_level: bool = typer.Option(False, "--keep-level", help="Keep the decoder's own level (by default the output "
                                     "is given the input's loudness, ITU-R BS.1770)."),
     vocoder: Optional[str] = VocoderOpt,
@@ -346,13 +349,15 @@ def convert_voice(
 
     if not to and not to_voice:
         raise usage("say which voice: --to SPEAKER or --to-voice REFERENCE.wav", "--to")
+    if fit_steps is not None and not to_voice:
+        raise usage("--fit-steps fits a reference clip's voice: it needs --to-voice", "--fit-steps")
     json_needs_file(as_json, output)
     _check_vocoder(vocoder)
     sources = expand_inputs(inputs, AUDIO_SUFFIXES)
     net = _load_speech(model, device, models_dir)
     if vocoder:
         net.use_vocoder(vocoder)
-    voice = _voice(net, to, to_voice)
+    voice = _voice(net, to, to_voice, fit_steps)
     outputs = Outputs(output, len(sources), ".wav" if output is not None else ".converted.wav", sources, quiet,
                       any_folder(inputs))
     failures: list[str] = []

@@ -64,15 +64,18 @@ def check_record(net, record, source: str) -> None:
                           f"{expected} grid, not {'x'.join(map(str, record.grid))})", source)
 
 
-def resolve_voice(net, to: str | None = None, to_voice: str | None = None):
-    """A built-in speaker (`to`: spkN or a name) or the voice of a reference clip (`to_voice`), or None."""
+def resolve_voice(net, to: str | None = None, to_voice: str | None = None, fit_steps: int | None = None):
+    """A built-in speaker (`to`: spkN or a name) or the voice of a reference clip (`to_voice`, fitted to the
+    decoder in `fit_steps` steps, default model.FIT_STEPS: see model.fitted_voice), or None."""
     from vqtool.audio import read_audio
+
+    from .model import FIT_STEPS
 
     if to:
         return net.voice(to)
     if to_voice:
         wave, _ = read_audio(to_voice)
-        return net.voice_of(wave, to_voice)
+        return net.fitted_voice(wave, FIT_STEPS if fit_steps is None else fit_steps, source=to_voice)
     return None
 
 

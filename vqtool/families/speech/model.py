@@ -44,6 +44,10 @@ FADE_SAMPLES = 640  # 40 ms crossfade at chunk seams (a margin: within the halo,
 VOCODERS = ("neural", "griffin-lim")
 SILENCE_RMS = 1e-4
 INPUT_EPS = 1e-3  # variance floor of the input's normalisation (log-mel units)
+FIT_STEPS = 50  # gradient steps of `fitted_voice`
+FIT_RATE = 0.01
+FIT_SECONDS = 10  # of the reference, enough for a voice and quick to fit
+FIT_PENALTY = 1e-2  # L2 weight on a fitted voice's offsets and log-gains
 
 
 @dataclass
@@ -78,8 +82,10 @@ class ConditionedBlock(nn.Module):
         self.condition = nn.Linear(condition, 2 * channels)
         self.out = nn.Conv1d(channels, channels, 1)
 
-    def forward(self, x: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:
-        scale, shift = self.condition(speaker)[..., None].chunk(2, dim=1)
+    def forward(self, x: torch.Tensor, speaker: torch.Tensor, offset: torch.Tensor | None = None) -> torch.Tensor:
+        """`offset` (N, 2 * channels): a fitted voice's own change to the scale and shift (fitted_voice)."""
+        condition = self.condition(speaker) if offset is None else self.condition(speaker) + offset
+        scale, shift = condition[..., None].chunk(2, dim=1)
         hidden = F.relu(self.conv(F.relu(x)) * (1 + scale) + shift)
         return x + self.out(hidden)
 
@@ -148,11 +154,30 @@ class SpeechVQVAE(nn.Module):
         return self.quantizer(self.encoder(self.normalise(log_mel)))
 
     def decode_latents(self, latents: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:
-        """Code vectors (N, D, codes) and speaker embeddings (N, E) -> log-magnitude (N, F, frames)."""
+        """Code vectors (N, D, codes) and voices (N, E) or fitted voices (N, fitted_size) -> log-magnitude
+        (N, F, frames)."""
+        embedding, offsets, tilt = self.voice_parts(speaker)
         x = self.pre(latents).repeat_interleave(self.config.downsample, dim=-1)
-        for block in self.blocks:
-            x = block(x, speaker)
-        return self.head(F.relu(x))
+        for k, block in enumerate(self.blocks):
+            x = block(x, embedding, None if offsets is None else offsets[:, k])
+        out = self.head(F.relu(x))
+        return out if tilt is None else out + tilt[..., None]
+
+    @property
+    def fitted_size(self) -> int:
+        """Numbers in a fitted voice: the embedding, each block's scale and shift offsets, a log-gain per bin."""
+        return self.speaker_table.shape[1] + len(self.blocks) * 2 * self.config.hidden + self.config.n_fft // 2 + 1
+
+    def voice_parts(self, speaker: torch.Tensor):
+        """(embedding (N, E), block offsets (N, blocks, 2 * hidden) or None, log-gains (N, bins) or None)."""
+        width = self.speaker_table.shape[1]
+        if speaker.shape[-1] == width:
+            return speaker, None, None
+        if speaker.shape[-1] != self.fitted_size:
+            raise VqtoolError(f"a voice of {speaker.shape[-1]} numbers; this model's voices have {width} "
+                              f"(or {self.fitted_size}, fitted)", getattr(self, "name", None))
+        offsets = speaker[:, width: width + len(self.blocks) * 2 * self.config.hidden]
+        return speaker[:, :width], offsets.reshape(len(speaker), len(self.blocks), -1), speaker[:, width + offsets.shape[1]:]
 
     def inverse_stft(self, spectrum: torch.Tensor, length: int) -> torch.Tensor:
         """Complex STFT (N, bins, frames + 1) -> waves (N, length), with the model's own STFT settings."""
@@ -363,10 +388,61 @@ class SpeechVQVAE(nn.Module):
             raise VqtoolError("clip is silent; a voice needs speech", source)
         return self.speaker_encoder.embed([wave[: 30 * SAMPLE_RATE]])[0]
 
+    def fitted_voice(self, wave, steps: int = FIT_STEPS, rate: float = FIT_RATE, source: str = "reference",
+                     start: torch.Tensor | None = None) -> torch.Tensor:
+        """A reference clip's voice fitted to this decoder (speaker adaptation, Arik et al. 2018): the speaker
+        encoder knows ~130 voices, so its embedding of an unseen one is a rough guess. Gradient steps make the
+        decoder, given the clip's own codes, rebuild the clip's spectrum: first `steps` on the embedding
+        alone (kept a unit vector), then `2 * steps` on small offsets to each block's scale and shift and on a
+        log-gain per frequency bin (L2-penalised). Returns the voice as one flat vector (fitted_size numbers;
+        the unit embedding first); with `steps` 0, the encoder's embedding as it is."""
+        voice = self.voice_of(wave, source) if start is None else start
+        if steps <= 0:
+            return voice
+        wave = np.asarray(wave, dtype=np.float32)[: FIT_SECONDS * SAMPLE_RATE]
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        was_training = self.training
+        self.eval()
+        try:
+            for p in trainable:
+                p.requires_grad_(False)
+            with torch.no_grad():
+                magnitude, log_mel = self.features(self._padded(wave)[0])
+                latents = self.encode_features(log_mel).quantized
+            raw = voice.to(self.device).reshape(1, -1).clone().requires_grad_(True)
+            unit = lambda: F.normalize(raw, dim=-1)  # noqa: E731
+            _descend([raw], steps, rate, lambda: sum(spectral_terms(self.decode_latents(latents, unit()), magnitude)))
+            extra = torch.zeros(1, self.fitted_size - raw.shape[1], device=self.device, requires_grad=True)
+            _descend([extra], 2 * steps, rate, lambda: sum(spectral_terms(
+                self.decode_latents(latents, torch.cat([unit().detach(), extra], 1)), magnitude))
+                + FIT_PENALTY * (extra ** 2).mean())
+        finally:
+            for p in trainable:
+                p.requires_grad_(True)
+            self.train(was_training)
+        return torch.cat([unit(), extra], 1).detach()[0].cpu()
+
     def nearest_speaker(self, embedding: torch.Tensor) -> str:
         if not len(self.config.speakers):
             return ""
         return self.config.speakers[int((self.speaker_table.cpu() @ embedding).argmax())]
+
+
+def _descend(params: list[torch.Tensor], steps: int, rate: float, loss: Callable[[], torch.Tensor]) -> None:
+    optimiser = torch.optim.Adam(params, lr=rate)
+    with torch.enable_grad():
+        for _ in range(steps):
+            optimiser.zero_grad()
+            loss().backward()
+            optimiser.step()
+
+
+def spectral_terms(predicted: torch.Tensor, magnitude: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The decoder's training loss on predicted log-magnitudes: (L1 of the logs, spectral convergence)."""
+    l1 = (predicted - torch.log(magnitude.clamp_min(1e-5))).abs().mean()
+    convergence = (torch.linalg.norm(magnitude - predicted.exp(), dim=(1, 2))
+                   / torch.linalg.norm(magnitude, dim=(1, 2)).clamp_min(1e-5)).mean()
+    return l1, convergence
 
 
 def voice_to_text(voice: torch.Tensor) -> str:
