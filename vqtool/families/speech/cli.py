@@ -317,7 +317,7 @@ def convert_voice(
     to_voice: Optional[str] = typer.Option(None, "--to-voice", help="Reference clip of any voice (zero-shot, >= 0.5 s)."),
     fit_steps: Optional[int] = typer.Option(None, "--fit-steps", min=0, max=10_000, help="With --to-voice: gradient "
                                             "steps fitting the reference's voice to the decoder (0: the speaker "
-                                            "encoder's embedding as it is; default 50, about 2 s on a CPU)."),
+                                            "encoder's embedding as it is; default 50: a few seconds, once per reference)."),
     keep_level: bool = typer.Option(False, "--keep-level", help="Keep the decoder's own level (by default the output "
                                     "is given the input's loudness, ITU-R BS.1770)."),
     vocoder: Optional[str] = VocoderOpt,
@@ -332,7 +332,8 @@ def convert_voice(
     """Say the same words in another voice: encode to codes, decode with the target voice.
 
     Files are streamed in 10 s chunks (memory stays flat for hours of audio); the output keeps the
-    input's sample rate, length and loudness (`--keep-level`: the decoder's own level).
+    input's sample rate, length and loudness (`--keep-level`: the decoder's own level). A reference
+    clip's voice is first fitted to the decoder (`--fit-steps`; 0: the speaker encoder's embedding).
 
     Examples:
 

@@ -176,8 +176,8 @@ class SpeechVQVAE(nn.Module):
         if speaker.shape[-1] != self.fitted_size:
             raise VqtoolError(f"a voice of {speaker.shape[-1]} numbers; this model's voices have {width} "
                               f"(or {self.fitted_size}, fitted)", getattr(self, "name", None))
-        offsets = speaker[:, width: width + len(self.blocks) * 2 * self.config.hidden]
-        return speaker[:, :width], offsets.reshape(len(speaker), len(self.blocks), -1), speaker[:, width + offsets.shape[1]:]
+        end = width + len(self.blocks) * 2 * self.config.hidden
+        return speaker[:, :width], speaker[:, width:end].reshape(len(speaker), len(self.blocks), -1), speaker[:, end:]
 
     def inverse_stft(self, spectrum: torch.Tensor, length: int) -> torch.Tensor:
         """Complex STFT (N, bins, frames + 1) -> waves (N, length), with the model's own STFT settings."""
@@ -388,15 +388,15 @@ class SpeechVQVAE(nn.Module):
             raise VqtoolError("clip is silent; a voice needs speech", source)
         return self.speaker_encoder.embed([wave[: 30 * SAMPLE_RATE]])[0]
 
-    def fitted_voice(self, wave, steps: int = FIT_STEPS, rate: float = FIT_RATE, source: str = "reference",
-                     start: torch.Tensor | None = None) -> torch.Tensor:
+    def fitted_voice(self, wave, steps: int = FIT_STEPS, rate: float = FIT_RATE, source: str = "reference"
+                     ) -> torch.Tensor:
         """A reference clip's voice fitted to this decoder (speaker adaptation, Arik et al. 2018): the speaker
         encoder knows ~130 voices, so its embedding of an unseen one is a rough guess. Gradient steps make the
         decoder, given the clip's own codes, rebuild the clip's spectrum: first `steps` on the embedding
         alone (kept a unit vector), then `2 * steps` on small offsets to each block's scale and shift and on a
         log-gain per frequency bin (L2-penalised). Returns the voice as one flat vector (fitted_size numbers;
         the unit embedding first); with `steps` 0, the encoder's embedding as it is."""
-        voice = self.voice_of(wave, source) if start is None else start
+        voice = self.voice_of(wave, source)
         if steps <= 0:
             return voice
         wave = np.asarray(wave, dtype=np.float32)[: FIT_SECONDS * SAMPLE_RATE]
@@ -429,6 +429,7 @@ class SpeechVQVAE(nn.Module):
 
 
 def _descend(params: list[torch.Tensor], steps: int, rate: float, loss: Callable[[], torch.Tensor]) -> None:
+    """Adam on `params` alone (the caller froze the weights), also when called under no_grad."""
     optimiser = torch.optim.Adam(params, lr=rate)
     with torch.enable_grad():
         for _ in range(steps):
