@@ -400,12 +400,9 @@ class SpeechVQVAE(nn.Module):
         if steps <= 0:
             return voice
         wave = np.asarray(wave, dtype=np.float32)[: FIT_SECONDS * SAMPLE_RATE]
-        trainable = [p for p in self.parameters() if p.requires_grad]
         was_training = self.training
-        self.eval()
+        self.eval()  # no codebook or normalisation updates
         try:
-            for p in trainable:
-                p.requires_grad_(False)
             with torch.no_grad():
                 magnitude, log_mel = self.features(self._padded(wave)[0])
                 latents = self.encode_features(log_mel).quantized
@@ -417,8 +414,6 @@ class SpeechVQVAE(nn.Module):
                 self.decode_latents(latents, torch.cat([unit().detach(), extra], 1)), magnitude))
                 + FIT_PENALTY * (extra ** 2).mean())
         finally:
-            for p in trainable:
-                p.requires_grad_(True)
             self.train(was_training)
         return torch.cat([unit(), extra], 1).detach()[0].cpu()
 
@@ -429,12 +424,12 @@ class SpeechVQVAE(nn.Module):
 
 
 def _descend(params: list[torch.Tensor], steps: int, rate: float, loss: Callable[[], torch.Tensor]) -> None:
-    """Adam on `params` alone (the caller froze the weights), also when called under no_grad."""
+    """Adam on `params` alone: gradients reach nothing else (the weights keep no .grad), also under no_grad."""
     optimiser = torch.optim.Adam(params, lr=rate)
     with torch.enable_grad():
         for _ in range(steps):
             optimiser.zero_grad()
-            loss().backward()
+            loss().backward(inputs=params)
             optimiser.step()
 
 

@@ -314,12 +314,11 @@ def evaluate_speech(model: SpeechVQVAE, fsdd_test: list[Clip], unseen_test: list
         metrics["zero_shot_cos_source_to_reference"] = round(float((e_src * e_ref).sum(1).mean()), 4)
         metrics["zero_shot_closer_to_reference"] = round(float((to_ref > to_src).float().mean()), 4)
     if independent:
+        fitted = None if partner is None else fitted_outputs(model, unseen_waves, partner)
         metrics.update(independent_metrics(
             src_waves, recon, unseen_waves, unseen_recon, vocoded, zero_shot, ref_index,
             sources, converted, kept_level, neural_vocoded=neural, griffin_lim=griffin_lim, unseen_pairs=unseen_pairs,
-            fsdd=([c.speaker for c in fsdd_test], [speakers[t] for t in targets[groups["fsdd_voices"]]])))
-        if partner is not None:
-            metrics.update(fitted_voice_metrics(model, unseen_waves, partner))
+            fitted=fitted, fsdd=([c.speaker for c in fsdd_test], [speakers[t] for t in targets[groups["fsdd_voices"]]])))
     if digit_judge is not None:
         digits = np.array([c.digit for c in fsdd_test])
         original = float((digit_judge.predict(src_waves) == digits).mean())
@@ -335,28 +334,12 @@ def evaluate_speech(model: SpeechVQVAE, fsdd_test: list[Clip], unseen_test: list
     return metrics
 
 
-def fitted_voice_metrics(model: SpeechVQVAE, unseen: list[np.ndarray], partner: np.ndarray,
-                         steps: int = FIT_STEPS) -> dict:
-    """The unseen-voice numbers again with each reference's voice fitted to the decoder (`fitted_voice`),
-    judged by Resemblyzer alone (the project's speaker judge shares the voice embedding's training)."""
-    from pystoi import stoi
-
-    from vqtool.evaluation import speaker_embedder
-
-    embed = speaker_embedder()
-    voices = [model.fitted_voice(w, steps) for w in unseen]  # each clip's voice fitted once, used twice
-    recon = [model.convert(w, v) for w, v in zip(unseen, voices)]
-    outputs = [model.convert(w, voices[r]) for w, r in zip(unseen, partner)]
-    e_unseen, e_pair = embed(unseen), embed(outputs)
-    to_ref, to_src = (e_pair * e_unseen[partner]).sum(1), (e_pair * e_unseen).sum(1)
-    key = "resemblyzer_zero_shot_unseen_pairs_fitted"
-    return {f"{key}_cos_to_reference": round(float(to_ref.mean()), 4),
-            f"{key}_cos_to_source": round(float(to_src.mean()), 4),
-            f"{key}_closer_to_reference": round(float((to_ref > to_src).mean()), 4),
-            "resemblyzer_reconstruction_cos_unseen_fitted": round(float((e_unseen * embed(recon)).sum(1).mean()), 4),
-            "stoi_reconstructions_unseen_fitted": round(float(np.mean(
-                [stoi(a, b[:len(a)], 16000) for a, b in zip(unseen, recon)])), 4),
-            "fitted_voice_steps": steps}
+def fitted_outputs(model: SpeechVQVAE, unseen: list[np.ndarray], partner: np.ndarray) -> tuple[list, list]:
+    """(reconstructions, pair outputs) of the unseen clips with each clip's voice fitted to the decoder
+    (`fitted_voice`, as `--to-voice` does by default): fitted once per clip, used for both."""
+    voices = [model.fitted_voice(w) for w in unseen]
+    return ([model.convert(w, v) for w, v in zip(unseen, voices)],
+            [model.convert(w, voices[r]) for w, r in zip(unseen, partner)])
 
 
 def other_speakers_clip(clips: list[Clip], rng: np.random.Generator) -> np.ndarray | None:
@@ -384,13 +367,15 @@ INDEPENDENT_JUDGES = ("Resemblyzer 0.1.4 VoiceEncoder (pretrained weights inside
 
 def independent_metrics(originals, recon, unseen, unseen_recon, vocoded, zero_shot, references, sources,
                         converted, kept_level=None, fsdd: tuple | None = None, neural_vocoded=None,
-                        griffin_lim: tuple | None = None, unseen_pairs: tuple | None = None) -> dict:
+                        griffin_lim: tuple | None = None, unseen_pairs: tuple | None = None,
+                        fitted: tuple | None = None) -> dict:
     """Judges nobody here trained (the `eval` extra): Resemblyzer's pretrained speaker encoder (weights in its
     wheel; cosine similarities of its utterance embeddings), ITU-R BS.1770 loudness (pyloudnorm) and STOI
     (pystoi). Every list is of 16 kHz waves; pairs are aligned; `references[i]`: the index in `unseen` of the
     clip whose voice zero-shot output i was given; `griffin_lim`: (seen, unseen) reconstructions through
     Griffin-Lim when `recon` came through a vocoder head; `unseen_pairs`: (partner, outputs), output i being
-    unseen clip i in the voice of unseen clip partner[i], another speaker's."""
+    unseen clip i in the voice of unseen clip partner[i], another speaker's; `fitted`: (reconstructions, outputs)
+    of the same unseen clips and pairs with fitted voices (fitted_outputs)."""
     from pystoi import stoi
 
     from vqtool.evaluation import speaker_embedder
@@ -421,14 +406,22 @@ def independent_metrics(originals, recon, unseen, unseen_recon, vocoded, zero_sh
     }
     if unseen_pairs:  # source and reference both unseen, both read sentences: the issue's pairs
         partner, outputs = unseen_pairs
-        e_pair = embed(outputs)
-        to_ref, to_src = (e_pair * e_unseen[partner]).sum(1), (e_pair * e_unseen).sum(1)
-        metrics.update({
-            "resemblyzer_zero_shot_unseen_pairs_cos_to_reference": round(float(to_ref.mean()), 4),
-            "resemblyzer_zero_shot_unseen_pairs_cos_to_source": round(float(to_src.mean()), 4),
-            "resemblyzer_zero_shot_unseen_pairs_cos_source_to_reference": round(
-                float((e_unseen * e_unseen[partner]).sum(1).mean()), 4),
-            "resemblyzer_zero_shot_unseen_pairs_closer_to_reference": round(float((to_ref > to_src).mean()), 4)})
+        key = "resemblyzer_zero_shot_unseen_pairs"
+        metrics[f"{key}_cos_source_to_reference"] = round(float((e_unseen * e_unseen[partner]).sum(1).mean()), 4)
+        # with fitted voices: the same pairs, each reference's voice fitted to the decoder (fitted_outputs)
+        for name, made in (("", outputs), ("_fitted", fitted[1] if fitted else None)):
+            if made is not None:
+                e_pair = embed(made)
+                to_ref, to_src = (e_pair * e_unseen[partner]).sum(1), (e_pair * e_unseen).sum(1)
+                metrics.update({f"{key}{name}_cos_to_reference": round(float(to_ref.mean()), 4),
+                                f"{key}{name}_cos_to_source": round(float(to_src.mean()), 4),
+                                f"{key}{name}_closer_to_reference": round(float((to_ref > to_src).mean()), 4)})
+    if fitted:
+        metrics["resemblyzer_reconstruction_cos_unseen_fitted"] = round(
+            float((e_unseen * embed(fitted[0])).sum(1).mean()), 4)
+        metrics["stoi_reconstructions_unseen_fitted"] = round(float(np.mean(
+            [stoi(a, b[:len(a)], 16000) for a, b in zip(unseen, fitted[0])])), 4)
+        metrics["fitted_voice_steps"] = FIT_STEPS
     if griffin_lim:
         for name, inputs, outputs in (("seen", originals, griffin_lim[0]), ("unseen", unseen, griffin_lim[1])):
             metrics[f"stoi_reconstructions_{name}_griffin_lim"] = round(float(np.mean(
