@@ -199,13 +199,30 @@ def test_independent_judges_see_identity_and_level(monkeypatch):
     unseen = [b[0], b[1], a[2]]  # unseen pairs: clip i in the voice of clip partner[i]
     partner = np.array([2, 2, 0])
     m = independent_metrics(a, a, unseen, unseen, a, quieter, np.arange(3), a, a,
-                            unseen_pairs=(partner, [unseen[p] for p in partner]))  # a perfect conversion
+                            unseen_pairs=(partner, [unseen[p] for p in partner]),  # a perfect conversion
+                            fitted=(unseen, [unseen[p] * 3 for p in partner]))  # the same, louder
     assert m["resemblyzer_zero_shot_unseen_pairs_closer_to_reference"] == 1
     assert m["resemblyzer_zero_shot_unseen_pairs_cos_to_reference"] > 0.99
     assert m["resemblyzer_reconstruction_cos_seen"] > 0.99 and m["stoi_reconstructions_seen"] > 0.99
     assert m["loudness_gap_lu_reconstructions"] == 0 and m["loudness_change_lu_zero_shot"] == pytest.approx(-20, abs=0.1)
     assert m["resemblyzer_zero_shot_cos_to_source"] > 0.99  # a quieter copy of the source is still the source
     assert m["resemblyzer_zero_shot_closer_to_reference"] == 0
+    pairs = "resemblyzer_zero_shot_unseen_pairs_"
+    assert m[pairs + "fitted_same_level_cos_to_reference"] > 0.99 and m[pairs + "same_level_closer_to_reference"] == 1
+    assert m["resemblyzer_reconstruction_cos_unseen_fitted_same_level"] > 0.99
+
+
+def test_resemblyzer_judges_every_clip_at_one_level_when_asked():
+    """Resemblyzer raises quiet clips to -30 dBFS but leaves louder ones as they are, so its verdict moves
+    with the gain; `same_level` hears every clip at -30 dBFS."""
+    pytest.importorskip("resemblyzer")
+    from vqtool.evaluation import speaker_embedder
+
+    embed = speaker_embedder()
+    wave = synthetic_voice(1.5, 150) * 0.3  # -35 dBFS: raised; three times louder it is left as it is
+    as_is, same_level = embed([wave, wave * 3]), embed([wave, wave * 3, wave * 0.1], same_level=True)
+    assert float(as_is[0] @ as_is[1]) < 0.99
+    assert float(same_level[0] @ same_level[1]) > 0.999 and float(same_level[0] @ same_level[2]) > 0.999
 
 
 def test_non_speech_gets_one_warning_and_still_converts(tmp_path, tiny_speech, shared_data):

@@ -96,3 +96,5 @@ def test_zero_shot_between_unseen_voices_holds_by_resemblyzer(shared_data):
     assert metrics[fitted] > metrics[pairs + "cos_to_reference"] - 0.01, metrics
     unseen_fitted = "resemblyzer_reconstruction_cos_unseen_fitted"
     assert abs(metrics[unseen_fitted] - recorded[unseen_fitted]) < 0.06, metrics
+    same_level = pairs + "fitted_same_level_cos_to_reference"  # every clip judged at one level
+    assert abs(metrics[same_level] - recorded[same_level]) < 0.06, metrics

@@ -69,6 +69,10 @@ CARDS = {
             "embedding, then twice as many on per-block scale/shift offsets and per-bin log-gains, each fitted "
             "only to rebuild the reference clip itself); the numbers without `_fitted` use the speaker encoder's "
             "embedding as it is (`--fit-steps 0`).",
+            "`..._same_level` (unseen pairs and unseen reconstructions): Resemblyzer with every clip first brought "
+            "to -30 dBFS, down as well as up. Resemblyzer itself raises quiet clips to that level but leaves louder "
+            "ones as they are, and its embedding is not level-free, so outputs given their source's loudness "
+            "(conversion's default) are judged partly by level; these numbers judge voices alone.",
         ],
         limitations=[
             "Griffin-Lim vocoding sounds phasey and metallic: intelligible and in the target's voice colour, "

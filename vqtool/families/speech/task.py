@@ -389,6 +389,7 @@ def independent_metrics(originals, recon, unseen, unseen_recon, vocoded, zero_sh
 
     e_src, e_unseen = embed(originals), embed(unseen)  # each clip embedded once (unit-length embeddings)
     e_out, e_ref = embed(zero_shot), e_unseen[references]
+    e_unseen_level = embed(unseen, same_level=True) if unseen_pairs or fitted else None
     to_ref, to_src = (e_out * e_ref).sum(1), (e_out * e_src).sum(1)
     metrics = {
         "resemblyzer_zero_shot_cos_to_reference": round(float(to_ref.mean()), 4),
@@ -408,17 +409,22 @@ def independent_metrics(originals, recon, unseen, unseen_recon, vocoded, zero_sh
         partner, outputs = unseen_pairs
         key = "resemblyzer_zero_shot_unseen_pairs"
         metrics[f"{key}_cos_source_to_reference"] = round(float((e_unseen * e_unseen[partner]).sum(1).mean()), 4)
-        # with fitted voices: the same pairs, each reference's voice fitted to the decoder (fitted_outputs)
+        # with fitted voices: the same pairs, each reference's voice fitted to the decoder (fitted_outputs);
+        # `_same_level`: every clip judged at one level (the outputs have their source's loudness)
         for name, made in (("", outputs), ("_fitted", fitted[1] if fitted else None)):
-            if made is not None:
-                e_pair = embed(made)
-                to_ref, to_src = (e_pair * e_unseen[partner]).sum(1), (e_pair * e_unseen).sum(1)
-                metrics.update({f"{key}{name}_cos_to_reference": round(float(to_ref.mean()), 4),
-                                f"{key}{name}_cos_to_source": round(float(to_src.mean()), 4),
-                                f"{key}{name}_closer_to_reference": round(float((to_ref > to_src).mean()), 4)})
+            for level, e_in in (("", e_unseen), ("_same_level", e_unseen_level)):
+                if made is not None:
+                    e_pair = embed(made, same_level=bool(level))
+                    to_ref, to_src = (e_pair * e_in[partner]).sum(1), (e_pair * e_in).sum(1)
+                    metrics.update({f"{key}{name}{level}_cos_to_reference": round(float(to_ref.mean()), 4),
+                                    f"{key}{name}{level}_cos_to_source": round(float(to_src.mean()), 4),
+                                    f"{key}{name}{level}_closer_to_reference": round(float((to_ref > to_src).mean()), 4)})
     if fitted:
-        metrics["resemblyzer_reconstruction_cos_unseen_fitted"] = round(
-            float((e_unseen * embed(fitted[0])).sum(1).mean()), 4)
+        for name, level, made in (("_fitted", "", fitted[0]), ("", "_same_level", unseen_recon),
+                                  ("_fitted", "_same_level", fitted[0])):
+            e_in = e_unseen_level if level else e_unseen
+            metrics[f"resemblyzer_reconstruction_cos_unseen{name}{level}"] = round(
+                float((e_in * embed(made, same_level=bool(level))).sum(1).mean()), 4)
         metrics["stoi_reconstructions_unseen_fitted"] = round(float(np.mean(
             [stoi(a, b[:len(a)], 16000) for a, b in zip(unseen, fitted[0])])), 4)
         metrics["fitted_voice_steps"] = FIT_STEPS
