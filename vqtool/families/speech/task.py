@@ -412,13 +412,12 @@ def independent_metrics(originals, recon, unseen, unseen_recon, vocoded, zero_sh
         # with fitted voices: the same pairs, each reference's voice fitted to the decoder (fitted_outputs);
         # `_same_level`: every clip judged at one level (the outputs have their source's loudness)
         for name, made in (("", outputs), ("_fitted", fitted[1] if fitted else None)):
-            for level, e_in in (("", e_unseen), ("_same_level", e_unseen_level)):
-                if made is not None:
-                    e_pair = embed(made, same_level=bool(level))
-                    to_ref, to_src = (e_pair * e_in[partner]).sum(1), (e_pair * e_in).sum(1)
-                    metrics.update({f"{key}{name}{level}_cos_to_reference": round(float(to_ref.mean()), 4),
-                                    f"{key}{name}{level}_cos_to_source": round(float(to_src.mean()), 4),
-                                    f"{key}{name}{level}_closer_to_reference": round(float((to_ref > to_src).mean()), 4)})
+            for level, e_in in ((("", e_unseen), ("_same_level", e_unseen_level)) if made is not None else ()):
+                e_pair = embed(made, same_level=bool(level))
+                to_ref, to_src = (e_pair * e_in[partner]).sum(1), (e_pair * e_in).sum(1)
+                metrics.update({f"{key}{name}{level}_cos_to_reference": round(float(to_ref.mean()), 4),
+                                f"{key}{name}{level}_cos_to_source": round(float(to_src.mean()), 4),
+                                f"{key}{name}{level}_closer_to_reference": round(float((to_ref > to_src).mean()), 4)})
     if fitted:
         for name, level, made in (("_fitted", "", fitted[0]), ("", "_same_level", unseen_recon),
                                   ("_fitted", "_same_level", fitted[0])):
