@@ -120,28 +120,22 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(mean + np.trace(cov_a) + np.trace(cov_b) - 2 * np.sqrt(cross.clip(0)).sum())
 
 
-RESEMBLYZER_DBFS = -30.0  # Resemblyzer's own target level (RMS), which it applies to quieter clips only
-
-
 def speaker_embedder():
     """Resemblyzer's pretrained speaker encoder (weights inside its wheel, never trained here; the `eval`
     extra), as a function from 16 kHz waves to unit utterance embeddings (N, 256): an independent judge of
-    whose voice an output is. `embed(waves, same_level=True)` first brings every clip to RESEMBLYZER_DBFS,
-    down as well as up: Resemblyzer raises quiet clips only, so a louder clip is heard at its own level and
-    the verdict moves with the gain (the same conversions at two gains are judged differently)."""
+    whose voice an output is. `embed(waves, same_level=True)` first brings every clip to Resemblyzer's own
+    target level (-30 dBFS), down as well as up: Resemblyzer raises quiet clips only, so a louder clip is
+    heard at its own level and the verdict moves with the gain."""
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # webrtcvad imports the deprecated pkg_resources
         from resemblyzer import VoiceEncoder, preprocess_wav
+        from resemblyzer.audio import audio_norm_target_dBFS, normalize_volume
     encoder = VoiceEncoder("cpu", verbose=False)
 
-    def at_level(wave):
-        rms = float(np.sqrt(np.mean(np.asarray(wave, dtype=np.float64) ** 2)))
-        return wave if rms == 0 else (wave * (10 ** (RESEMBLYZER_DBFS / 20) / rms)).astype(np.float32)
+    def heard(wave, same_level: bool):
+        level = same_level and np.any(wave)  # a silent clip has no level to set
+        return preprocess_wav(normalize_volume(wave, audio_norm_target_dBFS) if level else wave, source_sr=16000)
 
-    def embed(waves, same_level: bool = False):
-        return np.stack([encoder.embed_utterance(preprocess_wav(at_level(w) if same_level else w, source_sr=16000))
-                         for w in waves])
-
-    return embed
+    return lambda waves, same_level=False: np.stack([encoder.embed_utterance(heard(w, same_level)) for w in waves])

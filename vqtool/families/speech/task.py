@@ -21,6 +21,7 @@ classifiers (speaker and digit); zero-shot similarity by the speaker judge's emb
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import replace
 
@@ -411,19 +412,19 @@ def independent_metrics(originals, recon, unseen, unseen_recon, vocoded, zero_sh
         metrics[f"{key}_cos_source_to_reference"] = round(float((e_unseen * e_unseen[partner]).sum(1).mean()), 4)
         # with fitted voices: the same pairs, each reference's voice fitted to the decoder (fitted_outputs);
         # `_same_level`: every clip judged at one level (the outputs have their source's loudness)
-        for name, made in (("", outputs), ("_fitted", fitted[1] if fitted else None)):
-            for level, e_in in ((("", e_unseen), ("_same_level", e_unseen_level)) if made is not None else ()):
-                e_pair = embed(made, same_level=bool(level))
-                to_ref, to_src = (e_pair * e_in[partner]).sum(1), (e_pair * e_in).sum(1)
-                metrics.update({f"{key}{name}{level}_cos_to_reference": round(float(to_ref.mean()), 4),
-                                f"{key}{name}{level}_cos_to_source": round(float(to_src.mean()), 4),
-                                f"{key}{name}{level}_closer_to_reference": round(float((to_ref > to_src).mean()), 4)})
+        made = {"": outputs, **({"_fitted": fitted[1]} if fitted else {})}
+        for name, level in itertools.product(made, ("", "_same_level")):
+            e_pair, e_in = embed(made[name], same_level=bool(level)), e_unseen_level if level else e_unseen
+            to_ref, to_src = (e_pair * e_in[partner]).sum(1), (e_pair * e_in).sum(1)
+            metrics.update({f"{key}{name}{level}_cos_to_reference": round(float(to_ref.mean()), 4),
+                            f"{key}{name}{level}_cos_to_source": round(float(to_src.mean()), 4),
+                            f"{key}{name}{level}_closer_to_reference": round(float((to_ref > to_src).mean()), 4)})
     if fitted:
-        for name, level, made in (("_fitted", "", fitted[0]), ("", "_same_level", unseen_recon),
-                                  ("_fitted", "_same_level", fitted[0])):
+        for name, level, made_recon in (("_fitted", "", fitted[0]), ("", "_same_level", unseen_recon),
+                                        ("_fitted", "_same_level", fitted[0])):
             e_in = e_unseen_level if level else e_unseen
             metrics[f"resemblyzer_reconstruction_cos_unseen{name}{level}"] = round(
-                float((e_in * embed(made, same_level=bool(level))).sum(1).mean()), 4)
+                float((e_in * embed(made_recon, same_level=bool(level))).sum(1).mean()), 4)
         metrics["stoi_reconstructions_unseen_fitted"] = round(float(np.mean(
             [stoi(a, b[:len(a)], 16000) for a, b in zip(unseen, fitted[0])])), 4)
         metrics["fitted_voice_steps"] = FIT_STEPS
