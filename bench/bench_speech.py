@@ -4,10 +4,12 @@
    thread, for a 30 s clip of real speech (speechocean test speakers), with the time split between
    the networks and the vocoder (the neural head against Griffin-Lim, where the checkpoint has a head),
    and the decoder network's GFLOP/s against the measured matmul peak.
-2. Chunked versus whole-file conversion of the same 30 s: the codes must be identical (normalisation
+2. Encode + decode of 2 minutes (several chunks) at three chunk sizes, in the same run: what the halos
+   around each chunk cost.
+3. Chunked versus whole-file conversion of the same 2 minutes: the codes must be identical (normalisation
    statistics come from whole-stream passes); the audio is compared as waveform SNR and as
    magnitude-spectrum distance in dB.
-3. A 1-hour file converted by the real CLI in a subprocess: wall time and peak resident memory.
+4. A 1-hour file converted by the real CLI in a subprocess: wall time and peak resident memory.
 
 Writes bench/results/speech-<model>.json.   python bench/bench_speech.py [--model speech] [--hour]
 """
@@ -18,7 +20,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -126,6 +127,27 @@ def speed(model, wave: np.ndarray) -> dict:
     return result
 
 
+def chunk_sizes(model, wave: np.ndarray, sizes=(512, 1024, 2048), repeats: int = 3) -> dict:
+    """Encode + decode at each chunk size (codes per chunk; the halo stays), interleaved, median of `repeats`."""
+    import vqtool.families.speech.model as speech
+
+    voice, saved, times = model.voice(model.config.speakers[0]), speech.CHUNK_CODES, {n: [] for n in sizes}
+    try:
+        for _ in range(repeats + 1):
+            for size in sizes:
+                speech.CHUNK_CODES = size
+                start = time.perf_counter()
+                model.decode(model.encode(wave), voice)
+                times[size].append(time.perf_counter() - start)
+    finally:
+        speech.CHUNK_CODES = saved
+    seconds = len(wave) / 16000
+    median = {n: float(np.median(t[1:])) for n, t in times.items()}  # the first round warms up
+    return {f"{n} codes ({n * model.config.samples_per_code / 16000:g} s)": {
+        "seconds": round(t, 4), "real_time_factor": round(seconds / t, 1),
+        "time_over_shipped": round(t / median[saved], 3) if saved in median else None} for n, t in median.items()}
+
+
 def seams(model, wave: np.ndarray) -> dict:
     import vqtool.families.speech.model as speech
 
@@ -154,6 +176,15 @@ def seams(model, wave: np.ndarray) -> dict:
                     "when chunked, on the whole file when not: their ratio in dB"}
 
 
+def high_water_mb(pid: int) -> float:
+    """Peak resident memory of a running process (Linux's VmHWM), 0 where it cannot be read."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    return next((int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmHWM")), 0.0)
+
+
 def hour(model_name: str, minutes: float) -> dict:
     wave = test_speech(60)
     with tempfile.TemporaryDirectory() as folder:
@@ -162,14 +193,17 @@ def hour(model_name: str, minutes: float) -> dict:
             for _ in range(int(minutes)):
                 handle.write(wave)
         start = time.perf_counter()
-        result = subprocess.run([sys.executable, "-m", "vqtool", "convert-voice", str(source), "--to", "spk0",
-                                 "-m", model_name, "-o", str(target), "-q"], capture_output=True,
-                                env={**os.environ, "OMP_NUM_THREADS": "1"})
+        child = subprocess.Popen([sys.executable, "-m", "vqtool", "convert-voice", str(source), "--to", "spk0",
+                                  "-m", model_name, "-o", str(target), "-q"], stderr=subprocess.PIPE,
+                                 env={**os.environ, "OMP_NUM_THREADS": "1"})
+        peak = 0.0
+        while child.poll() is None:  # the child's own high-water mark (ru_maxrss would count this process's
+            peak = max(peak, high_water_mb(child.pid))  # pages too: they are the child's until it execs)
+            time.sleep(0.05)
         elapsed = time.perf_counter() - start
-        if result.returncode != 0:
-            raise SystemExit(result.stderr.decode())
+        if child.returncode != 0:
+            raise SystemExit(child.stderr.read().decode())
         frames = sf.info(target).frames
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {"minutes": minutes, "wall_seconds": round(elapsed, 1), "real_time_factor": round(minutes * 60 / elapsed, 1),
             "peak_rss_mb": round(peak, 1), "output_frames": frames, "input_frames": int(minutes) * len(wave)}
 
@@ -184,8 +218,10 @@ def main() -> None:
     torch.set_num_threads(1)
     model = vqtool.load(args.model, device="cpu")
     wave = test_speech(30)
+    long = np.tile(wave, 4)  # 2 minutes: three chunks of 41 s
     report = {"model": args.model, "machine": platform.processor() or platform.machine(), "threads": 1,
-              "torch": torch.__version__, "speed": speed(model, wave), "seams_30s": seams(model, wave)}
+              "torch": torch.__version__, "speed": speed(model, wave), "chunk_sizes_2min": chunk_sizes(model, long),
+              "seams_2min": seams(model, long)}
     if args.hour:
         report["one_hour_file"] = hour(args.model, 60)
     print(f"{'operation (1 thread, 30 s of speech)':40} {'seconds':>8} {'x real time':>12}")
@@ -194,7 +230,10 @@ def main() -> None:
             print(f"{op:40} {row['seconds']:8.3f} {row['real_time_factor']:12.1f}")
     print(f"decoder network: {report['speed']['decoder network only']['gflops']} GFLOP/s of "
           f"{report['speed']['matmul_peak_gflops_1_thread']} GFLOP/s matmul peak (1 thread)")
-    print("chunked vs whole (30 s):", json.dumps(report["seams_30s"]))
+    print(f"{'encode + decode, 2 min, chunk size':40} {'seconds':>8} {'x real time':>12} {'/ shipped':>10}")
+    for size, row in report["chunk_sizes_2min"].items():
+        print(f"{size:40} {row['seconds']:8.3f} {row['real_time_factor']:12.1f} {row['time_over_shipped']:10.3f}")
+    print("chunked vs whole (2 min):", json.dumps(report["seams_2min"]))
     if args.hour:
         print("one-hour file:", json.dumps(report["one_hour_file"]))
     out = ROOT / "bench" / "results" / f"speech-{Path(args.model).stem}.json"

@@ -46,7 +46,8 @@ def test_chunked_conversion_matches_whole_file(tiny_speech, monkeypatch):
     """Codes are identical chunked or whole (the normalisation statistics come from whole-stream passes);
     the audio differs only by Griffin-Lim's phase near the seams."""
     net = load(str(tiny_speech), "cpu")
-    wave = np.concatenate([synthetic_voice(1.5, 110, seed=s) for s in range(18)])  # 27 s: three chunks
+    monkeypatch.setattr(speech, "CHUNK_CODES", 512)
+    wave = np.concatenate([synthetic_voice(1.5, 110, seed=s) for s in range(18)])  # 27 s: three chunks of 512
     chunked_codes = net.encode(wave)
     chunked_audio = net.convert(wave, net.voice("high"))
     monkeypatch.setattr(speech, "CHUNK_CODES", 10_000)
@@ -200,7 +201,8 @@ def test_independent_judges_see_identity_and_level(monkeypatch):
     partner = np.array([2, 2, 0])
     m = independent_metrics(a, a, unseen, unseen, a, quieter, np.arange(3), a, a,
                             unseen_pairs=(partner, [unseen[p] for p in partner]),  # a perfect conversion
-                            fitted=(unseen, [unseen[p] * 3 for p in partner]))  # the same, louder
+                            fitted=(unseen, [unseen[p] * 3 for p in partner]),  # the same, louder
+                            siblings=[b[2], b[0], a[0]])  # another clip of each unseen clip's speaker
     assert m["resemblyzer_zero_shot_unseen_pairs_closer_to_reference"] == 1
     assert m["resemblyzer_zero_shot_unseen_pairs_cos_to_reference"] > 0.99
     assert m["resemblyzer_reconstruction_cos_seen"] > 0.99 and m["stoi_reconstructions_seen"] > 0.99
@@ -210,6 +212,23 @@ def test_independent_judges_see_identity_and_level(monkeypatch):
     pairs = "resemblyzer_zero_shot_unseen_pairs_"
     assert m[pairs + "fitted_same_level_cos_to_reference"] > 0.99 and m[pairs + "same_level_closer_to_reference"] == 1
     assert m["resemblyzer_reconstruction_cos_unseen_fitted_same_level"] > 0.99
+    # judged by other clips of both speakers: the voice is still the reference's, as for the reference itself
+    for made in ("fitted_heldout", "same_level_heldout", "real_reference_heldout"):
+        assert m[f"{pairs}{made}_closer_to_reference"] == 1, made
+    assert m[pairs + "heldout_cos_to_reference"] == m[pairs + "real_reference_heldout_cos_to_reference"]
+    assert m["resemblyzer_reconstruction_cos_unseen_heldout"] == m["resemblyzer_unseen_cos_to_another_clip"]
+
+
+def test_another_clip_each_is_the_same_speaker_never_the_clip():
+    from vqtool.data.speech import Clip
+    from vqtool.families.speech.task import another_clip_each
+
+    pool = [Clip(f"{s}{i}.wav", s, "test", "speechocean") for s in "abc" for i in range(3)]
+    for seed in range(5):
+        others = another_clip_each(pool[:6], pool, seed)
+        assert all(o.speaker == c.speaker and o.path != c.path for c, o in zip(pool[:6], others))
+    assert len({o.path for seed in range(20) for o in another_clip_each(pool[:1], pool, seed)}) == 2
+    assert another_clip_each(pool[:1], pool[:1] + pool[3:], 0) is None  # speaker a has no other clip
 
 
 def test_resemblyzer_judges_every_clip_at_one_level_when_asked():
@@ -475,7 +494,8 @@ def test_decoder_fine_tune_refuses_another_encoder_or_other_speakers(tmp_path, t
 def test_chunked_vocoder_output_matches_whole_file(tiny_vocoder, monkeypatch):
     """The head reads a few neighbouring frames only, so the halo covers it: seams are inaudible."""
     net = load(str(tiny_vocoder), "cpu")
-    wave = np.concatenate([synthetic_voice(1.5, 110, seed=s) for s in range(18)])  # 27 s: three chunks
+    monkeypatch.setattr(speech, "CHUNK_CODES", 512)
+    wave = np.concatenate([synthetic_voice(1.5, 110, seed=s) for s in range(18)])  # 27 s: three chunks of 512
     chunked_audio = net.convert(wave, net.voice("high"), keep_level=True)
     monkeypatch.setattr(speech, "CHUNK_CODES", 10_000)
     whole_audio = net.convert(wave, net.voice("high"), keep_level=True)
@@ -487,7 +507,8 @@ def test_kept_activations_give_the_same_codes_and_audio_as_recomputing(tiny_spee
     """Streams up to KEEP_SAMPLES keep each window's activations between the statistics passes (each layer
     runs once); longer ones recompute in flat memory. Both must give the same numbers, bit for bit."""
     net = load(str(tiny_speech), "cpu")
-    wave = np.concatenate([synthetic_voice(1.5, 110 + 10 * s, seed=s) for s in range(16)])  # 24 s: three chunks
+    monkeypatch.setattr(speech, "CHUNK_CODES", 512)
+    wave = np.concatenate([synthetic_voice(1.5, 110 + 10 * s, seed=s) for s in range(16)])  # 24 s: three chunks of 512
     kept_codes, kept_audio = net.encode(wave), net.convert(wave, net.voice("high"))
     monkeypatch.setattr(speech, "KEEP_SAMPLES", 0)
     assert torch.equal(net.encode(wave), kept_codes)

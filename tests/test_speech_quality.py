@@ -4,7 +4,7 @@ import pytest
 
 from vqtool import load
 from vqtool.data.speech import list_clips, load_waves
-from vqtool.families.speech.task import evaluate_speech
+from vqtool.families.speech.task import another_clip_each, evaluate_speech
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,8 @@ def test_zero_shot_between_unseen_voices_holds_by_resemblyzer(shared_data):
     unseen = [clips[i] for i in rng.choice(len(clips), 16, replace=False)]
     fsdd = [c for c in list_clips(shared_data / "fsdd") if c.split == "test"]
     fsdd = [fsdd[i] for i in rng.choice(len(fsdd), 4, replace=False)]  # the evaluation needs two FSDD voices
-    metrics = evaluate_speech(model, fsdd, unseen, seed=13, independent=True)
+    metrics = evaluate_speech(model, fsdd, unseen, seed=13, independent=True,
+                              unseen_siblings=another_clip_each(unseen, clips, 13))
     recorded = model.metadata["metrics"]
     pairs = "resemblyzer_zero_shot_unseen_pairs_"
     assert metrics[pairs + "cos_to_reference"] > metrics[pairs + "cos_source_to_reference"], metrics
@@ -98,3 +99,6 @@ def test_zero_shot_between_unseen_voices_holds_by_resemblyzer(shared_data):
     assert abs(metrics[unseen_fitted] - recorded[unseen_fitted]) < 0.06, metrics
     same_level = pairs + "fitted_same_level_cos_to_reference"  # every clip judged at one level
     assert abs(metrics[same_level] - recorded[same_level]) < 0.06, metrics
+    heldout = pairs + "fitted_heldout_cos_to_reference"  # by another clip of the reference speaker, which no fit heard
+    assert abs(metrics[heldout] - recorded[heldout]) < 0.06, metrics
+    assert metrics[heldout] < metrics[pairs + "real_reference_heldout_cos_to_reference"], metrics

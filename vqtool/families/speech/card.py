@@ -73,6 +73,14 @@ CARDS = {
             "to -30 dBFS, down as well as up. Resemblyzer itself raises quiet clips to that level but leaves louder "
             "ones as they are, and its embedding is not level-free, so outputs given their source's loudness "
             "(conversion's default) are judged partly by level; these numbers judge voices alone.",
+            "`..._heldout`: the same outputs judged by clips they were not made from: each against another test "
+            "clip of the reference's speaker (drawn at random from that speaker's other three) and of the source's "
+            "speaker, never the reference clip the voice was taken or fitted from, nor the source clip itself; "
+            "reconstructions against another clip of their speaker. The reference clip's fit can copy that "
+            "recording (its words, its channel) as well as the voice; these numbers count the voice alone. "
+            "Ceilings: `resemblyzer_zero_shot_unseen_pairs_real_reference_*_heldout` (the real reference clip "
+            "judged the same way) and `resemblyzer_unseen_cos_to_another_clip` (a real clip against another of "
+            "its speaker).",
         ],
         limitations=[
             "Griffin-Lim vocoding sounds phasey and metallic: intelligible and in the target's voice colour, "

@@ -107,7 +107,7 @@ def _evaluation(test: list, speakers: list[str], speaker_judge, digit_judge, eva
 
     from vqtool.evaluation import AUDIO_CLASSIFIER, judge_record, load_judge
 
-    from .task import INDEPENDENT_JUDGES
+    from .task import INDEPENDENT_JUDGES, another_clip_each
 
     rng = np.random.default_rng(seed)
     seen = [c for c in test if c.speaker in speakers and c.digit is not None]
@@ -123,6 +123,7 @@ def _evaluation(test: list, speakers: list[str], speaker_judge, digit_judge, eva
         return None, {}
     if independent:  # checked before training, not after it
         require_eval_extra(["resemblyzer", "pystoi"], "--no-independent-judges")
+        evaluation["unseen_siblings"] = another_clip_each(evaluation["unseen_test"], unseen, seed)
     return evaluation, {**({"independent_judges": INDEPENDENT_JUDGES} if independent else {}),
                         "judges": {k: judge_record(evaluation[k]) for k in ("speaker_judge", "digit_judge")
                                    if evaluation[k] is not None}}
@@ -331,7 +332,7 @@ def convert_voice(
 ):
     """Say the same words in another voice: encode to codes, decode with the target voice.
 
-    Files are streamed in 10 s chunks (memory stays flat for hours of audio); the output keeps the
+    Files are streamed in 41 s chunks (memory stays flat for hours of audio); the output keeps the
     input's sample rate, length and loudness (`--keep-level`: the decoder's own level). A reference
     clip's voice is first fitted to the decoder (`--fit-steps`; 0: the speaker encoder's embedding).
 

@@ -239,9 +239,11 @@ class VocoderTask(SpeechTask):
 
 
 def evaluate_speech(model: SpeechVQVAE, fsdd_test: list[Clip], unseen_test: list[Clip], speaker_judge=None,
-                    digit_judge=None, seed: int = 0, independent: bool = False) -> dict:
+                    digit_judge=None, seed: int = 0, independent: bool = False,
+                    unseen_siblings: list[Clip] | None = None) -> dict:
     """Reconstruction, conversion and zero-shot metrics on test clips only (see the model card); with
-    `independent`, also those of judges nobody here trained (independent_metrics)."""
+    `independent`, also those of judges nobody here trained (independent_metrics); `unseen_siblings`: for
+    each unseen clip another clip of its speaker (another_clip_each), to judge voices by clips no fit heard."""
     rng = np.random.default_rng(seed)
     spectral = Spectral(model.config.n_fft, model.config.hop, model.config.mels)
     metrics: dict = {}
@@ -319,7 +321,7 @@ def evaluate_speech(model: SpeechVQVAE, fsdd_test: list[Clip], unseen_test: list
         metrics.update(independent_metrics(
             src_waves, recon, unseen_waves, unseen_recon, vocoded, zero_shot, ref_index,
             sources, converted, kept_level, neural_vocoded=neural, griffin_lim=griffin_lim, unseen_pairs=unseen_pairs,
-            fitted=fitted, fsdd=([c.speaker for c in fsdd_test], [speakers[t] for t in targets[groups["fsdd_voices"]]])))
+            fitted=fitted, siblings=load_waves(unseen_siblings) if unseen_siblings else None, fsdd=([c.speaker for c in fsdd_test], [speakers[t] for t in targets[groups["fsdd_voices"]]])))
     if digit_judge is not None:
         digits = np.array([c.digit for c in fsdd_test])
         original = float((digit_judge.predict(src_waves) == digits).mean())
@@ -343,6 +345,14 @@ def fitted_outputs(model: SpeechVQVAE, unseen: list[np.ndarray], partner: np.nda
             [model.convert(w, voices[r]) for w, r in zip(unseen, partner)])
 
 
+def another_clip_each(clips: list[Clip], pool: list[Clip], seed: int) -> list[Clip] | None:
+    """For each clip, a random other clip of its speaker from `pool` (None when a speaker has no other): what
+    a voice made from the clip is judged against when the judge must not hear the clip it was made from."""
+    rng = np.random.default_rng([seed, 20])  # its own stream: the other draws of the evaluation stay as they were
+    others = [[d for d in pool if d.speaker == c.speaker and d.path != c.path] for c in clips]
+    return [js[int(rng.integers(len(js)))] for js in others] if all(others) else None
+
+
 def other_speakers_clip(clips: list[Clip], rng: np.random.Generator) -> np.ndarray | None:
     """For each clip, the index of a random clip of another speaker (None with a single speaker)."""
     others = [[j for j, d in enumerate(clips) if d.speaker != c.speaker] for c in clips]
@@ -362,6 +372,15 @@ def vocode(model: SpeechVQVAE, wave: np.ndarray, neural: bool = False) -> np.nda
     return wave[0, :length].cpu().numpy()
 
 
+def pair_verdicts(key: str, e_made: np.ndarray, e_reference: np.ndarray, e_source: np.ndarray) -> dict:
+    """Mean cosines of the outputs' embeddings to the reference's and to the source's (row by row), and the
+    share nearer the reference."""
+    to_ref, to_src = (e_made * e_reference).sum(1), (e_made * e_source).sum(1)
+    return {f"{key}_cos_to_reference": round(float(to_ref.mean()), 4),
+            f"{key}_cos_to_source": round(float(to_src.mean()), 4),
+            f"{key}_closer_to_reference": round(float((to_ref > to_src).mean()), 4)}
+
+
 INDEPENDENT_JUDGES = ("Resemblyzer 0.1.4 VoiceEncoder (pretrained weights inside its wheel; never trained on this "
                       "project's data), ITU-R BS.1770 loudness (pyloudnorm), STOI (pystoi)")
 
@@ -369,14 +388,16 @@ INDEPENDENT_JUDGES = ("Resemblyzer 0.1.4 VoiceEncoder (pretrained weights inside
 def independent_metrics(originals, recon, unseen, unseen_recon, vocoded, zero_shot, references, sources,
                         converted, kept_level=None, fsdd: tuple | None = None, neural_vocoded=None,
                         griffin_lim: tuple | None = None, unseen_pairs: tuple | None = None,
-                        fitted: tuple | None = None) -> dict:
+                        fitted: tuple | None = None, siblings: list | None = None) -> dict:
     """Judges nobody here trained (the `eval` extra): Resemblyzer's pretrained speaker encoder (weights in its
     wheel; cosine similarities of its utterance embeddings), ITU-R BS.1770 loudness (pyloudnorm) and STOI
     (pystoi). Every list is of 16 kHz waves; pairs are aligned; `references[i]`: the index in `unseen` of the
     clip whose voice zero-shot output i was given; `griffin_lim`: (seen, unseen) reconstructions through
     Griffin-Lim when `recon` came through a vocoder head; `unseen_pairs`: (partner, outputs), output i being
     unseen clip i in the voice of unseen clip partner[i], another speaker's; `fitted`: (reconstructions, outputs)
-    of the same unseen clips and pairs with fitted voices (fitted_outputs)."""
+    of the same unseen clips and pairs with fitted voices (fitted_outputs); `siblings[i]`: another clip of unseen
+    clip i's speaker, which no fit heard (`_heldout` numbers: whose voice an output is, by clips it was not
+    made from)."""
     from pystoi import stoi
 
     from vqtool.evaluation import speaker_embedder
@@ -389,8 +410,9 @@ def independent_metrics(originals, recon, unseen, unseen_recon, vocoded, zero_sh
         return round(float(np.abs(gaps).mean()), 2), round(float(gaps.mean()), 2)
 
     e_src, e_unseen = embed(originals), embed(unseen)  # each clip embedded once (unit-length embeddings)
-    e_out, e_ref = embed(zero_shot), e_unseen[references]
+    e_out, e_ref, e_recon = embed(zero_shot), e_unseen[references], embed(unseen_recon)
     e_unseen_level = embed(unseen, same_level=True) if unseen_pairs or fitted else None
+    e_sibling = {"": embed(siblings), "_same_level": embed(siblings, same_level=True)} if siblings else None
     to_ref, to_src = (e_out * e_ref).sum(1), (e_out * e_src).sum(1)
     metrics = {
         "resemblyzer_zero_shot_cos_to_reference": round(float(to_ref.mean()), 4),
@@ -398,7 +420,7 @@ def independent_metrics(originals, recon, unseen, unseen_recon, vocoded, zero_sh
         "resemblyzer_zero_shot_cos_source_to_reference": round(float((e_src * e_ref).sum(1).mean()), 4),
         "resemblyzer_zero_shot_closer_to_reference": round(float((to_ref > to_src).mean()), 4),
         "resemblyzer_reconstruction_cos_seen": round(float((e_src * embed(recon)).sum(1).mean()), 4),
-        "resemblyzer_reconstruction_cos_unseen": round(float((e_unseen * embed(unseen_recon)).sum(1).mean()), 4),
+        "resemblyzer_reconstruction_cos_unseen": round(float((e_unseen * e_recon).sum(1).mean()), 4),
         "stoi_reconstructions_seen": round(float(np.mean([stoi(a, b[:len(a)], 16000) for a, b in zip(originals, recon)])), 4),
         "stoi_reconstructions_unseen": round(float(np.mean([stoi(a, b[:len(a)], 16000)
                                                             for a, b in zip(unseen, unseen_recon)])), 4),
@@ -415,16 +437,27 @@ def independent_metrics(originals, recon, unseen, unseen_recon, vocoded, zero_sh
         made = {"": outputs, **({"_fitted": fitted[1]} if fitted else {})}
         for name, level in itertools.product(made, ("", "_same_level")):
             e_pair, e_in = embed(made[name], same_level=bool(level)), e_unseen_level if level else e_unseen
-            to_ref, to_src = (e_pair * e_in[partner]).sum(1), (e_pair * e_in).sum(1)
-            metrics.update({f"{key}{name}{level}_cos_to_reference": round(float(to_ref.mean()), 4),
-                            f"{key}{name}{level}_cos_to_source": round(float(to_src.mean()), 4),
-                            f"{key}{name}{level}_closer_to_reference": round(float((to_ref > to_src).mean()), 4)})
-    if fitted:
-        for name, level, made_recon in (("_fitted", "", fitted[0]), ("", "_same_level", unseen_recon),
-                                        ("_fitted", "_same_level", fitted[0])):
+            metrics.update(pair_verdicts(f"{key}{name}{level}", e_pair, e_in[partner], e_in))
+            if e_sibling:  # by other clips of both speakers: not the reference the voice was fitted on, nor the source
+                metrics.update(pair_verdicts(f"{key}{name}{level}_heldout", e_pair, e_sibling[level][partner],
+                                             e_sibling[level]))
+        for level in ("", "_same_level") if e_sibling else ():  # the reference clip itself, judged alike: the ceiling
             e_in = e_unseen_level if level else e_unseen
-            metrics[f"resemblyzer_reconstruction_cos_unseen{name}{level}"] = round(
-                float((e_in * embed(made_recon, same_level=bool(level))).sum(1).mean()), 4)
+            metrics.update(pair_verdicts(f"{key}_real_reference{level}_heldout", e_in[partner],
+                                         e_sibling[level][partner], e_sibling[level]))
+    if fitted:
+        for name, level in itertools.product(("", "_fitted"), ("", "_same_level")):
+            e_in = e_unseen_level if level else e_unseen
+            e_made = embed(fitted[0], same_level=bool(level)) if name else (
+                embed(unseen_recon, same_level=True) if level else e_recon)
+            key = f"resemblyzer_reconstruction_cos_unseen{name}{level}"
+            if name or level:  # the plain one is above
+                metrics[key] = round(float((e_in * e_made).sum(1).mean()), 4)
+            if e_sibling:  # against another clip of the speaker; the real clip against it is the ceiling
+                metrics[f"{key}_heldout"] = round(float((e_sibling[level] * e_made).sum(1).mean()), 4)
+                if not name:
+                    metrics[f"resemblyzer_unseen_cos_to_another_clip{level}"] = round(
+                        float((e_sibling[level] * e_in).sum(1).mean()), 4)
         metrics["stoi_reconstructions_unseen_fitted"] = round(float(np.mean(
             [stoi(a, b[:len(a)], 16000) for a, b in zip(unseen, fitted[0])])), 4)
         metrics["fitted_voice_steps"] = FIT_STEPS
