@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import soundfile as sf
@@ -96,12 +97,8 @@ def speed(model, wave: np.ndarray) -> dict:
         "griffin-lim only": timed(lambda: model.spectral.griffin_lim(magnitude, padded.shape[-1],
                                                                       model.config.griffin_lim_iterations)),
     }
-    saved = speech.KEEP_SAMPLES
-    speech.KEEP_SAMPLES = 0  # as before activations were kept between the statistics passes
-    try:
+    with mock.patch.object(speech, "KEEP_SAMPLES", 0):  # as before activations were kept between passes
         rows["encode, layers recomputed each pass"] = timed(lambda: model.encode(wave))
-    finally:
-        speech.KEEP_SAMPLES = saved
     if model.vocoder is not None:
         log_magnitude = torch.cat([log_mag, log_mag[..., -1:]], -1)
         with torch.no_grad():
@@ -131,22 +128,19 @@ def chunk_sizes(model, wave: np.ndarray, sizes=(512, 1024, 2048), repeats: int =
     """Encode + decode at each chunk size (codes per chunk; the halo stays), interleaved, median of `repeats`."""
     import vqtool.families.speech.model as speech
 
-    saved = speech.CHUNK_CODES
-    voice, times = model.voice(model.config.speakers[0]), {n: [] for n in sorted({*sizes, saved})}
-    try:
-        for _ in range(repeats + 1):
-            for size in times:
-                speech.CHUNK_CODES = size
+    shipped = speech.CHUNK_CODES
+    voice, times = model.voice(model.config.speakers[0]), {n: [] for n in sorted({*sizes, shipped})}
+    for _ in range(repeats + 1):
+        for size in times:
+            with mock.patch.object(speech, "CHUNK_CODES", size):
                 start = time.perf_counter()
                 model.decode(model.encode(wave), voice)
                 times[size].append(time.perf_counter() - start)
-    finally:
-        speech.CHUNK_CODES = saved
     seconds = len(wave) / 16000
     median = {n: float(np.median(t[1:])) for n, t in times.items()}  # the first round warms up
     return {f"{n} codes ({n * model.config.samples_per_code / 16000:g} s)": {
         "seconds": round(t, 4), "real_time_factor": round(seconds / t, 1),
-        "time_over_shipped": round(t / median[saved], 3)} for n, t in median.items()}
+        "time_over_shipped": round(t / median[shipped], 3)} for n, t in median.items()}
 
 
 def seams(model, wave: np.ndarray) -> dict:
@@ -155,13 +149,9 @@ def seams(model, wave: np.ndarray) -> dict:
     voice = model.voice(model.config.speakers[0])
     chunked_codes, chunked_audio = model.encode(wave), model.convert(wave, voice, keep_level=True)
     chunked_level = model.convert(wave, voice)  # level matched on the first window
-    saved = speech.CHUNK_CODES
-    speech.CHUNK_CODES = 1_000_000
-    try:
+    with mock.patch.object(speech, "CHUNK_CODES", 1_000_000):
         whole_codes, whole_audio = model.encode(wave), model.convert(wave, voice, keep_level=True)
         whole_level = model.convert(wave, voice)  # level matched on the whole file
-    finally:
-        speech.CHUNK_CODES = saved
     rms = lambda w: float(np.sqrt(np.mean(np.square(w, dtype=np.float64))))  # noqa: E731
     spec = lambda w: torch.stft(torch.from_numpy(w), 512, 160, window=torch.hann_window(512),  # noqa: E731
                                 return_complex=True).abs()

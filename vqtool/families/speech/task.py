@@ -309,19 +309,17 @@ def evaluate_speech(model: SpeechVQVAE, fsdd_test: list[Clip], unseen_test: list
             if part.stop > part.start:
                 metrics[f"conversion_target_accuracy_{group}"] = round(float((predicted == wanted)[part].mean()), 4)
         metrics["conversion_still_source"] = round(float((predicted == np.tile(source_ids, 2)[: len(targets)]).mean()), 4)
-        e_out, e_src = speaker_judge.embed(zero_shot), speaker_judge.embed(src_waves)
-        e_ref = speaker_judge.embed(unseen_waves)[ref_index]
-        to_ref, to_src = (e_out * e_ref).sum(1), (e_out * e_src).sum(1)
-        metrics["zero_shot_cos_to_reference"] = round(float(to_ref.mean()), 4)
-        metrics["zero_shot_cos_to_source"] = round(float(to_src.mean()), 4)
-        metrics["zero_shot_cos_source_to_reference"] = round(float((e_src * e_ref).sum(1).mean()), 4)
-        metrics["zero_shot_closer_to_reference"] = round(float((to_ref > to_src).float().mean()), 4)
+        e_src = speaker_judge.embed(src_waves).numpy()
+        e_ref = speaker_judge.embed(unseen_waves).numpy()[ref_index]
+        metrics.update(pair_verdicts("zero_shot", speaker_judge.embed(zero_shot).numpy(), e_ref, e_src))
+        metrics["zero_shot_cos_source_to_reference"] = mean_cosine(e_src, e_ref)
     if independent:
         fitted = None if partner is None else fitted_outputs(model, unseen_waves, partner)
         metrics.update(independent_metrics(
             src_waves, recon, unseen_waves, unseen_recon, vocoded, zero_shot, ref_index,
             sources, converted, kept_level, neural_vocoded=neural, griffin_lim=griffin_lim, unseen_pairs=unseen_pairs,
-            fitted=fitted, siblings=load_waves(unseen_siblings) if unseen_siblings else None, fsdd=([c.speaker for c in fsdd_test], [speakers[t] for t in targets[groups["fsdd_voices"]]])))
+            fitted=fitted, siblings=load_waves(unseen_siblings) if unseen_siblings else None,
+            fsdd=([c.speaker for c in fsdd_test], [speakers[t] for t in targets[groups["fsdd_voices"]]])))
     if digit_judge is not None:
         digits = np.array([c.digit for c in fsdd_test])
         original = float((digit_judge.predict(src_waves) == digits).mean())
@@ -372,6 +370,11 @@ def vocode(model: SpeechVQVAE, wave: np.ndarray, neural: bool = False) -> np.nda
     return wave[0, :length].cpu().numpy()
 
 
+def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean row-by-row cosine of unit embeddings, rounded as the cards show it."""
+    return round(float((a * b).sum(1).mean()), 4)
+
+
 def pair_verdicts(key: str, e_made: np.ndarray, e_reference: np.ndarray, e_source: np.ndarray) -> dict:
     """Mean cosines of the outputs' embeddings to the reference's and to the source's (row by row), and the
     share nearer the reference."""
@@ -409,18 +412,16 @@ def independent_metrics(originals, recon, unseen, unseen_recon, vocoded, zero_sh
         gaps = gaps[np.isfinite(gaps)]  # a clip under the -70 LUFS gate has no loudness
         return round(float(np.abs(gaps).mean()), 2), round(float(gaps.mean()), 2)
 
-    e_src, e_unseen = embed(originals), embed(unseen)  # each clip embedded once (unit-length embeddings)
-    e_out, e_ref, e_recon = embed(zero_shot), e_unseen[references], embed(unseen_recon)
-    e_unseen_level = embed(unseen, same_level=True) if unseen_pairs or fitted else None
-    e_sibling = {"": embed(siblings), "_same_level": embed(siblings, same_level=True)} if siblings else None
-    to_ref, to_src = (e_out * e_ref).sum(1), (e_out * e_src).sum(1)
+    # each clip embedded once (unit-length embeddings); `_same_level`: every clip judged at one level (outputs
+    # have their source's loudness); `e_sibling`: another clip of each unseen clip's speaker, no fit heard it
+    levels = ("", "_same_level") if unseen_pairs or fitted else ("",)
+    e_src, e_ref = embed(originals), embed(unseen)[references]
+    e_unseen = {level: embed(unseen, same_level=bool(level)) for level in levels}
+    e_sibling = {level: embed(siblings, same_level=bool(level)) for level in levels} if siblings else None
     metrics = {
-        "resemblyzer_zero_shot_cos_to_reference": round(float(to_ref.mean()), 4),
-        "resemblyzer_zero_shot_cos_to_source": round(float(to_src.mean()), 4),
-        "resemblyzer_zero_shot_cos_source_to_reference": round(float((e_src * e_ref).sum(1).mean()), 4),
-        "resemblyzer_zero_shot_closer_to_reference": round(float((to_ref > to_src).mean()), 4),
-        "resemblyzer_reconstruction_cos_seen": round(float((e_src * embed(recon)).sum(1).mean()), 4),
-        "resemblyzer_reconstruction_cos_unseen": round(float((e_unseen * e_recon).sum(1).mean()), 4),
+        **pair_verdicts("resemblyzer_zero_shot", embed(zero_shot), e_ref, e_src),
+        "resemblyzer_zero_shot_cos_source_to_reference": mean_cosine(e_src, e_ref),
+        "resemblyzer_reconstruction_cos_seen": mean_cosine(e_src, embed(recon)),
         "stoi_reconstructions_seen": round(float(np.mean([stoi(a, b[:len(a)], 16000) for a, b in zip(originals, recon)])), 4),
         "stoi_reconstructions_unseen": round(float(np.mean([stoi(a, b[:len(a)], 16000)
                                                             for a, b in zip(unseen, unseen_recon)])), 4),
@@ -431,33 +432,28 @@ def independent_metrics(originals, recon, unseen, unseen_recon, vocoded, zero_sh
     if unseen_pairs:  # source and reference both unseen, both read sentences: the issue's pairs
         partner, outputs = unseen_pairs
         key = "resemblyzer_zero_shot_unseen_pairs"
-        metrics[f"{key}_cos_source_to_reference"] = round(float((e_unseen * e_unseen[partner]).sum(1).mean()), 4)
-        # with fitted voices: the same pairs, each reference's voice fitted to the decoder (fitted_outputs);
-        # `_same_level`: every clip judged at one level (the outputs have their source's loudness)
+        metrics[f"{key}_cos_source_to_reference"] = mean_cosine(e_unseen[""], e_unseen[""][partner])
+        # with fitted voices: the same pairs, each reference's voice fitted to the decoder (fitted_outputs)
         made = {"": outputs, **({"_fitted": fitted[1]} if fitted else {})}
-        for name, level in itertools.product(made, ("", "_same_level")):
-            e_pair, e_in = embed(made[name], same_level=bool(level)), e_unseen_level if level else e_unseen
+        for name, level in itertools.product(made, levels):
+            e_pair, e_in = embed(made[name], same_level=bool(level)), e_unseen[level]
             metrics.update(pair_verdicts(f"{key}{name}{level}", e_pair, e_in[partner], e_in))
             if e_sibling:  # by other clips of both speakers: not the reference the voice was fitted on, nor the source
                 metrics.update(pair_verdicts(f"{key}{name}{level}_heldout", e_pair, e_sibling[level][partner],
                                              e_sibling[level]))
-        for level in ("", "_same_level") if e_sibling else ():  # the reference clip itself, judged alike: the ceiling
-            e_in = e_unseen_level if level else e_unseen
-            metrics.update(pair_verdicts(f"{key}_real_reference{level}_heldout", e_in[partner],
+        for level in levels if e_sibling else ():  # the reference clip itself, judged alike: the ceiling
+            metrics.update(pair_verdicts(f"{key}_real_reference{level}_heldout", e_unseen[level][partner],
                                          e_sibling[level][partner], e_sibling[level]))
+    # reconstructions of unseen voices, in the clip's own voice and (`_fitted`) with it fitted to the decoder
+    rebuilt = {"": unseen_recon, **({"_fitted": fitted[0]} if fitted else {})}
+    for name, level in itertools.product(rebuilt, levels):
+        e_made, key = embed(rebuilt[name], same_level=bool(level)), f"resemblyzer_reconstruction_cos_unseen{name}{level}"
+        metrics[key] = mean_cosine(e_unseen[level], e_made)
+        if e_sibling:  # against another clip of the speaker; the real clip against it is the ceiling
+            metrics[f"{key}_heldout"] = mean_cosine(e_sibling[level], e_made)
+    for level in levels if e_sibling else ():
+        metrics[f"resemblyzer_unseen_cos_to_another_clip{level}"] = mean_cosine(e_sibling[level], e_unseen[level])
     if fitted:
-        for name, level in itertools.product(("", "_fitted"), ("", "_same_level")):
-            e_in = e_unseen_level if level else e_unseen
-            e_made = embed(fitted[0], same_level=bool(level)) if name else (
-                embed(unseen_recon, same_level=True) if level else e_recon)
-            key = f"resemblyzer_reconstruction_cos_unseen{name}{level}"
-            if name or level:  # the plain one is above
-                metrics[key] = round(float((e_in * e_made).sum(1).mean()), 4)
-            if e_sibling:  # against another clip of the speaker; the real clip against it is the ceiling
-                metrics[f"{key}_heldout"] = round(float((e_sibling[level] * e_made).sum(1).mean()), 4)
-                if not name:
-                    metrics[f"resemblyzer_unseen_cos_to_another_clip{level}"] = round(
-                        float((e_sibling[level] * e_in).sum(1).mean()), 4)
         metrics["stoi_reconstructions_unseen_fitted"] = round(float(np.mean(
             [stoi(a, b[:len(a)], 16000) for a, b in zip(unseen, fitted[0])])), 4)
         metrics["fitted_voice_steps"] = FIT_STEPS
