@@ -7,7 +7,7 @@ codes, and the mean and spread of the code vectors) against what the encoder is 
 log-mel) and the raw log-mel. Each speaker's four utterances take turns as the one held out (four folds);
 the probe fits on the other three. No test data is read.
 
-    python docs/speech_code_leakage.py [--model speech]
+    python docs/speech_code_leakage.py [--model speech]      # scikit-learn: pip install 'vqtool[eval]'
 """
 
 from __future__ import annotations
